@@ -1,0 +1,29 @@
+"""The exceptions ptb raises.
+
+Every one is a ``ProvenanceError``; messages name the volume or file involved
+and what to do about it. A user's own exceptions never pass through here.
+"""
+from __future__ import annotations
+
+
+class ProvenanceError(Exception):
+    """Base class of every error ptb raises on its own account."""
+
+
+class VolumeUnavailableError(ProvenanceError):
+    """The volume cannot be read or written (bad path, no access, server down)."""
+
+
+class CorruptProvenanceError(ProvenanceError):
+    """The volume's ``provenance`` file is not valid JSON; ptb never overwrites it."""
+
+
+class DuplicateProcessError(ProvenanceError, AssertionError):
+    """``logprocess`` found the same process already logged (``duplicate=False``).
+
+    Also an ``AssertionError``, which is what provenance-toolbox 0.1.x raised.
+    """
+
+
+class InvalidInputError(ProvenanceError, ValueError):
+    """An argument given to ptb is not usable; the message says which and why."""

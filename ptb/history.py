@@ -1,0 +1,144 @@
+"""Reading a volume's whole history: the journal, plus what others wrote.
+
+``history`` always reads the journal, so it is complete even when the
+``provenance`` view lags. It also understands volumes written by
+provenance-toolbox 0.1.x (notes packed into ``description``, processes in
+``processing``, code-environment files at the volume root) and keeps every
+other ``processing`` entry (igneous, hand-written) as foreign.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any, Dict, Iterable, List, Optional
+
+from . import journal
+from .errors import CorruptProvenanceError, InvalidInputError
+from .records import (LEGACY_FIELD_SEP, LEGACY_NOTE_SEP, Note, NoteType, ProcessRecord, RunRecord,
+                      content_hash, to_utc)
+from .storage import Volume
+from .view import is_ptb_entry
+
+
+@dataclasses.dataclass
+class History:
+    """Everything recorded about one volume."""
+
+    cloudpath: str
+    processes: List[ProcessRecord]
+    runs: List[RunRecord]
+    notes: List[Note]
+    foreign: List[Dict[str, Any]]
+    provenance: Dict[str, Any]
+    envs: Dict[str, Any]
+    problems: List[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def sources(self) -> List[str]:
+        sources = self.provenance.get("sources") or []
+        return [sources] if isinstance(sources, str) else list(sources)
+
+    @property
+    def owners(self) -> List[str]:
+        return list(self.provenance.get("owners") or [])
+
+    def process(self, key_or_id: str) -> Optional[ProcessRecord]:
+        return next((p for p in self.processes if key_or_id in (p.key, p.id)), None)
+
+    def run(self, run_id: str) -> Optional[RunRecord]:
+        return next((r for r in self.runs if r.id == run_id), None)
+
+    def runs_of(self, process_key: str) -> List[RunRecord]:
+        return [r for r in self.runs if r.process == process_key]
+
+    def notes_of(self, run_id: str) -> List[Note]:
+        return [n for n in self.notes if n.run == run_id]
+
+
+def legacy_notes(description: str) -> List[Note]:
+    """Notes as 0.1.x packed them: ``timestamp;TYPE;content`` joined by `` \\n ``.
+
+    Content may itself hold ``;`` (split at the first two only). Text that is
+    not a note becomes a GENERIC note with no timestamp, as 0.1.x intended.
+    """
+    notes = []
+    for index, chunk in enumerate(c for c in (description or "").split(LEGACY_NOTE_SEP) if c):
+        parts = chunk.split(LEGACY_FIELD_SEP, 2)
+        ident = f"legacy-{index}-{content_hash(chunk, 8)}"
+        try:
+            if len(parts) != 3 or parts[1] not in NoteType.__members__:
+                raise InvalidInputError("not a packed note")
+            notes.append(Note(to_utc(parts[0]), NoteType[parts[1]], parts[2], id=ident))
+        except InvalidInputError:
+            notes.append(Note(None, NoteType.GENERIC, chunk, id=ident))
+    return notes
+
+
+def _legacy_process(index: int, entry: Dict[str, Any]) -> Optional[ProcessRecord]:
+    if not isinstance(entry.get("task"), str) or not isinstance(entry.get("parameters", {}), dict):
+        return None
+    envfiles = entry.get("code_envfiles") or []
+    return ProcessRecord(entry["task"], entry.get("parameters") or {},
+                         tuple(f for f in envfiles if isinstance(f, str)), id=f"legacy-{index}")
+
+
+def _latest_runs(records: Iterable[Any]) -> List[RunRecord]:
+    """The last known state of each run; a final status beats ``running``."""
+    latest: Dict[str, RunRecord] = {}
+    for record in records:
+        if isinstance(record, RunRecord):
+            known = latest.get(record.id)
+            if known is None or record.finished or not known.finished:
+                latest[record.id] = record
+    return sorted(latest.values(), key=lambda r: (r.started, r.id))
+
+
+def _sort_key(note: Note) -> Any:
+    return (note.timestamp is not None, note.timestamp or 0, note.id)
+
+
+def history(volume: Any, secrets: Any = None, *, with_envs: bool = True) -> History:
+    """Read everything recorded about ``volume`` (a CloudVolume or a cloudpath)."""
+    vol = Volume.resolve(volume, secrets)
+    problems: List[str] = []
+    try:
+        prov = vol.read_provenance() or {}
+    except CorruptProvenanceError as exc:
+        warnings.warn(str(exc), stacklevel=2)
+        problems.append(str(exc))
+        prov = {}
+    records = journal.read(vol)
+
+    processes: Dict[str, ProcessRecord] = {}
+    notes: List[Note] = [r for r in records if isinstance(r, Note)]
+    for record in records:
+        if isinstance(record, ProcessRecord):
+            processes.setdefault(record.key, record)
+
+    foreign: List[Dict[str, Any]] = []
+    processing = prov.get("processing") or []
+    for index, entry in enumerate(processing if isinstance(processing, list) else []):
+        if is_ptb_entry(entry):
+            continue
+        legacy = _legacy_process(index, entry) if isinstance(entry, dict) else None
+        if legacy is not None:
+            processes.setdefault(legacy.key, legacy)
+        else:
+            foreign.append(entry if isinstance(entry, dict) else {"value": entry})
+    description = prov.get("description")
+    if isinstance(description, str):
+        notes.extend(legacy_notes(description))
+
+    envs: Dict[str, Any] = {}
+    if with_envs:
+        envs = journal.read_envs(vol, (f for p in processes.values() for f in p.code_envfiles))
+    return History(
+        cloudpath=vol.cloudpath,
+        processes=sorted(processes.values(), key=lambda p: (p.timestamp is not None, p.timestamp or 0, p.id)),
+        runs=_latest_runs(records),
+        notes=sorted(notes, key=_sort_key),
+        foreign=foreign,
+        provenance=prov,
+        envs=envs,
+        problems=problems,
+    )

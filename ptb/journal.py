@@ -1,0 +1,187 @@
+"""The journal: every record its own immutable object under the volume.
+
+Object stores have no append and CloudFiles no conditional write, so instead
+of rewriting one shared file, each record is written once at a key no other
+writer can produce (``ptb/journal/<rid>.json``). Nothing is ever overwritten,
+so nothing is lost however many writers there are. ``pack`` folds journal
+objects into segments (also immutable, uniquely named) so that reading a long
+history takes a handful of requests.
+"""
+from __future__ import annotations
+
+import json
+import random
+import warnings
+from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
+
+from . import spool
+from .errors import InvalidInputError, VolumeUnavailableError
+from .records import Record, envelope, new_id, record_from_json
+from .storage import Volume
+
+JOURNAL = "ptb/journal/"
+SEGMENTS = "ptb/segments/"
+ENV = "ptb/env/"
+MAX_RECORD_BYTES = 1024 * 1024
+MAX_SEGMENTS = 8
+_SEGMENT_RETRIES = 5
+
+
+class RecordWarning(UserWarning):
+    """A journal object could not be read as a ptb record and was skipped."""
+
+
+def compact(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def append(vol: Volume, records: Sequence[Record], *, spool_on_failure: bool = True) -> List[Dict[str, Any]]:
+    """Journal ``records``, one object each; returns their envelopes.
+
+    A record over ``MAX_RECORD_BYTES`` is refused before anything is written.
+    A storage failure spools what was not written (with a warning) when
+    ``spool_on_failure``; otherwise it raises ``VolumeUnavailableError``.
+    """
+    pending: Dict[str, Tuple[Dict[str, Any], str]] = {}
+    for record in records:
+        env = envelope(record)
+        text = compact(env)
+        size = len(text.encode("utf-8"))
+        if size > MAX_RECORD_BYTES:
+            raise InvalidInputError(
+                f"{env['kind']} record {env['rid']} for {vol.cloudpath} is {size} bytes, over the "
+                f"{MAX_RECORD_BYTES}-byte bound: shorten it (large outputs belong in the volume, not its provenance)"
+            )
+        pending[f"{JOURNAL}{env['rid']}.json"] = (env, text)
+    written: Set[str] = set()
+    try:
+        for key, (_, text) in pending.items():
+            vol.put_json(key, text)
+            written.add(key)
+    except Exception as exc:
+        rest = {key: env for key, (env, _) in pending.items() if key not in written}
+        if not spool_on_failure:
+            raise VolumeUnavailableError(f"cannot write to {vol.cloudpath}: {exc}") from exc
+        spool.spool(vol.cloudpath, rest, reason=f"{type(exc).__name__}: {exc}")
+    return [env for env, _ in pending.values()]
+
+
+def _parse_objects(blobs: Dict[str, Any]) -> List[Any]:
+    parsed = []
+    for key, data in blobs.items():
+        if data is None:
+            continue
+        try:
+            parsed.append(json.loads(data))
+        except ValueError:
+            warnings.warn(f"skipping {key}: not JSON", RecordWarning, stacklevel=3)
+    return parsed
+
+
+def read_envelopes(vol: Volume) -> Dict[str, Dict[str, Any]]:
+    """Every journalled object by rid, from the journal and the segments.
+
+    The journal is listed before the segments: a packer deletes a journal
+    object only after the segment holding it is durable, so whatever vanishes
+    from the first listing is found by the second. A segment that vanishes
+    between listing and reading was merged into a newer one: list again.
+    """
+    found: Dict[str, Dict[str, Any]] = {}
+    for env in _parse_objects(vol.get_many(vol.list(JOURNAL))):
+        if isinstance(env, dict) and "rid" in env:
+            found[env["rid"]] = env
+    for _ in range(_SEGMENT_RETRIES):
+        blobs = vol.get_many(vol.list(SEGMENTS))
+        if all(data is not None for data in blobs.values()):
+            break
+    for segment in _parse_objects(blobs):
+        for env in segment.get("records", []) if isinstance(segment, dict) else []:
+            if isinstance(env, dict) and "rid" in env:
+                found.setdefault(env["rid"], env)
+    return found
+
+
+def read(vol: Volume) -> List[Record]:
+    """Every record on the volume, deduplicated, in the order they were written."""
+    envs = read_envelopes(vol)
+    records = []
+    for rid in sorted(envs):
+        try:
+            records.append(record_from_json(envs[rid]))
+        except InvalidInputError as exc:
+            warnings.warn(f"skipping journal record {rid} of {vol.cloudpath}: {exc}", RecordWarning, stacklevel=2)
+    return records
+
+
+def pack(vol: Volume) -> int:
+    """Fold journal objects (and, past ``MAX_SEGMENTS``, all segments) into one new segment.
+
+    Returns how many journal objects were packed. Safe to run from many
+    processes at once: objects are deleted only after the segment holding them
+    is written, and records packed twice are deduplicated on read.
+    """
+    journal_blobs = {k: v for k, v in vol.get_many(vol.list(JOURNAL)).items() if v is not None}
+    segment_keys = vol.list(SEGMENTS)
+    merge = len(segment_keys) > MAX_SEGMENTS
+    if not journal_blobs and not merge:
+        return 0
+    envs: Dict[str, Dict[str, Any]] = {}
+    merged_keys: List[str] = []
+    if merge:
+        segment_blobs = vol.get_many(segment_keys)
+        merged_keys = [k for k, v in segment_blobs.items() if v is not None]
+        for segment in _parse_objects(segment_blobs):
+            for env in segment.get("records", []):
+                envs[env["rid"]] = env
+    packed_keys = []
+    for key, data in journal_blobs.items():
+        try:
+            env = json.loads(data)
+        except ValueError:
+            continue  # left in place for a human to look at
+        envs[env["rid"]] = env
+        packed_keys.append(key)
+    segment = {"v": 1, "records": [envs[rid] for rid in sorted(envs)]}
+    vol.put_json(f"{SEGMENTS}{new_id()}.json", compact(segment))
+    vol.delete(packed_keys + merged_keys)
+    return len(packed_keys)
+
+
+def maybe_pack(vol: Volume, chance: float = 0.02) -> None:
+    """Writers pack now and then, so no one has to remember ``ptb sync``."""
+    if random.random() < chance:
+        try:
+            pack(vol)
+        except Exception as exc:  # packing is housekeeping; it never fails a caller
+            warnings.warn(f"packing the journal of {vol.cloudpath} failed: {exc}", RecordWarning, stacklevel=2)
+
+
+_envs_written: Set[Tuple[str, str]] = set()
+
+
+def write_env(vol: Volume, env: Any, *, spool_on_failure: bool = True) -> str:
+    """Store a code environment once, content-addressed; returns its volume-relative path."""
+    key = env.filename
+    if (vol.cloudpath, key) in _envs_written:
+        return key
+    try:
+        vol.put_json_if_absent(key, env.contents())
+    except Exception as exc:
+        if not spool_on_failure:
+            raise VolumeUnavailableError(f"cannot write {key} to {vol.cloudpath}: {exc}") from exc
+        spool.spool(vol.cloudpath, {key: env.contents()}, reason=f"{type(exc).__name__}: {exc}")
+        return key
+    _envs_written.add((vol.cloudpath, key))
+    return key
+
+
+def read_envs(vol: Volume, keys: Iterable[str]) -> Dict[str, Any]:
+    """The code-environment files named by processes (ptb's and 0.1.x's)."""
+    out = {}
+    for key, data in vol.get_many(sorted(set(keys))).items():
+        if data is not None:
+            try:
+                out[key] = json.loads(data)
+            except ValueError:
+                out[key] = {"unreadable": data[:200].decode("utf-8", "replace")}
+    return out

@@ -1,0 +1,51 @@
+"""Notes on a volume: why it was made, what came of it, anything else.
+
+The 0.1.x API, kept as people write it. A note costs one small journal write
+whatever the length of the history; it reaches the ``provenance`` view a
+moment later, while ``parsenotes`` and ``note_absent`` read the journal and
+never lag.
+"""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Union
+
+from . import journal, view
+from .history import history
+from .records import Note, NoteType, Timestamp, to_utc, utcnow
+from .storage import Volume
+
+
+def addnote(volume: Any, note_type: Union[NoteType, int, str], content: str,
+            timestamp: Timestamp = None, *, run: Optional[str] = None) -> Note:
+    """Record a note of any type; returns it (with its id)."""
+    vol = Volume.resolve(volume)
+    note = Note(to_utc(timestamp) if timestamp is not None else utcnow(), note_type, content, run=run)
+    journal.append(vol, [note])
+    view.update(vol, [note], wait=False)
+    return note
+
+
+def addmotivation(volume: Any, content: str, timestamp: Timestamp = None) -> Note:
+    """Why the volume (or this step) exists."""
+    return addnote(volume, NoteType.MOTIVATION, content, timestamp)
+
+
+def addresult(volume: Any, content: str, timestamp: Timestamp = None) -> Note:
+    """What came out of it."""
+    return addnote(volume, NoteType.RESULT, content, timestamp)
+
+
+def addgeneric(volume: Any, content: str, timestamp: Timestamp = None) -> Note:
+    """Anything else worth remembering."""
+    return addnote(volume, NoteType.GENERIC, content, timestamp)
+
+
+def parsenotes(volume: Any) -> List[Note]:
+    """Every note on the volume, ptb's and 0.1.x's, oldest first."""
+    return history(volume, with_envs=False).notes
+
+
+def note_absent(volume: Any, content: str, note_type: Union[NoteType, int, str, None] = None) -> bool:
+    """True when no note with this content (and type, if given) is recorded."""
+    wanted = None if note_type is None else NoteType.parse(note_type)
+    return not any(n.content == content and wanted in (None, n.note_type) for n in parsenotes(volume))

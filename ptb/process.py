@@ -1,0 +1,81 @@
+"""Processes: a processing step with its parameters and code environments.
+
+The 0.1.x API, kept as people write it. Parameters are made JSON-safe and
+redacted (``ptb.params``); code environments are stored once each,
+content-addressed, and named by the process record.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+from . import journal, view
+from .errors import DuplicateProcessError
+from .history import history
+from .records import ProcessRecord, canonical_json, process_key, utcnow
+from .storage import Volume
+
+
+class Process:
+    """A processing step that affects a volume.
+
+    Args:
+        description: What the step does.
+        parameters: dict, SimpleNamespace, ConfigParser, argparse.Namespace or dataclass.
+        *code_envs: The code environments (``PythonGithubEnv``, ``DockerEnv``, ...).
+    """
+
+    def __init__(self, description: str, parameters: Any, *code_envs: Any):
+        from .params import prepare_parameters
+
+        self.description = description
+        self.parameters = parameters
+        self.code_envs = code_envs
+        self._params = prepare_parameters(parameters)
+
+    @property
+    def key(self) -> str:
+        return process_key(self.description, self._params)
+
+    def logparams(self) -> Dict[str, Any]:
+        """The parameters as recorded: a JSON-safe dict, secrets redacted."""
+        return self._params
+
+    def log(self) -> Tuple[Dict[str, Any], List[str]]:
+        """The 0.1.x pair: the ``processing`` entry and the env files' contents."""
+        names, contents = [], []
+        for env in self.code_envs:
+            name, text = env.log()
+            names.append(name)
+            contents.append(text)
+        return {"task": self.description, "parameters": self._params, "code_envfiles": names}, contents
+
+    def record(self, code_envfiles: Tuple[str, ...] = ()) -> ProcessRecord:
+        return ProcessRecord(self.description, self._params, tuple(code_envfiles), timestamp=utcnow())
+
+    def __repr__(self) -> str:
+        return f"Process({self.description!r}, {canonical_json(self._params)[:80]})"
+
+
+def process_absent(volume: Any, process: Process) -> bool:
+    """True when no process with the same description and parameters is recorded."""
+    return history(volume, with_envs=False).process(process.key) is None
+
+
+def logprocess(volume: Any, process: Process, duplicate: bool = False) -> ProcessRecord:
+    """Record a process and store its code environments.
+
+    Raises:
+        DuplicateProcessError: (an ``AssertionError``) the process is already
+            recorded and ``duplicate`` is False.
+    """
+    vol = Volume.resolve(volume)
+    if not duplicate and not process_absent(vol, process):
+        raise DuplicateProcessError(
+            f"process {process.description!r} with these parameters is already logged on {vol.cloudpath}; "
+            f"pass duplicate=True to log it again"
+        )
+    envfiles = tuple(journal.write_env(vol, env) for env in process.code_envs)
+    record = process.record(envfiles)
+    journal.append(vol, [record])
+    view.update(vol, [record], wait=True)
+    return record

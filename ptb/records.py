@@ -1,0 +1,312 @@
+"""The record model: notes, processes and runs, and their versioned JSON.
+
+Records are immutable values. Each one written to a volume gets its own
+journal object; ``to_json``/``record_from_json`` are the only place that
+knows the on-disk shape, and ``FORMAT_VERSION`` says which shape it is.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import hashlib
+import json
+import os
+import secrets
+import threading
+import time
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
+
+from .errors import InvalidInputError
+
+FORMAT_VERSION = 1
+
+Timestamp = Union[datetime.datetime, str, None]
+
+_id_lock = threading.Lock()
+_last_ns = 0
+
+
+def _reset_id_lock() -> None:
+    global _id_lock
+    _id_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_id_lock)
+
+
+def new_id() -> str:
+    """A 26-character id that sorts by creation time.
+
+    16 hex digits of nanoseconds since the epoch, strictly increasing within a
+    process (so ids made in one clock tick still sort in creation order),
+    followed by 10 random hex digits so that no other writer can produce it.
+    """
+    global _last_ns
+    with _id_lock:
+        now = max(time.time_ns(), _last_ns + 1)
+        _last_ns = now
+    return f"{now:016x}{secrets.token_hex(5)}"
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def to_utc(value: Timestamp) -> Optional[datetime.datetime]:
+    """Timezone-aware UTC from a datetime or an ISO 8601 string.
+
+    Naive values are taken as local time, which is what ``datetime.now()``
+    (and so provenance-toolbox 0.1.x) produced.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            value = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidInputError(
+                f"timestamp {value!r} is not ISO 8601 (e.g. 2024-05-01T12:00:00+00:00)"
+            ) from None
+    if not isinstance(value, datetime.datetime):
+        raise InvalidInputError(f"timestamp must be a datetime or an ISO 8601 string, not {type(value).__name__}")
+    return value.astimezone(datetime.timezone.utc)
+
+
+def _iso(value: Optional[datetime.datetime]) -> Optional[str]:
+    return None if value is None else value.isoformat()
+
+
+def canonical_json(value: Any) -> str:
+    """The one serialisation used for hashing: sorted keys, no spaces."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def content_hash(value: Any, length: int = 16) -> str:
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:length]
+
+
+class NoteType(enum.Enum):
+    """What a note is about; the values match provenance-toolbox 0.1.x."""
+
+    MOTIVATION = 1
+    RESULT = 2
+    GENERIC = 3
+
+    @classmethod
+    def parse(cls, value: Union["NoteType", int, str]) -> "NoteType":
+        if isinstance(value, cls):
+            return value
+        try:
+            if isinstance(value, int):
+                return cls(value)
+            return cls[str(value).strip().upper()]
+        except (KeyError, ValueError):
+            names = ", ".join(t.name for t in cls)
+            raise InvalidInputError(f"note type {value!r} is not one of {names}") from None
+
+
+LEGACY_FIELD_SEP = ";"
+LEGACY_NOTE_SEP = " \n "
+
+
+@dataclasses.dataclass(frozen=True)
+class Note:
+    """A timestamped, typed note about a volume, linked to a run when made inside one.
+
+    ``Note(timestamp, note_type, content)`` is the 0.1.x signature. Strings
+    and naive datetimes are converted to timezone-aware UTC; ``None`` is kept
+    for text of unknown date (a legacy description that is not a note).
+    """
+
+    timestamp: Optional[datetime.datetime]
+    note_type: NoteType
+    content: str
+    id: str = ""
+    run: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timestamp", to_utc(self.timestamp))
+        object.__setattr__(self, "note_type", NoteType.parse(self.note_type))
+        if not isinstance(self.content, str):
+            raise InvalidInputError(f"note content must be a string, not {type(self.content).__name__}")
+        if not self.id:
+            object.__setattr__(self, "id", new_id())
+
+    def __str__(self) -> str:
+        """The 0.1.x packed form ``timestamp;TYPE;content``."""
+        return f"{self.timestamp}{LEGACY_FIELD_SEP}{self.note_type.name}{LEGACY_FIELD_SEP}{self.content}"
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "kind": "note",
+            "id": self.id,
+            "timestamp": _iso(self.timestamp),
+            "type": self.note_type.name,
+            "content": self.content,
+            "run": self.run,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Note":
+        return cls(data.get("timestamp"), data["type"], data["content"], id=data["id"], run=data.get("run"))
+
+
+def process_key(description: str, parameters: Mapping[str, Any]) -> str:
+    """Same description and parameters, same process (``process_absent`` semantics)."""
+    return content_hash([description, parameters])
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessRecord:
+    """A processing step: what it does, with which parameters, in which code.
+
+    ``parameters`` must already be JSON-safe (see ``ptb.params``);
+    ``code_envfiles`` are paths relative to the volume.
+    """
+
+    description: str
+    parameters: Dict[str, Any]
+    code_envfiles: Tuple[str, ...] = ()
+    id: str = ""
+    timestamp: Optional[datetime.datetime] = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "code_envfiles", tuple(self.code_envfiles))
+        object.__setattr__(self, "timestamp", to_utc(self.timestamp))
+        if not self.id:
+            object.__setattr__(self, "id", new_id())
+
+    @property
+    def key(self) -> str:
+        return process_key(self.description, self.parameters)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "kind": "process",
+            "id": self.id,
+            "key": self.key,
+            "timestamp": _iso(self.timestamp),
+            "task": self.description,
+            "parameters": self.parameters,
+            "code_envfiles": list(self.code_envfiles),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ProcessRecord":
+        return cls(
+            data["task"],
+            data.get("parameters") or {},
+            tuple(data.get("code_envfiles") or ()),
+            id=data["id"],
+            timestamp=data.get("timestamp"),
+        )
+
+
+RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """One execution of a process, as known at one moment.
+
+    A run is journalled twice: once ``running`` on entry and once with its
+    final status on exit. A run whose last record is ``running`` never
+    finished (the worker died, or is still going).
+    """
+
+    id: str
+    description: str
+    process: str
+    status: str
+    started: datetime.datetime
+    ended: Optional[datetime.datetime] = None
+    duration: Optional[float] = None
+    parent: Optional[str] = None
+    user: Optional[str] = None
+    host: Optional[str] = None
+    pid: Optional[int] = None
+    resources: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    error: Optional[Dict[str, Any]] = None
+
+    def __post_init__(self) -> None:
+        if self.status not in RUN_STATUSES:
+            raise InvalidInputError(f"run status {self.status!r} is not one of {', '.join(RUN_STATUSES)}")
+        object.__setattr__(self, "started", to_utc(self.started))
+        object.__setattr__(self, "ended", to_utc(self.ended))
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "running"
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "kind": "run",
+            "id": self.id,
+            "task": self.description,
+            "process": self.process,
+            "status": self.status,
+            "started": _iso(self.started),
+            "ended": _iso(self.ended),
+            "duration": self.duration,
+            "parent": self.parent,
+            "user": self.user,
+            "host": self.host,
+            "pid": self.pid,
+            "resources": dict(self.resources),
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "RunRecord":
+        return cls(
+            id=data["id"],
+            description=data.get("task", ""),
+            process=data.get("process", ""),
+            status=data["status"],
+            started=data["started"],
+            ended=data.get("ended"),
+            duration=data.get("duration"),
+            parent=data.get("parent"),
+            user=data.get("user"),
+            host=data.get("host"),
+            pid=data.get("pid"),
+            resources=dict(data.get("resources") or {}),
+            error=data.get("error"),
+        )
+
+
+Record = Union[Note, ProcessRecord, RunRecord]
+
+_KINDS = {"note": Note, "process": ProcessRecord, "run": RunRecord}
+
+
+def envelope(record: Record, rid: Optional[str] = None) -> Dict[str, Any]:
+    """The journal object for a record: its JSON plus format version and record id.
+
+    ``rid`` names this one write; a note's or process's rid is its id, while a
+    run, journalled at start and end, gets a fresh rid each time.
+    """
+    data = record.to_json()
+    data["v"] = FORMAT_VERSION
+    data["rid"] = rid or (record.id if not isinstance(record, RunRecord) else new_id())
+    return data
+
+
+def record_from_json(data: Mapping[str, Any]) -> Record:
+    """Parse one journal object; raises ``InvalidInputError`` for anything else."""
+    try:
+        kind = data["kind"]
+        if data.get("v", FORMAT_VERSION) > FORMAT_VERSION:
+            raise InvalidInputError(
+                f"record {data.get('rid')} has format version {data['v']}; "
+                f"this ptb reads up to {FORMAT_VERSION}: upgrade provenance-toolbox"
+            )
+        return _KINDS[kind].from_json(data)  # type: ignore[attr-defined]
+    except InvalidInputError:
+        raise
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InvalidInputError(f"not a ptb record ({exc!r}): {str(dict(data))[:200]}") from None

@@ -1,0 +1,126 @@
+"""A local spool for records that could not reach their volume.
+
+Once a user's code has run, losing its record is as bad as crashing it. So a
+failed write lands here instead, with a warning that says where, and
+``ptb flush`` (or ``ptb.flush()``) uploads it when the volume is back.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets as _secrets
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+VOLUME_FILE = "volume.json"
+
+
+class SpoolWarning(UserWarning):
+    """Records were kept locally because the volume could not be written."""
+
+
+def spool_dir() -> Path:
+    """``$PTB_SPOOL_DIR``, else ``~/.cache/ptb/spool``."""
+    configured = os.environ.get("PTB_SPOOL_DIR")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ptb" / "spool"
+
+
+def _volume_dir(cloudpath: str) -> Path:
+    return spool_dir() / hashlib.sha256(cloudpath.encode("utf-8")).hexdigest()[:16]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{_secrets.token_hex(6)}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def spool(cloudpath: str, objects: Dict[str, Any], reason: str) -> Path:
+    """Keep ``objects`` (volume-relative key -> JSON value) for a later flush."""
+    directory = _volume_dir(cloudpath)
+    directory.mkdir(parents=True, exist_ok=True)
+    marker = directory / VOLUME_FILE
+    if not marker.exists():
+        _atomic_write(marker, json.dumps({"cloudpath": cloudpath}))
+    for key, obj in objects.items():
+        _atomic_write(directory / key.replace("/", "__"), json.dumps(obj, ensure_ascii=False))
+    warnings.warn(
+        f"ptb could not write {len(objects)} record(s) to {cloudpath} ({reason}). "
+        f"They are kept in {directory}; run `ptb flush` when the volume is reachable again.",
+        SpoolWarning,
+        stacklevel=3,
+    )
+    return directory
+
+
+def pending() -> List[Tuple[str, int]]:
+    """(cloudpath, number of spooled objects) for every volume with something spooled."""
+    root = spool_dir()
+    if not root.is_dir():
+        return []
+    found = []
+    for directory in sorted(root.iterdir()):
+        marker = directory / VOLUME_FILE
+        if marker.is_file():
+            count = sum(1 for p in directory.iterdir() if _is_object(p))
+            found.append((json.loads(marker.read_text())["cloudpath"], count))
+    return found
+
+
+def _is_object(path: Path) -> bool:
+    return path.name != VOLUME_FILE and not path.name.startswith(".")
+
+
+def flush(progress: bool = False) -> Tuple[int, int]:
+    """Upload everything spooled; returns (uploaded, still spooled).
+
+    A volume that is still unreachable keeps its records for the next flush.
+    Cloudpaths that use a CloudFiles alias need the alias registered first.
+    """
+    from tqdm import tqdm
+
+    from . import journal, view
+    from .records import record_from_json
+    from .storage import Volume
+
+    uploaded = remaining = 0
+    root = spool_dir()
+    directories = [d for d in sorted(root.iterdir()) if (d / VOLUME_FILE).is_file()] if root.is_dir() else []
+    for directory in directories:
+        cloudpath = json.loads((directory / VOLUME_FILE).read_text())["cloudpath"]
+        vol = Volume.resolve(cloudpath)
+        files = sorted(p for p in directory.iterdir() if _is_object(p))
+        records = []
+        for done, path in enumerate(tqdm(files, desc=f"Flushing {cloudpath}", disable=not progress)):
+            key = path.name.replace("__", "/")
+            obj = json.loads(path.read_text(encoding="utf-8"))
+            try:
+                if key.startswith(journal.ENV):
+                    vol.put_json_if_absent(key, obj)
+                else:
+                    vol.put_json(key, journal.compact(obj))
+            except Exception as exc:
+                remaining += len(files) - done
+                warnings.warn(f"{cloudpath} is still not writable ({exc}); records stay in {directory}", SpoolWarning)
+                break
+            if key.startswith(journal.JOURNAL):
+                records.append(record_from_json(obj))
+            path.unlink()
+            uploaded += 1
+        else:
+            (directory / VOLUME_FILE).unlink()
+            try:
+                directory.rmdir()
+            except OSError:
+                pass
+        if records:
+            try:
+                view.update(vol, records, wait=True)
+            except Exception as exc:
+                warnings.warn(f"records reached {cloudpath} but its provenance view was not updated ({exc}); "
+                              f"run `ptb sync {cloudpath}`", SpoolWarning)
+    return uploaded, remaining
