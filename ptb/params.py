@@ -1,0 +1,457 @@
+"""The parameters: what a call was given, made JSON-safe and free of secrets.
+
+Recording must never fail the user's call, so conversion degrades instead of
+raising: an unknown object becomes its type and a short repr, a value too big
+to store becomes a summary with a hash. Secrets never reach the volume: values
+under secret-looking names are replaced by ``REDACTED`` (at any depth) and
+credentials inside URLs are stripped, wherever a string turns up.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import hashlib
+import inspect
+import json
+import math
+import os
+import re
+import sys
+import types
+import warnings
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, Callable, Dict, Iterable, Optional
+
+from .errors import InvalidInputError
+
+__all__ = [
+    "REDACTED", "SECRET_WORDS", "ParameterWarning", "is_secret_name", "strip_url_credentials",
+    "to_jsonable", "parameters_from", "prepare_parameters", "bind_call",
+]
+
+REDACTED = "<redacted>"
+MAX_BYTES = 64 * 1024
+MAX_DEPTH = 20
+CYCLE = "<cycle>"
+TOO_DEEP = "<too deep>"
+_HASH_ARRAY_BYTES = 1 << 20   # numpy arrays up to 1 MiB get a content hash
+_MAX_ITEMS = 1_000_000        # beyond this, containers are summarised without being walked
+
+#: Name parts (split on ``_``, ``-``, ``.``, spaces and camelCase) that mark a secret.
+SECRET_WORDS: tuple[str, ...] = (
+    "password", "passwords", "passwd", "pwd", "passphrase", "token", "secret", "secrets",
+    "key", "apikey", "privatekey", "credential", "credentials", "cred", "creds", "auth", "oauth",
+    "authorization", "cookie", "cookies", "session", "signature", "bearer", "jwt",
+)
+# a part ending with one of these is secret too ("dbpassword", "authtoken", "clientsecret")
+_SECRET_SUFFIXES = ("password", "passwd", "passphrase", "secret", "token", "credential",
+                    "credentials")
+# "<prefix>key" written as one word is secret ("apikey", "accesskey"); "monkey" is not
+_KEY_PREFIXES = ("api", "private", "access", "secret", "session", "auth", "signing",
+                 "encryption", "master", "client", "ssh", "gpg", "account", "storage", "sas")
+_QUERY_SECRETS = ("sig",)     # Azure SAS signature
+_SSH_SCHEMES = ("ssh", "git+ssh", "ssh+git", "sftp")
+
+_SPLIT = re.compile(r"[^A-Za-z0-9]+")
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+# userinfo runs to the last "@" before the authority ends, so "p@ss" passwords go entirely
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,30})://(?P<userinfo>[^/?#\s]*)@")
+_QUERY = re.compile(r"(?P<sep>[?&])(?P<name>[^=&#?\s]+)=(?P<value>[^&#\s]*)")
+_ADDRESS = re.compile(r" at 0x[0-9A-Fa-f]+")
+
+
+class ParameterWarning(UserWarning):
+    """A parameter value was recorded as a summary or a repr instead of its value."""
+
+
+def _name_parts(name: str) -> list[str]:
+    return [p.lower() for chunk in _SPLIT.split(name) for p in _CAMEL.findall(chunk)]
+
+
+def is_secret_name(name: str, extra: Iterable[str] = ()) -> bool:
+    """Whether a parameter called ``name`` probably holds a secret.
+
+    Matches whole name parts, so ``api_key``/``apiKey``/``GITHUB_TOKEN`` are
+    secret but ``keys``, ``monkey``, ``keyframe`` and ``author`` are not.
+    ``extra`` names (whole names or name parts, any case) are secret too.
+    """
+    try:
+        name = str(name)
+        parts = _name_parts(name)
+        wanted = {str(e).lower() for e in extra}
+        if name.lower() in wanted or wanted.intersection(parts):
+            return True
+        for part in parts:
+            if part in SECRET_WORDS or part.endswith(_SECRET_SUFFIXES):
+                return True
+            stem = part[:-1] if part.endswith("keys") else part
+            if stem.endswith("key") and stem[:-3] in _KEY_PREFIXES:
+                return True
+        return False
+    except Exception:   # a name that cannot even be read: err on the safe side
+        return True
+
+
+def _strip_userinfo(match: re.Match) -> str:
+    scheme, userinfo = match.group("scheme"), match.group("userinfo")
+    if scheme.lower() in _SSH_SCHEMES and ":" not in userinfo:
+        return match.group(0)     # "ssh://git@host": a user name, not a secret
+    return scheme + "://"
+
+
+def _redact_query(match: re.Match) -> str:
+    name = match.group("name")
+    if is_secret_name(name, _QUERY_SECRETS) and match.group("value") != REDACTED:
+        return f"{match.group('sep')}{name}={REDACTED}"
+    return match.group(0)
+
+
+def strip_url_credentials(text: str) -> str:
+    """Remove credentials from every URL inside ``text``.
+
+    ``https://user:TOKEN@host/x`` becomes ``https://host/x`` (any scheme,
+    user-only forms too), and secret-looking query parameters
+    (``?token=..``, ``X-Amz-Signature=..``, ``sig=..``) get ``REDACTED``
+    values. scp-like ``git@github.com:org/repo.git`` names a user, not a
+    secret, and is left alone, as is the user of ``ssh://git@host/..``.
+    """
+    try:
+        if "@" in text and "://" in text:
+            text = _USERINFO.sub(_strip_userinfo, text)
+        if "=" in text:
+            text = _QUERY.sub(_redact_query, text)
+        return text
+    except Exception:
+        return REDACTED if isinstance(text, str) else text
+
+
+def _type_name(value: Any) -> str:
+    try:
+        t = type(value)
+        return f"{t.__module__}.{t.__qualname__}"
+    except Exception:
+        return "<unknown type>"
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def _summary(value: Any, size: int, unit: str = "bytes", digest: Optional[str] = None) -> dict:
+    return {"type": _type_name(value), "summary": f"too large: {size} {unit}", "sha256": digest}
+
+
+def _module(name: str) -> Any:
+    """A module only if it is already imported: a value of its types cannot exist otherwise."""
+    return sys.modules.get(name)
+
+
+class _Converter:
+    """One conversion: its limits, its redaction rule and what had to degrade."""
+
+    def __init__(self, max_bytes: int, secret: Optional[Callable[[str], bool]] = None):
+        self.max_bytes = max_bytes
+        self.secret = secret
+        self.degraded: list[str] = []
+        self._path: set[int] = set()
+
+    def top(self, value: Any) -> Any:
+        out = self.convert(value, 0)
+        try:
+            data = _encode(out)
+        except Exception:
+            self.degraded.append("not JSON-safe")
+            return self.fallback(value)
+        if len(data) > self.max_bytes:
+            self.degraded.append("too large")
+            return _summary(value, len(data), digest=hashlib.sha256(data).hexdigest())
+        return out
+
+    def fallback(self, value: Any) -> dict:
+        self.degraded.append("repr")
+        try:
+            text = strip_url_credentials(_ADDRESS.sub("", repr(value)[:1000]))[:200]
+            text = self.text(text)
+        except Exception:
+            text = "<unrepresentable>"
+        return {"type": _type_name(value), "repr": text}
+
+    def text(self, value: str) -> Any:
+        value = str.__str__(value)
+        if len(value) > self.max_bytes:
+            data = value.encode("utf-8", "backslashreplace")
+            self.degraded.append("too large")
+            return _summary(value, len(data), digest=hashlib.sha256(data).hexdigest())
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:   # lone surrogates would break every later encode
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return strip_url_credentials(value)
+
+    def mapping(self, items: Iterable[tuple[Any, Any]], depth: int) -> dict:
+        out: Dict[str, Any] = {}
+        for key, val in items:
+            key = key if isinstance(key, str) else self.key(key)
+            key = self.text(key) if isinstance(key, str) and len(key) <= self.max_bytes else "<key>"
+            if self.secret is not None and self.secret(key):
+                out[key] = REDACTED
+            else:
+                out[key] = self.convert(val, depth + 1)
+        return out
+
+    def key(self, key: Any) -> str:
+        if isinstance(key, enum.Enum):
+            return str(key.name)
+        try:
+            return str(key)
+        except Exception:
+            return _type_name(key)
+
+    def convert(self, value: Any, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            self.degraded.append("too deep")
+            return TOO_DEEP
+        try:
+            return self._convert(value, depth)
+        except Exception:
+            return self.fallback(value)
+
+    def _convert(self, v: Any, depth: int) -> Any:
+        t = type(v)
+        if v is None or t is bool:
+            return v
+        if t is int:
+            if v.bit_length() < 10_000:
+                return v
+            self.degraded.append("too large")
+            return _summary(v, v.bit_length(), "bits")
+        if t is str:
+            return self.text(v)
+        if t is float:
+            return v if math.isfinite(v) else str(v)
+        if isinstance(v, enum.Enum):
+            return v.name if v.name is not None else str(v)
+        np = _module("numpy")
+        if np is not None and isinstance(v, np.ndarray):
+            return self.ndarray(v)
+        if np is not None and isinstance(v, np.generic):
+            item = v.item()
+            return self.fallback(v) if isinstance(item, np.generic) else self.convert(item, depth)
+        if isinstance(v, int):
+            return self._convert(int(v), depth)
+        if isinstance(v, float):
+            return self._convert(float(v), depth)
+        if isinstance(v, (bytes, bytearray, memoryview)):
+            data = bytes(v)
+            return {"type": "bytes", "length": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        if isinstance(v, (datetime.datetime, datetime.date, datetime.time)):
+            return v.isoformat()
+        if isinstance(v, datetime.timedelta):
+            return v.total_seconds()
+        if isinstance(v, os.PathLike):
+            path = os.fspath(v)
+            return self.text(path) if isinstance(path, str) else self.convert(path, depth)
+        up = _module("urllib.parse")
+        if up is not None and isinstance(v, (up.ParseResult, up.SplitResult, up.DefragResult)):
+            return self.text(v.geturl())
+        for mod, cls in (("decimal", "Decimal"), ("fractions", "Fraction"), ("uuid", "UUID")):
+            if _module(mod) is not None and isinstance(v, getattr(_module(mod), cls)):
+                return str(v)
+        if isinstance(v, str):
+            return self.text(v)
+        if t.__module__.startswith("cloudvolume") and hasattr(v, "cloudpath") and hasattr(v, "mip"):
+            return {"cloudpath": self.text(str(v.cloudpath)), "mip": self.convert(v.mip, depth)}
+        if id(v) in self._path:
+            self.degraded.append("cycle")
+            return CYCLE
+        self._path.add(id(v))
+        try:
+            return self.container(v, depth)
+        finally:
+            self._path.discard(id(v))
+
+    def container(self, v: Any, depth: int) -> Any:
+        sized = isinstance(v, (list, tuple, deque, set, frozenset, dict, Mapping))
+        if sized and len(v) > min(_MAX_ITEMS, self.max_bytes // 2):
+            self.degraded.append("too large")
+            return _summary(v, len(v), "items")
+        if isinstance(v, (list, tuple, deque)):
+            return [self.convert(x, depth + 1) for x in v]
+        if isinstance(v, (set, frozenset)):
+            try:
+                items = sorted(v)
+            except Exception:
+                items = sorted(v, key=lambda x: (_type_name(x), self.fallback_repr(x)))
+            return [self.convert(x, depth + 1) for x in items]
+        cp = _module("configparser")
+        if cp is not None and isinstance(v, (cp.RawConfigParser, cp.SectionProxy)):
+            return self.mapping(_config_items(v), depth)
+        if isinstance(v, Mapping):
+            return self.mapping(v.items(), depth)
+        ap = _module("argparse")
+        if isinstance(v, types.SimpleNamespace) or (ap is not None and isinstance(v, ap.Namespace)):
+            return self.mapping(vars(v).items(), depth)
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return self.mapping(((f.name, getattr(v, f.name)) for f in dataclasses.fields(v)), depth)
+        return self.fallback(v)
+
+    @staticmethod
+    def fallback_repr(value: Any) -> str:
+        try:
+            return repr(value)
+        except Exception:
+            return ""
+
+    def ndarray(self, a: Any) -> dict:
+        out = {"type": "ndarray", "shape": [int(n) for n in a.shape], "dtype": str(a.dtype)}
+        if a.nbytes <= _HASH_ARRAY_BYTES and not a.dtype.hasobject:
+            data = _module("numpy").ascontiguousarray(a).tobytes()
+            out["sha256"] = hashlib.sha256(data).hexdigest()
+        return out
+
+
+def _config_items(config: Any) -> list[tuple[str, Any]]:
+    """The real values of a ConfigParser (or one section), interpolated where possible."""
+    cp = _module("configparser")
+    if isinstance(config, cp.SectionProxy):
+        return [(k, _config_value(config.parser, config.name, k)) for k in config]
+    items = []
+    defaults = config.defaults()
+    if defaults:
+        items.append((config.default_section, dict(defaults)))
+    for section in config.sections():
+        values = {k: _config_value(config, section, k) for k in config.options(section)}
+        items.append((section, values))
+    return items
+
+
+def _config_value(config: Any, section: str, key: str) -> Any:
+    try:
+        return config.get(section, key)
+    except Exception:     # broken interpolation: the raw text is the real value
+        return config.get(section, key, raw=True)
+
+
+def to_jsonable(value: Any, *, max_bytes: int = MAX_BYTES) -> Any:
+    """A JSON-safe form of ``value`` that can be stored and hashed; never raises.
+
+    Strings lose URL credentials, containers become lists and dicts with str
+    keys, known types their natural text or number, numpy arrays and bytes a
+    summary with a hash, anything else ``{"type", "repr"}``. Anything whose
+    JSON encoding exceeds ``max_bytes`` becomes ``{"type", "summary", "sha256"}``.
+    """
+    return _jsonable(value, max_bytes=max_bytes)[0]
+
+
+def _jsonable(value: Any, *, max_bytes: int, secret: Optional[Callable[[str], bool]] = None
+              ) -> tuple[Any, list[str]]:
+    conv = _Converter(max_bytes, secret)
+    try:
+        return conv.top(value), conv.degraded
+    except Exception:
+        return {"type": _type_name(value), "repr": "<unrepresentable>"}, ["repr"]
+
+
+def parameters_from(obj: Any) -> Dict[str, Any]:
+    """The name -> value pairs held by a parameters container given by a user.
+
+    Accepts None, a mapping, ``types.SimpleNamespace``, ``argparse.Namespace``,
+    a ``ConfigParser`` (each section a dict of its real values) or a dataclass
+    instance; anything else is an ``InvalidInputError``.
+    """
+    if obj is None:
+        return {}
+    cp, ap = _module("configparser"), _module("argparse")
+    if cp is not None and isinstance(obj, cp.RawConfigParser):
+        return {str(k): v for k, v in _config_items(obj)}
+    if isinstance(obj, Mapping):
+        return {k if isinstance(k, str) else str(k): v for k, v in obj.items()}
+    if isinstance(obj, types.SimpleNamespace) or (ap is not None and isinstance(obj, ap.Namespace)):
+        return dict(vars(obj))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    raise InvalidInputError(
+        f"parameters of type {_type_name(obj)} are not supported; give a dict (or other "
+        "mapping), types.SimpleNamespace, argparse.Namespace, configparser.ConfigParser, "
+        "a dataclass instance, or None")
+
+
+def prepare_parameters(params: Any, *, redact: Iterable[str] = (), exclude: Iterable[str] = (),
+                       max_bytes: int = MAX_BYTES) -> Dict[str, Any]:
+    """The parameters as they are stored: JSON-safe, secrets redacted, excluded names gone.
+
+    Values under secret-looking names (``is_secret_name``, plus ``redact``) are
+    replaced by ``REDACTED`` at any depth. Never raises for a value; a value
+    that had to be summarised or repr'd gives a ``ParameterWarning``. Only an
+    unsupported container type raises (``InvalidInputError``).
+    """
+    raw = parameters_from(params)
+    extra = tuple(redact)
+    dropped = set(exclude)
+
+    def secret(name: str) -> bool:
+        return is_secret_name(name, extra)
+
+    out: Dict[str, Any] = {}
+    for name, value in raw.items():
+        if name in dropped:
+            continue
+        key = to_jsonable(name, max_bytes=max_bytes)
+        key = key if isinstance(key, str) else str(name)[:200]
+        if secret(key):
+            out[key] = REDACTED
+            continue
+        out[key], degraded = _jsonable(value, max_bytes=max_bytes, secret=secret)
+        if degraded:
+            _warn(f"ptb: parameter {key!r} is not recorded as given "
+                  f"({', '.join(sorted(set(degraded)))}); pass exclude=[{key!r}] to leave it out")
+    return out
+
+
+def _warn(message: str) -> None:
+    try:
+        warnings.warn(message, ParameterWarning, stacklevel=3)
+    except Exception:    # warnings turned into errors must still not fail the user's call
+        pass
+
+
+_SELF_NAMES = ("self", "cls", "mcs", "mcls", "metacls", "klass")
+
+
+def bind_call(func: Callable, instance: Any, args: tuple, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The parameters of one call, by name, with defaults applied and no ``self``/``cls``.
+
+    Takes the ``(wrapped, instance, args, kwargs)`` a ``wrapt.decorator`` gets,
+    for every call form: function, method, classmethod, staticmethod, and a
+    method called through its class (``K.m(obj, 7)``, where wrapt passes a
+    partial). Binds against the unwrapped function's own signature; ``*args``
+    is kept as a list and ``**kwargs`` as a dict under their names. A call
+    that does not bind gives ``{}``: the user's call raises its own error.
+    """
+    try:
+        target = inspect.unwrap(getattr(func, "__func__", func))
+        sig = inspect.signature(target)
+        params = list(sig.parameters.values())
+        first = params[0] if params else None
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        prepend = (
+            instance is not None and first is not None and first.kind in positional
+            and (first.name in _SELF_NAMES or getattr(func, "__self__", None) is instance
+                 or type(func).__name__ == "PartialCallableObjectProxy"))
+        bound = sig.bind(*((instance,) + tuple(args) if prepend else args), **kwargs)
+        bound.apply_defaults()
+        out = dict(bound.arguments)
+        if first is not None and (prepend or (first.kind in positional
+                                              and first.name in ("self", "cls"))):
+            out.pop(first.name, None)
+        for p in params:
+            if p.kind is inspect.Parameter.VAR_POSITIONAL and p.name in out:
+                out[p.name] = list(out[p.name])
+            elif p.kind is inspect.Parameter.VAR_KEYWORD and p.name in out:
+                out[p.name] = dict(out[p.name])
+        return out
+    except Exception:
+        return {}
