@@ -1,0 +1,123 @@
+"""The journal: one object per record, packing, spooling, env files."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+
+import ptb
+from ptb import journal
+from ptb.env import SourceEnv
+from ptb.errors import InvalidInputError, VolumeUnavailableError
+from ptb.records import Note, NoteType, utcnow
+from ptb.spool import SpoolWarning, pending
+from ptb.storage import Volume
+
+
+def notes(n, prefix="n"):
+    return [Note(utcnow(), NoteType.GENERIC, f"{prefix}{i}") for i in range(n)]
+
+
+def test_each_record_is_its_own_object_and_reads_back_in_write_order(cloudpath):
+    vol = Volume.resolve(cloudpath)
+    written = notes(5)
+    journal.append(vol, written)
+    assert len(vol.list(journal.JOURNAL)) == 5
+    assert journal.read(vol) == written
+
+
+def test_pack_moves_records_into_one_segment_without_losing_any(cloudpath):
+    vol = Volume.resolve(cloudpath)
+    first, second = notes(30, "a"), notes(20, "b")
+    journal.append(vol, first)
+    assert journal.pack(vol) == 30
+    journal.append(vol, second)
+    assert vol.list(journal.JOURNAL) and len(vol.list(journal.SEGMENTS)) == 1
+    assert journal.read(vol) == first + second
+    assert journal.pack(vol) == 20 and vol.list(journal.JOURNAL) == []
+    assert journal.read(vol) == first + second
+
+
+def test_records_packed_twice_are_read_once(cloudpath):
+    """Two packers racing over the same journal objects both write a segment."""
+    vol = Volume.resolve(cloudpath)
+    written = notes(10)
+    envelopes = journal.append(vol, written)
+    twin = {"v": 1, "records": envelopes}
+    vol.put_json(journal.SEGMENTS + "0000-racing-packer.json", twin)
+    journal.pack(vol)
+    assert len(vol.list(journal.SEGMENTS)) == 2
+    assert journal.read(vol) == written
+
+
+def test_many_segments_are_merged(cloudpath):
+    vol = Volume.resolve(cloudpath)
+    written = []
+    for i in range(journal.MAX_SEGMENTS + 2):
+        batch = notes(3, f"s{i}-")
+        journal.append(vol, batch)
+        journal.pack(vol)
+        written += batch
+    assert len(vol.list(journal.SEGMENTS)) <= journal.MAX_SEGMENTS
+    assert journal.read(vol) == written
+
+
+def test_a_record_over_the_size_bound_is_refused_and_nothing_is_written(cloudpath):
+    vol = Volume.resolve(cloudpath)
+    huge = Note(utcnow(), NoteType.GENERIC, "x" * (journal.MAX_RECORD_BYTES + 1))
+    with pytest.raises(InvalidInputError, match="over the .*-byte bound"):
+        journal.append(vol, notes(1) + [huge])
+    assert vol.list(journal.JOURNAL) == []
+
+
+def test_unreadable_objects_are_skipped_with_a_warning(cloudpath):
+    vol = Volume.resolve(cloudpath)
+    journal.append(vol, notes(2))
+    vol.put_json(journal.JOURNAL + "zzz.json", '{"kind": "alien", "rid": "zzz"}')
+    with pytest.warns(journal.RecordWarning, match="zzz"):
+        assert len(journal.read(vol)) == 2
+
+
+def break_journal_dir(tmp_path):
+    """Make file:// journal writes fail: a plain file where the directory should be."""
+    target = tmp_path / "vol" / "ptb" / "journal"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("not a directory")
+    return target
+
+
+def test_a_failed_write_is_spooled_and_flushed_later(tmp_path, spool_dir):
+    vol = Volume.resolve("file://" + str(tmp_path / "vol"))
+    blocker = break_journal_dir(tmp_path)
+    written = notes(3)
+    with pytest.warns(SpoolWarning, match="ptb flush"):
+        journal.append(vol, written)
+    assert pending() == [(vol.cloudpath, 3)]
+    with pytest.warns(SpoolWarning, match="still not writable"):
+        assert ptb.flush() == (0, 3)
+    blocker.unlink()
+    assert ptb.flush() == (3, 0)
+    assert pending() == []
+    assert journal.read(vol) == written
+    assert [n["content"] for n in vol.read_provenance()["ptb"]["notes"]] == ["n0", "n1", "n2"]
+
+
+def test_without_spooling_a_failed_write_raises_a_clear_error(tmp_path):
+    vol = Volume.resolve("file://" + str(tmp_path / "vol"))
+    break_journal_dir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(VolumeUnavailableError, match="cannot write to file://"):
+            journal.append(vol, notes(1), spool_on_failure=False)
+
+
+def test_env_files_are_content_addressed_and_written_once(cloudpath):
+    vol = Volume.resolve(cloudpath)
+    one, two = SourceEnv("f", "def f(): pass"), SourceEnv("f", "def f(): return 1")
+    key_one, key_two = journal.write_env(vol, one), journal.write_env(vol, two)
+    assert key_one != key_two and key_one.startswith(journal.ENV)
+    assert journal.write_env(vol, SourceEnv("f", "def f(): pass")) == key_one
+    assert journal.read_envs(vol, [key_one, key_two, "missing.json"]) == {
+        key_one: one.contents(), key_two: two.contents()}
+    assert json.loads(vol.get_text(key_one)) == one.contents()
