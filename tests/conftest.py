@@ -1,0 +1,235 @@
+"""Shared fixtures: real volumes on every CloudFiles protocol, real git repositories, a spool dir.
+
+``cloudpath`` runs a test once per protocol: ``file``, ``mem``, ``s3`` (a local SeaweedFS server
+reached through the CloudFiles alias ``labs3://``) and ``gs`` (a local fake-gcs-server). The
+servers start on first use and stop at the end of the session; deselect them with
+``-m "not s3"`` / ``-m "not gcs"``.
+
+Known limit of the GCS emulator: it has no batch API, so CloudFiles ``exists()`` and
+``delete()`` (and what uses them: ``touch``, ``CloudFile.exists``) fail on ``gs://`` here.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from servers import FakeGCS, SeaweedS3, fast_failures  # noqa: E402
+
+S3_ALIAS = "labs3"
+PROTOCOLS = ("file", "mem", "s3", "gs")
+GIT_REMOTE = "https://user:SECRETTOKEN@github.com/lab/pipeline.git"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "s3: needs the local SeaweedFS S3 server (deselect with -m 'not s3')")
+    config.addinivalue_line("markers", "gcs: needs the local fake-gcs-server (deselect with -m 'not gcs')")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that asks for ``s3_server``/``gcs_server`` directly is marked like the protocol params."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "s3_server" in names:
+            item.add_marker(pytest.mark.s3)
+        if "gcs_server" in names:
+            item.add_marker(pytest.mark.gcs)
+
+
+@pytest.fixture(scope="session")
+def cloud_home(tmp_path_factory: pytest.TempPathFactory):
+    """A private CloudFiles/CloudVolume config dir for the session: no user secrets are read.
+
+    Set in the environment (for subprocesses, e.g. the ``ptb`` CLI) and patched into the
+    already-imported cloudfiles modules (which read it at import). Holds ``aliases.json`` so
+    subprocesses know ``labs3://`` too.
+    """
+    import cloudfiles.paths
+    import cloudfiles.secrets
+
+    home = tmp_path_factory.mktemp("cloud-home")
+    (home / "secrets").mkdir()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CLOUD_FILES_DIR", str(home))
+    mp.setenv("CLOUD_VOLUME_DIR", str(home))
+    mp.setattr(cloudfiles.secrets, "CLOUD_FILES_SECRETS_DIR", str(home / "secrets"))
+    mp.setattr(cloudfiles.secrets, "CLOUD_VOLUME_SECRETS_DIR", str(home / "secrets"))
+    mp.setattr(cloudfiles.secrets, "PROJECT_NAME", None)
+    mp.setattr(cloudfiles.secrets, "GOOGLE_CREDENTIALS_CACHE", {})
+    mp.setattr(cloudfiles.paths, "ALIAS_FILE", str(home / "aliases.json"))
+    yield home
+    mp.undo()
+
+
+def _flush_pending_ptb_writes() -> None:
+    """Let ptb finish background writes (debounced view updates) while the servers still run.
+
+    Otherwise they run at interpreter exit against a stopped server and hang on retries.
+    """
+    view = sys.modules.get("ptb.view")
+    if view is not None and hasattr(view, "flush"):
+        view.flush()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory, cloud_home: Path):
+    """A running SeaweedS3 (``.endpoint``, ``.bucket``, ``.restart()``, ``.stopped()``).
+
+    Also for the session: AWS_* credentials in the environment (CloudFiles reads them only
+    when AWS_SESSION_TOKEN is set too) and the alias ``labs3://`` -> ``s3://<endpoint>/``,
+    because CloudVolume rejects ``s3://http://...`` paths. ``.root`` is ``labs3://<bucket>/``.
+    """
+    import json
+
+    import cloudfiles.paths
+
+    server = SeaweedS3().start(tmp_path_factory.mktemp("seaweedfs"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AWS_ACCESS_KEY_ID", server.access_key)
+    mp.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
+    mp.setenv("AWS_SESSION_TOKEN", "")
+    mp.setenv("AWS_DEFAULT_REGION", server.region)
+    host = f"s3://{server.endpoint}/"
+    cloudfiles.paths.add_alias(S3_ALIAS, host)
+    (cloud_home / "aliases.json").write_text(json.dumps({S3_ALIAS: {"host": host}}))
+    server.root = f"{S3_ALIAS}://{server.bucket}/"
+    try:
+        yield server
+    finally:
+        _flush_pending_ptb_writes()
+        cloudfiles.paths.remove_alias(S3_ALIAS)
+        mp.undo()
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory: pytest.TempPathFactory, cloud_home: Path):
+    """A running FakeGCS, with STORAGE_EMULATOR_HOST set for the session; ``.root`` is ``gs://<bucket>/``."""
+    server = FakeGCS().start(tmp_path_factory.mktemp("fake-gcs"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STORAGE_EMULATOR_HOST", server.endpoint)
+    server.root = f"gs://{server.bucket}/"
+    try:
+        yield server
+    finally:
+        _flush_pending_ptb_writes()
+        mp.undo()
+        server.stop()
+
+
+def assert_alias_registered(cloudpath: str) -> None:
+    """Fail loudly if ``cloudpath`` uses an alias CloudFiles does not know.
+
+    An unregistered ``labs3://bucket/x`` is silently taken as the relative local path
+    ``labs3:/bucket/x``, so a test would pass while writing to the working directory.
+    """
+    import cloudfiles.paths
+
+    proto = cloudpath.split("://", 1)[0]
+    if proto in ("file", "mem", "gs", "s3"):
+        return
+    assert proto in cloudfiles.paths.ALIASES, f"CloudFiles alias {proto!r} is not registered"
+    assert cloudfiles.paths.extract(cloudpath).protocol == "s3", cloudpath
+
+
+@pytest.fixture(params=[
+    "file",
+    "mem",
+    pytest.param("s3", marks=pytest.mark.s3),
+    pytest.param("gs", marks=pytest.mark.gcs),
+])
+def cloudpath(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty, unique volume location on one protocol (the test runs once per protocol).
+
+    file://<tmp_path>/volume, mem://ptb-test/<uuid>, labs3://ptb-test/<uuid>, gs://ptb-test/<uuid>.
+    Nothing exists there yet; use ``make_volume`` for a real CloudVolume.
+    """
+    proto = request.param
+    name = f"vol-{uuid.uuid4().hex}"
+    if proto == "file":
+        path = f"file://{tmp_path / 'volume'}"
+    elif proto == "mem":
+        path = f"mem://ptb-test/{name}"
+    elif proto == "s3":
+        path = request.getfixturevalue("s3_server").root + name
+    else:
+        path = request.getfixturevalue("gcs_server").root + name
+    assert_alias_registered(path)
+    yield path
+    if proto == "mem":  # mem:// lives for the whole process: free it
+        from cloudfiles import CloudFiles
+
+        cf = CloudFiles(path)
+        cf.delete(list(cf.list()))
+
+
+@pytest.fixture
+def make_volume():
+    """``make_volume(cloudpath, commit_provenance=False) -> CloudVolume``: a real small image volume.
+
+    uint8, 64x64x16 voxels of 4x4x40 nm, info committed (and the default provenance file when
+    asked). Works on all four protocols, gs:// on the emulator included.
+    """
+    def make(cloudpath: str, commit_provenance: bool = False):
+        from cloudvolume import CloudVolume
+
+        assert_alias_registered(cloudpath)
+        info = CloudVolume.create_new_info(1, "image", "uint8", "raw", [4, 4, 40], [0, 0, 0], [64, 64, 16])
+        vol = CloudVolume(cloudpath, info=info, progress=False)
+        vol.commit_info()
+        if commit_provenance:
+            vol.commit_provenance()
+        return vol
+
+    return make
+
+
+@pytest.fixture
+def fast_retries():
+    """Make CloudFiles/boto/google give up at once: for tests that stop a server on purpose.
+
+    Without it, one call against a stopped server takes minutes (cloud-files retries 7 times
+    with backoff, botocore and google-api-core retry underneath). See servers.fast_failures.
+    """
+    with fast_failures():
+        yield
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main", *args],
+        cwd=repo, check=True, capture_output=True, text=True,
+    ).stdout.strip()
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    """A real git repository (git CLI): branch ``main``, one commit of ``pipeline.py``.
+
+    Its remote ``origin`` is ``GIT_REMOTE``, which embeds the credential ``SECRETTOKEN`` that
+    must never reach a volume.
+    """
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    _git(repo, "config", "user.name", "Test Author")
+    _git(repo, "config", "user.email", "author@example.org")
+    (repo / "pipeline.py").write_text("def step(x):\n    return x + 1\n")
+    _git(repo, "add", "pipeline.py")
+    _git(repo, "commit", "-q", "-m", "first step")
+    _git(repo, "remote", "add", "origin", GIT_REMOTE)
+    return repo
+
+
+@pytest.fixture(autouse=True)
+def spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test spools to its own directory (PTB_SPOOL_DIR), never to ~/.cache/ptb. Not created."""
+    path = tmp_path / "spool"
+    monkeypatch.setenv("PTB_SPOOL_DIR", str(path))
+    return path
