@@ -147,11 +147,12 @@ def pack(vol: Volume) -> int:
     return len(packed_keys)
 
 
-def maybe_pack(vol: Volume, chance: float = 0.02) -> None:
-    """Writers pack now and then, so no one has to remember ``ptb sync``."""
+def maybe_pack(vol: Volume, chance: float = 0.05, threshold: int = 256) -> None:
+    """Writers pack now and then (off the hot path), so no one has to remember ``ptb sync``."""
     if random.random() < chance:
         try:
-            pack(vol)
+            if len(vol.list(JOURNAL)) >= threshold:
+                pack(vol)
         except Exception as exc:  # packing is housekeeping; it never fails a caller
             warnings.warn(f"packing the journal of {vol.cloudpath} failed: {exc}", RecordWarning, stacklevel=2)
 

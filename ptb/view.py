@@ -17,6 +17,7 @@ import time
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from . import journal
 from .records import FORMAT_VERSION, Note, ProcessRecord, Record, RunRecord
 from .storage import PROVENANCE, Volume
 
@@ -168,8 +169,6 @@ def update(vol: Volume, records: Sequence[Record], *, wait: bool = True) -> None
 
 def rebuild(vol: Volume) -> Dict[str, Any]:
     """The exact view from the journal, with all foreign content kept; written and returned."""
-    from . import journal
-
     base = vol.read_provenance() or empty_provenance()
     base = {k: v for k, v in base.items() if k != SECTION}
     base["processing"] = [e for e in base.get("processing") or [] if not is_ptb_entry(e)]
@@ -183,8 +182,6 @@ def rebuild(vol: Volume) -> Dict[str, Any]:
 
 def sync(volume: Any) -> Dict[str, Any]:
     """Pack the journal into a segment and rebuild the view exactly (``ptb sync``)."""
-    from . import journal
-
     vol = Volume.resolve(volume)
     flush()
     journal.pack(vol)
@@ -230,7 +227,8 @@ class _Updater:
                     merge_now(vol, records)
                 except Exception as exc:
                     warnings.warn(f"the provenance view of {vol.cloudpath} was not updated ({exc}); run "
-                                  f"`ptb sync {vol.cloudpath}` to rebuild it", ViewWarning)
+                                  f"`ptb sync {vol.cloudpath}` to rebuild it", ViewWarning, stacklevel=1)
+                journal.maybe_pack(vol)
         finally:
             with self.cond:
                 self.busy = False

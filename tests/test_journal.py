@@ -121,3 +121,13 @@ def test_env_files_are_content_addressed_and_written_once(cloudpath):
     assert journal.read_envs(vol, [key_one, key_two, "missing.json"]) == {
         key_one: one.contents(), key_two: two.contents()}
     assert json.loads(vol.get_text(key_one)) == one.contents()
+
+
+def test_writers_pack_only_a_long_journal(cloudpath):
+    vol = Volume.resolve(cloudpath)
+    journal.append(vol, notes(3))
+    journal.maybe_pack(vol, chance=1.0, threshold=4)
+    assert vol.list(journal.SEGMENTS) == []
+    journal.append(vol, notes(1, "more"))
+    journal.maybe_pack(vol, chance=1.0, threshold=4)
+    assert vol.list(journal.JOURNAL) == [] and len(journal.read(vol)) == 4
