@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from . import params
+from .env import DockerEnv, PythonGithubEnv, dockerimageID
 from .errors import (CorruptProvenanceError, DuplicateProcessError, InvalidInputError, ProvenanceError,
                      VolumeUnavailableError)
 from .history import History, history
+from .instrument import RecordingWarning, Run, current_run, documented, provenance
+from .magic import load_ipython_extension
 from .notes import addgeneric, addmotivation, addnote, addresult, note_absent, parsenotes
-from .env import DockerEnv, PythonGithubEnv, dockerimageID
 from .process import Process, logprocess, process_absent
 from .records import Note, NoteType, ProcessRecord, RunRecord
 from .spool import SpoolWarning, flush
@@ -15,8 +17,9 @@ from .view import sync
 __version__ = "0.2.0"
 
 __all__ = [
-    "CorruptProvenanceError", "DockerEnv", "DuplicateProcessError", "PythonGithubEnv", "dockerimageID", "History", "InvalidInputError", "Note", "NoteType",
-    "Process", "ProcessRecord", "ProvenanceError", "RunRecord", "SpoolWarning", "VolumeUnavailableError",
-    "addgeneric", "addmotivation", "addnote", "addresult", "flush", "history", "logprocess", "note_absent",
-    "parsenotes", "process_absent", "sync",
+    "CorruptProvenanceError", "DockerEnv", "DuplicateProcessError", "History", "InvalidInputError", "Note",
+    "NoteType", "Process", "ProcessRecord", "ProvenanceError", "PythonGithubEnv", "RecordingWarning", "Run",
+    "RunRecord", "SpoolWarning", "VolumeUnavailableError", "addgeneric", "addmotivation", "addnote", "addresult",
+    "current_run", "dockerimageID", "documented", "flush", "history", "load_ipython_extension", "logprocess",
+    "note_absent", "params", "parsenotes", "process_absent", "provenance", "sync",
 ]

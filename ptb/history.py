@@ -131,7 +131,8 @@ def history(volume: Any, secrets: Any = None, *, with_envs: bool = True) -> Hist
 
     envs: Dict[str, Any] = {}
     if with_envs:
-        envs = journal.read_envs(vol, (f for p in processes.values() for f in p.code_envfiles))
+        runs_and_processes = [*processes.values(), *(r for r in records if isinstance(r, RunRecord))]
+        envs = journal.read_envs(vol, (f for item in runs_and_processes for f in item.code_envfiles))
     return History(
         cloudpath=vol.cloudpath,
         processes=sorted(processes.values(), key=lambda p: (p.timestamp is not None, p.timestamp or 0, p.id)),

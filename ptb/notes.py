@@ -11,14 +11,22 @@ from typing import Any, List, Optional, Union
 
 from . import journal, view
 from .history import history
+from .instrument import current_run
 from .records import Note, NoteType, Timestamp, to_utc, utcnow
 from .storage import Volume
 
 
 def addnote(volume: Any, note_type: Union[NoteType, int, str], content: str,
             timestamp: Timestamp = None, *, run: Optional[str] = None) -> Note:
-    """Record a note of any type; returns it (with its id)."""
+    """Record a note of any type; returns it (with its id).
+
+    Inside a documented run that logs to this volume, the note is linked to
+    that run unless ``run`` says otherwise.
+    """
     vol = Volume.resolve(volume)
+    if run is None:
+        current = current_run()
+        run = current.id if current is not None and vol.cloudpath in current.cloudpaths else None
     note = Note(to_utc(timestamp) if timestamp is not None else utcnow(), note_type, content, run=run)
     journal.append(vol, [note])
     view.update(vol, [note], wait=False)

@@ -215,7 +215,8 @@ class RunRecord:
 
     A run is journalled twice: once ``running`` on entry and once with its
     final status on exit. A run whose last record is ``running`` never
-    finished (the worker died, or is still going).
+    finished (the worker died, or is still going). ``code_envfiles`` names
+    the environment this run had, which may differ from its process's first.
     """
 
     id: str
@@ -231,8 +232,10 @@ class RunRecord:
     pid: Optional[int] = None
     resources: Dict[str, Any] = dataclasses.field(default_factory=dict)
     error: Optional[Dict[str, Any]] = None
+    code_envfiles: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "code_envfiles", tuple(self.code_envfiles))
         if self.status not in RUN_STATUSES:
             raise InvalidInputError(f"run status {self.status!r} is not one of {', '.join(RUN_STATUSES)}")
         object.__setattr__(self, "started", to_utc(self.started))
@@ -258,6 +261,7 @@ class RunRecord:
             "pid": self.pid,
             "resources": dict(self.resources),
             "error": self.error,
+            "code_envfiles": list(self.code_envfiles),
         }
 
     @classmethod
@@ -276,6 +280,7 @@ class RunRecord:
             pid=data.get("pid"),
             resources=dict(data.get("resources") or {}),
             error=data.get("error"),
+            code_envfiles=tuple(data.get("code_envfiles") or ()),
         )
 
 

@@ -1,0 +1,597 @@
+"""Documenting runs: the ``@provenance`` decorator and the ``documented`` block.
+
+One engine serves both (and the ``%%provenance`` cell magic): every entry makes
+a fresh ``Run``, which writes its start (process, run ``running``, motivation)
+before the user's code runs and its end (final run, result note) after. A
+volume that cannot be read or written fails the entry with a ptb error, before
+anything ran; once the user's code has run, recording never replaces its
+result or exception: storage failures are spooled (``ptb flush``), anything
+else is a ``RecordingWarning``.
+"""
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import functools
+import getpass
+import inspect
+import os
+import socket
+import sys
+import time
+import traceback
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
+
+from . import journal, view
+from .errors import InvalidInputError, ProvenanceError
+from .records import Note, NoteType, ProcessRecord, RunRecord, new_id, process_key, utcnow
+from .storage import Volume
+
+__all__ = ["Run", "RecordingWarning", "current_run", "documented", "provenance"]
+
+MAX_TRACEBACK = 16 * 1024
+MAX_MESSAGE = 4096
+_current: contextvars.ContextVar[Optional[Run]] = contextvars.ContextVar("ptb_current_run", default=None)
+_processes_written: Set[Tuple[str, str]] = set()    # (cloudpath, process key) journalled by this OS process
+_INTERRUPTS: Tuple[type, ...] = (KeyboardInterrupt, SystemExit)
+
+
+class RecordingWarning(UserWarning):
+    """A run could not be recorded completely; the user's call was not affected."""
+
+
+def _warn(message: str) -> None:
+    try:
+        warnings.warn(message, RecordingWarning, stacklevel=3)
+    except Exception:   # warnings turned into errors must still not break the user's call
+        pass
+
+
+def current_run() -> Optional[Run]:
+    """The run being documented in this thread or task, to add notes from inside it."""
+    return _current.get()
+
+
+@functools.cache
+def _whoami() -> Tuple[Optional[str], Optional[str]]:
+    try:
+        user: Optional[str] = getpass.getuser()
+    except Exception:   # no passwd entry in some containers
+        user = os.environ.get("USER")
+    return user, socket.gethostname()
+
+
+def _usage() -> Optional[Tuple[float, float, int, Optional[int]]]:
+    """(user CPU s, system CPU s, RSS, peak RSS in bytes) of this OS process, None if unknown."""
+    try:
+        import psutil
+
+        proc = psutil.Process()
+        cpu, rss = proc.cpu_times(), proc.memory_info().rss
+    except Exception:
+        return None
+    try:
+        import resource
+
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak: Optional[int] = maxrss if sys.platform == "darwin" else maxrss * 1024    # KiB except on macOS
+    except Exception:
+        peak = None
+    return cpu.user, cpu.system, rss, peak
+
+
+def _seconds(duration: float) -> str:
+    if duration < 1:
+        return f"{duration * 1000:.3g} ms"
+    return f"{duration:.3g} s" if duration < 120 else f"{int(duration // 60)} min {duration % 60:.0f} s"
+
+
+def _type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _error(exc: BaseException) -> Dict[str, Any]:
+    """Type, message and traceback (its first line and last frames, bounded), URL credentials stripped."""
+    from .params import strip_url_credentials
+
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<unprintable>"
+    chunks = [c if len(c) <= 2048 else c[:2048] + " ...\n"
+              for c in traceback.format_exception(type(exc), exc, exc.__traceback__)]
+    text = "".join(chunks)
+    if len(text) > MAX_TRACEBACK:     # keep where it started (first frames) and where it failed (last ones)
+        head, tail = chunks[:4], []
+        budget = MAX_TRACEBACK - 100 - sum(map(len, head))
+        for chunk in reversed(chunks[4:]):
+            if len(chunk) > budget:
+                break
+            tail.append(chunk)
+            budget -= len(chunk)
+        omitted = f"  ... [{len(chunks) - len(head) - len(tail)} frames omitted] ...\n"
+        text = "".join(head) + omitted + "".join(reversed(tail))
+    return {"type": _type_name(exc), "message": strip_url_credentials(message[:MAX_MESSAGE]),
+            "traceback": strip_url_credentials(text)}
+
+
+def _reset(token: contextvars.Token, previous: Optional[Run]) -> None:
+    try:
+        _current.reset(token)
+    except ValueError:      # ended in another context (a generator closed elsewhere)
+        _current.set(previous)
+
+
+class Run:
+    """One documented execution; a fresh one per call, block or cell (never reused).
+
+    Used as a context manager. Inside it, ``note`` adds a note linked to the
+    run, ``result`` sets the result note, and values added to ``parameters``
+    are recorded (the run's process is the one with all of them).
+    """
+
+    def __init__(self, volumes: Sequence[Volume], description: str, parameters: Optional[Dict[str, Any]] = None,
+                 *, motivation: Optional[str] = None, result: Union[str, Callable[[Any], Any], None] = None,
+                 redact: Sequence[str] = (), exclude: Sequence[str] = (), source_file: Optional[str] = None,
+                 func: Optional[Callable] = None, sources: Sequence[Any] = ()):
+        _check(description, motivation, result)
+        if not volumes:
+            raise InvalidInputError(f"run {description!r} has no volume to log to")
+        self.id = new_id()
+        self.volumes = list({vol.cloudpath: vol for vol in volumes}.values())
+        self.description = description
+        self.parameters: Dict[str, Any] = dict(parameters or {})
+        self.motivation = motivation
+        self.parent: Optional[str] = None
+        self.status = "new"
+        self.duration: Optional[float] = None
+        self._result = result
+        self._redact, self._exclude = tuple(redact), tuple(exclude)
+        self._source_file, self._func, self._sources = source_file, func, list(sources)
+        self._results: List[Note] = []
+        self._value_text: Optional[str] = None
+        self._ended_early: Optional[str] = None
+        self._parent_run: Optional[Run] = None
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} {self.description!r} {self.status}>"
+
+    @property
+    def cloudpaths(self) -> List[str]:
+        return [vol.cloudpath for vol in self.volumes]
+
+    # ----------------------------------------------------------- user API
+    def note(self, text: str, note_type: Union[NoteType, int, str] = NoteType.GENERIC) -> Note:
+        """Record a note now, linked to this run (a journal write; the view follows soon)."""
+        if self.status == "new":
+            raise ProvenanceError("enter the run (`with ptb.documented(...) as run:`) before adding notes")
+        note = Note(utcnow(), NoteType.parse(note_type), text, run=self.id)
+        for vol in self.volumes:
+            journal.append(vol, [note])
+            view.update(vol, [note], wait=False)
+        return note
+
+    def result(self, text: str) -> None:
+        """Set the result note, written when the run ends (replaces the default one)."""
+        self._results.append(Note(utcnow(), NoteType.RESULT, text, run=self.id))
+
+    # ------------------------------------------------------------ entry
+    def __enter__(self) -> Run:
+        self._start()
+        self._token = _current.set(self)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
+        _reset(self._token, self._parent_run)
+        self._finish(exc)       # returns None: the exception, if any, propagates unchanged
+
+    def _start(self) -> None:
+        """Write the run's start; raises (a ptb error) before the user's code runs, never after."""
+        from .params import prepare_parameters
+
+        if self.status != "new":
+            raise ProvenanceError(f"run {self.id} was already entered: each call, block or cell needs its own "
+                                  f"ptb.documented(...)")
+        self.status = "not started"
+        self._parent_run = _current.get()
+        self.parent = self._parent_run.id if self._parent_run is not None else None
+        for vol in self.volumes:
+            vol.check_readable()
+        self._recorded = prepare_parameters(self.parameters, redact=self._redact, exclude=self._exclude)
+        self._param_ids = {k: id(v) for k, v in self.parameters.items()}
+        envs = self._capture()
+        self._envfiles = tuple(env.filename for env in envs)
+        self.started = utcnow()
+        self._record = RunRecord(
+            id=self.id, description=self.description, process=process_key(self.description, self._recorded),
+            status="running", started=self.started, parent=self.parent, user=_whoami()[0],
+            host=_whoami()[1], pid=os.getpid(), code_envfiles=self._envfiles)
+        self._motivation = Note(self.started, NoteType.MOTIVATION,
+                                self.motivation or f"run of {self.description!r} (no motivation given)", run=self.id)
+        started: List[Volume] = []
+        try:
+            for vol in self.volumes:
+                for env in envs:
+                    journal.write_env(vol, env, spool_on_failure=False)
+                proc = self._new_process(vol, self._recorded)
+                journal.append(vol, [*proc, self._record, self._motivation], spool_on_failure=False)
+                started.append(vol)
+                self._process_written(vol, proc)
+                view.update(vol, [self._record, self._motivation], wait=False)
+        except BaseException as exc:
+            self._abandon(started, exc)
+            raise
+        self.status = "running"
+        self._cpu0 = _usage()
+        self._t0 = time.perf_counter()
+
+    def _capture(self) -> List[Any]:
+        try:
+            from . import env
+
+            envs = list(env.capture(self._source_file, self._func))
+        except Exception as exc:
+            _warn(f"ptb could not capture the code environment of {self.description!r}: {exc!r}")
+            envs = []
+        return envs + self._sources
+
+    def _new_process(self, vol: Volume, recorded: Dict[str, Any]) -> List[ProcessRecord]:
+        if (vol.cloudpath, process_key(self.description, recorded)) in _processes_written:
+            return []
+        return [ProcessRecord(self.description, recorded, self._envfiles, timestamp=utcnow())]
+
+    @staticmethod
+    def _process_written(vol: Volume, proc: List[ProcessRecord]) -> None:
+        for record in proc:
+            if len(_processes_written) > 100_000:     # a worker with unique parameters per task
+                _processes_written.clear()
+            _processes_written.add((vol.cloudpath, record.key))
+            view.update(vol, [record], wait=True)     # processes are rare: written through at once
+
+    def _abandon(self, started: List[Volume], exc: BaseException) -> None:
+        """Close the run on volumes where it started before another volume failed."""
+        if not started:
+            return
+        try:
+            final = dataclasses.replace(self._record, status="failed", ended=utcnow(), duration=0.0, error={
+                "type": _type_name(exc), "message": f"not started: {exc}"[:MAX_MESSAGE], "traceback": ""})
+            for vol in started:
+                journal.append(vol, [final])
+        except Exception as err:
+            _warn(f"ptb could not close run {self.id} that did not start: {err!r}")
+
+    # ------------------------------------------------------------- exit
+    def _returned(self, value: Any) -> None:
+        """Turn the return value into the result note with the user's callable; never raises."""
+        if callable(self._result):
+            try:
+                self._value_text = str(self._result(value))
+            except Exception as exc:
+                _warn(f"ptb: the result callable of {self.description!r} raised {exc!r}; "
+                      f"the default result note is recorded instead")
+
+    def _finish(self, exc: Optional[BaseException] = None) -> None:
+        """Write the run's end. Never raises: the user's result or exception comes first."""
+        if self.status != "running":
+            return
+        try:
+            self.duration = duration = time.perf_counter() - self._t0
+            ended = utcnow()
+            resources = self._resources()
+            if exc is None:
+                self.status, error = "succeeded", None
+            else:
+                self.status = "interrupted" if isinstance(exc, _INTERRUPTS) or _cancelled(exc) else "failed"
+                error = _error(exc)
+            recorded, proc_key = self._recorded, self._record.process
+            if {k: id(v) for k, v in self.parameters.items()} != self._param_ids:
+                from .params import prepare_parameters
+
+                recorded = prepare_parameters(self.parameters, redact=self._redact, exclude=self._exclude)
+                proc_key = process_key(self.description, recorded)
+            final = dataclasses.replace(self._record, status=self.status, ended=ended, duration=duration,
+                                        resources=resources, error=error, process=proc_key)
+            notes = self._result_notes(ended, duration, error)
+        except Exception as err:
+            self.status = "unrecorded"
+            _warn(f"ptb could not record the end of run {self.id} ({self.description!r}): {err!r}")
+            return
+        for vol in self.volumes:
+            try:
+                proc = self._new_process(vol, recorded) if proc_key != self._record.process else []
+                journal.append(vol, [*proc, final, *notes])       # spools (with a warning) if the volume fails
+                self._process_written(vol, proc)
+                view.update(vol, [final, *notes], wait=False)
+            except Exception as err:
+                _warn(f"ptb could not record the end of run {self.id} on {vol.cloudpath}: {err!r}")
+
+    def _resources(self) -> Dict[str, Any]:
+        """CPU time of this OS process (all its threads) during the run; its RSS now and its peak RSS so far."""
+        now, before = _usage(), self._cpu0
+        if now is None or before is None:
+            return {}
+        user, system = now[0] - before[0], now[1] - before[1]
+        return {"cpu_time_s": round(user + system, 6), "cpu_user_s": round(user, 6),
+                "cpu_system_s": round(system, 6), "memory_bytes": now[2], "peak_memory_bytes": now[3]}
+
+    def _result_notes(self, ended: Any, duration: float, error: Optional[Dict[str, Any]]) -> List[Note]:
+        took = _seconds(duration)
+        if error is not None:
+            message = error["message"][:500]
+            text = f"{self.status} after {took}: {error['type']}" + (f": {message}" if message else "")
+            return [*self._results, Note(ended, NoteType.RESULT, text, run=self.id)]
+        if self._results:
+            return list(self._results)
+        if self._value_text is not None:
+            text = self._value_text
+        elif isinstance(self._result, str):
+            text = self._result
+        else:
+            text = f"succeeded in {took}" + (f" ({self._ended_early})" if self._ended_early else "")
+        return [Note(ended, NoteType.RESULT, text, run=self.id)]
+
+
+def _check(description: Any, motivation: Any, result: Any) -> None:
+    if not isinstance(description, str) or not description.strip():
+        raise InvalidInputError("a documented run needs a description (a non-empty str)")
+    if motivation is not None and not isinstance(motivation, str):
+        raise InvalidInputError(f"motivation must be a str, not {type(motivation).__name__}")
+    if result is not None and not (isinstance(result, str) or callable(result)):
+        raise InvalidInputError("result must be a str or a callable applied to the return value")
+
+
+def _cancelled(exc: BaseException) -> bool:
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(exc, asyncio.CancelledError)
+
+
+# ------------------------------------------------------------------ the decorator
+def _targets(volume: Any) -> List[Any]:
+    items = list(volume) if isinstance(volume, (list, tuple)) else [volume]
+    if not items:
+        raise InvalidInputError("no volume given: pass a CloudVolume, a cloudpath, a list of them or a parameter name")
+    return items
+
+
+def _is_name(target: Any) -> bool:
+    return isinstance(target, str) and "://" not in target
+
+
+def _unwrap(func: Any) -> Any:
+    target = getattr(func, "__func__", func)
+    try:
+        return inspect.unwrap(target)
+    except ValueError:
+        return target
+
+
+def _resolve_value(value: Any, name: str, secrets: Any) -> List[Volume]:
+    if value is None:
+        raise InvalidInputError(f"parameter {name!r} is None: ptb needs a CloudVolume or a cloudpath there to log to")
+    try:
+        return [Volume.resolve(v, secrets) for v in _targets(value)]
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"parameter {name!r}: {exc}") from None
+
+
+def provenance(volume: Any, description: str, *, motivation: Optional[str] = None,
+               result: Union[str, Callable[[Any], Any], None] = None, parameters: Any = None,
+               exclude: Sequence[str] = (), redact: Sequence[str] = (), secrets: Any = None) -> Callable:
+    """Document every call of the decorated function as a run on ``volume``.
+
+    Args:
+        volume: A CloudVolume, a cloudpath, a list of them, or the name of one
+            of the function's parameters that holds one (or a list).
+        description: What the function does; with the parameters, it names the process.
+        motivation: Why (the motivation note); a default names the description.
+        result: The result note's text, or a callable applied to the return value.
+        parameters: Extra values recorded with the call's own (dict, namespace, ConfigParser, dataclass).
+        exclude: Parameter names left out. redact: more names whose values are secret.
+        secrets: CloudFiles secrets for cloudpaths.
+
+    Works on functions, methods, class- and staticmethods, coroutine functions
+    (the run ends after the ``await``), generators and async generators (the
+    run ends when they are exhausted or closed).
+    """
+    from .params import parameters_from
+
+    targets = _targets(volume)
+    names = [t for t in targets if _is_name(t)]
+    fixed = [Volume.resolve(t, secrets) for t in targets if not _is_name(t)]
+    parameters_from(parameters)           # an unusable container fails now, not at the first call
+    _check(description, motivation, result)
+
+    def decorate(func: Callable) -> Callable:
+        import wrapt
+
+        from .params import bind_call
+
+        target = _unwrap(func)
+        if not callable(target):
+            raise InvalidInputError(f"@ptb.provenance decorates functions, not {type(func).__name__}")
+        sig_params = inspect.signature(target).parameters
+        varkw = next((p.name for p in sig_params.values() if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+        unknown = [n for n in names if n not in sig_params and varkw is None]
+        if unknown:
+            raise InvalidInputError(
+                f"{getattr(target, '__qualname__', target)} has no parameter {unknown[0]!r} to take the volume from; "
+                f"its parameters are {', '.join(sig_params) or 'none'} (a cloudpath must contain '://')")
+        code = getattr(target, "__code__", None)
+        source_file = inspect.getsourcefile(target) if code is not None else None
+        kind = ("agen" if inspect.isasyncgenfunction(target) else "gen" if inspect.isgeneratorfunction(target)
+                else "coro" if inspect.iscoroutinefunction(target) else "sync")
+
+        def make_run(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Optional[Run]:
+            bound = bind_call(wrapped, instance, args, kwargs)
+            vols = list(fixed)
+            for name in names:
+                holder = bound if name in bound else bound.get(varkw or "", {})
+                if name not in holder:
+                    return None         # the call does not bind: let the function raise its own TypeError
+                vols += _resolve_value(holder[name], name, secrets)
+            raw = {**bound, **parameters_from(parameters)}
+            return Run(vols, description, raw, motivation=motivation, result=result, redact=redact,
+                       exclude=exclude, source_file=source_file, func=target)
+
+        @wrapt.decorator
+        def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+            run = make_run(wrapped, instance, args, kwargs)
+            if run is None:
+                value = wrapped(*args, **kwargs)
+                _warn(f"{getattr(target, '__qualname__', target)} was not documented: its volume parameter "
+                      f"is missing from the call")
+                return value
+            if kind == "sync":
+                with run:
+                    value = wrapped(*args, **kwargs)
+                    run._returned(value)
+                return value
+            return _RUNNERS[kind](run, wrapped(*args, **kwargs))
+
+        return wrapper(func)
+
+    return decorate
+
+
+def _start_or_close(run: Run, close: Callable[[], Any]) -> None:
+    try:
+        run._start()
+    except BaseException:
+        close()         # the user's code never ran; no "never awaited" warning either
+        raise
+
+
+def _step(run: Run, call: Callable[[Any], Any], arg: Any) -> Any:
+    token = _current.set(run)       # current only while the wrapped body runs, not while it is suspended
+    try:
+        return call(arg)
+    finally:
+        _reset(token, run._parent_run)
+
+
+async def _astep(run: Run, call: Callable[[Any], Any], arg: Any) -> Any:
+    token = _current.set(run)
+    try:
+        return await call(arg)
+    finally:
+        _reset(token, run._parent_run)
+
+
+async def _coroutine(run: Run, coro: Any) -> Any:
+    _start_or_close(run, coro.close)
+    try:
+        value = await _astep(run, lambda _: coro, None)
+    except BaseException as exc:
+        run._finish(exc)
+        raise
+    run._returned(value)
+    run._finish()
+    return value
+
+
+def _generator(run: Run, gen: Any) -> Any:
+    """Drive ``gen`` step by step (PEP 380 by hand); the run ends when it is exhausted, fails or is closed."""
+    _start_or_close(run, gen.close)
+    count, call, arg = 0, gen.send, None
+    try:
+        while True:
+            try:
+                item = _step(run, call, arg)
+            except StopIteration as stop:
+                returned = stop.value
+                break
+            count += 1
+            try:
+                call, arg = gen.send, (yield item)
+            except GeneratorExit:
+                run._ended_early = f"closed by the caller after {count} item(s)"
+                _step(run, lambda _: gen.close(), None)
+                raise
+            except BaseException as exc:
+                call, arg = gen.throw, exc
+    except BaseException as exc:
+        run._finish(None if isinstance(exc, GeneratorExit) else exc)
+        raise
+    run._ended_early = f"{count} item(s)"
+    run._returned(returned)
+    run._finish()
+    return returned
+
+
+async def _async_generator(run: Run, agen: Any) -> Any:
+    """The same for async generators: ``asend``/``athrow``/``aclose``."""
+    _start_or_close(run, lambda: None)      # an async generator never started needs no closing
+    count, call, arg = 0, agen.asend, None
+    try:
+        while True:
+            try:
+                item = await _astep(run, call, arg)
+            except StopAsyncIteration:
+                break
+            count += 1
+            try:
+                call, arg = agen.asend, (yield item)
+            except GeneratorExit:
+                run._ended_early = f"closed by the caller after {count} item(s)"
+                await _astep(run, lambda _: agen.aclose(), None)
+                raise
+            except BaseException as exc:
+                call, arg = agen.athrow, exc
+    except BaseException as exc:
+        run._finish(None if isinstance(exc, GeneratorExit) else exc)
+        raise
+    run._ended_early = f"{count} item(s)"
+    run._finish()
+
+
+_RUNNERS = {"coro": _coroutine, "gen": _generator, "agen": _async_generator}
+
+
+# ------------------------------------------------------------- the context manager
+def _from_caller(names: Union[str, Sequence[str]], frame: Any) -> Dict[str, Any]:
+    wanted = names.replace(",", " ").split() if isinstance(names, str) else list(names)
+    missing = [n for n in wanted if n not in frame.f_locals and n not in frame.f_globals]
+    if missing:
+        raise InvalidInputError(f"parameters {', '.join(map(repr, missing))} name no variable where "
+                                f"ptb.documented was called; give their values in a dict instead")
+    return {n: frame.f_locals[n] if n in frame.f_locals else frame.f_globals[n] for n in wanted}
+
+
+def _caller_sources(filename: str) -> Tuple[Optional[str], List[Any]]:
+    """The source file to find the git checkout from, and the cell's source when there is no file."""
+    if os.path.isfile(filename):
+        return filename, []
+    import linecache
+
+    from .env import SourceEnv
+
+    lines = linecache.getlines(filename)
+    return None, ([SourceEnv("cell", "".join(lines), filename)] if lines else [])
+
+
+def documented(volume: Any, description: str, *, parameters: Any = None, motivation: Optional[str] = None,
+               result: Optional[str] = None, exclude: Sequence[str] = (), redact: Sequence[str] = (),
+               secrets: Any = None) -> Run:
+    """A block documented as a run: ``with ptb.documented(vol, "what") as run: ...``.
+
+    ``parameters`` is a dict (or namespace, ConfigParser, dataclass), or names
+    of variables at the call site (``["mip", "thr"]`` or ``"mip, thr"``)
+    whose values are taken as they are, so notebook users need not retype them.
+    """
+    from .params import parameters_from
+
+    frame = sys._getframe(1)
+    try:
+        is_names = isinstance(parameters, str) or (
+            isinstance(parameters, (list, tuple)) and all(isinstance(p, str) for p in parameters))
+        raw = _from_caller(parameters, frame) if is_names else parameters_from(parameters)
+        source_file, sources = _caller_sources(frame.f_code.co_filename)
+    finally:
+        del frame
+    if result is not None and not isinstance(result, str):
+        raise InvalidInputError("documented(result=...) is the result note's text; use run.result(text) inside")
+    vols = [Volume.resolve(t, secrets) for t in _targets(volume)]
+    return Run(vols, description, raw, motivation=motivation, result=result, redact=redact, exclude=exclude,
+               source_file=source_file, sources=sources)

@@ -1,0 +1,127 @@
+"""The examples run as written, ``ptb demo``'s pipeline documents itself, and ptb.testing works."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import ptb
+import ptb.testing
+from ptb.demo import run_demo
+from ptb.instrument import provenance
+from ptb.records import NoteType
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+PUBLIC = ("provenance", "documented", "current_run", "load_ipython_extension")
+needs_exports = pytest.mark.skipif(
+    not all(hasattr(ptb, name) for name in PUBLIC),
+    reason=f"the examples use ptb.{', ptb.'.join(PUBLIC)}, not yet exported by ptb/__init__.py")
+
+
+@pytest.fixture(autouse=True)
+def environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("PTB_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+
+
+def statuses(cloudpath):
+    return [(run.description, run.status) for run in ptb.history(cloudpath).runs]
+
+
+@needs_exports
+def test_the_pipeline_script_runs_and_documents_its_steps(tmp_path):
+    directory = tmp_path / "volume"
+    done = subprocess.run([sys.executable, str(EXAMPLES / "pipeline.py"), str(directory)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "label failed as planned" in done.stdout
+    cloudpath = "file://" + str(directory)
+    assert statuses(cloudpath) == [("smooth the image", "succeeded"), ("threshold into a mask", "succeeded"),
+                                   ("label connected components", "failed")]
+    hist = ptb.history(cloudpath)
+    assert hist.runs[2].error["type"] == "ValueError"
+    assert any(n.content.endswith("voxels in the mask") for n in hist.notes)
+    assert all(p.code_envfiles for p in hist.processes)
+
+
+@needs_exports
+def test_the_notebook_runs_with_the_context_manager_and_the_magic(tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    directory = tmp_path / "volume"
+    monkeypatch.setenv("PTB_EXAMPLE_DIR", str(directory))
+    notebook = nbformat.read(EXAMPLES / "notebook.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+    hist = ptb.history("file://" + str(directory))
+    block, cell = hist.runs
+    assert (block.description, block.status) == ("manual cleanup of speckle", "succeeded")
+    assert hist.process(block.process).parameters == {"mip": 0, "level": 100}
+    assert [n.content for n in hist.notes_of(block.id) if n.note_type is NoteType.RESULT] == ["speckle removed"]
+    assert (cell.description, cell.status) == ("count foreground voxels", "succeeded")
+    sources = [hist.envs[f]["source"] for f in hist.process(cell.process).code_envfiles if "/Source-" in f]
+    assert sources == ["foreground = int((vol[:, :, :] > level).sum())\nforeground\n"]
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    (shown,) = [o for o in outputs if o.output_type == "execute_result"]       # the cell's last value
+    from cloudvolume import CloudVolume
+
+    assert int(shown["data"]["text/plain"]) == int((CloudVolume("file://" + str(directory))[:, :, :] > 100).sum())
+
+
+def test_run_demo_documents_a_small_pipeline(tmp_path):
+    cloudpath = run_demo(str(tmp_path / "demo"))
+    assert cloudpath == "file://" + str(tmp_path / "demo")
+    assert statuses(cloudpath) == [("smooth with a 3x3x3 box filter", "succeeded"),
+                                   ("threshold into a foreground mask", "succeeded"),
+                                   ("mesh the mask", "failed")]
+    hist = ptb.history(cloudpath)
+    assert hist.notes[0].content.startswith("ptb demo:") and hist.notes[0].run is None
+    assert any(n.content.startswith("mean intensity after smoothing") for n in hist.notes)
+    assert len(hist.processes) == 3
+
+
+def test_run_demo_makes_its_own_directory(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    cloudpath = run_demo()
+    assert cloudpath.startswith("file://" + str(tmp_path) + "/ptb-demo-")
+    assert len(ptb.history(cloudpath).runs) == 3
+
+
+# ------------------------------------------------------------------ ptb.testing
+def test_testing_helpers_for_users_own_tests():
+    vol = ptb.testing.volume()
+    assert vol.cloudpath.startswith("mem://") and vol.shape[:3] == (8, 8, 8)
+
+    @provenance("dst", "segment", motivation="for round 3", result=lambda n: f"{n} segments")
+    def segment(dst, threshold=0.3, sizes=(1, 2)):
+        return 7
+
+    segment(vol.cloudpath)
+    segment(vol.cloudpath, threshold=0.5)
+    run = ptb.testing.assert_documented(vol, "segment", parameters={"threshold": 0.5, "sizes": (1, 2)},
+                                        motivation="round 3", result="7 segments")
+    assert run.status == "succeeded"
+    ptb.testing.assert_documented(vol, "segment", count=2)
+    ptb.testing.assert_documented(vol, "segment", status="failed", count=0)
+    with pytest.raises(AssertionError, match=r"found 0; documented:\n  'segment' \[succeeded\]"):
+        ptb.testing.assert_documented(vol, "segment", parameters={"threshold": 0.9})
+    with pytest.raises(AssertionError, match="found 2"):
+        ptb.testing.assert_documented(vol, count=1)
+    assert isinstance(ptb.testing.records(vol), ptb.History)
+
+
+def test_testing_volume_on_file_and_at_a_path(tmp_path):
+    on_disk = ptb.testing.volume("file", shape=(4, 4, 4))
+    assert on_disk.cloudpath.startswith("file://") and os.path.isdir(on_disk.cloudpath[7:])
+    here = ptb.testing.volume(path=str(tmp_path / "here"))
+    assert here.cloudpath == "file://" + str(tmp_path / "here")
+    with pytest.raises(ValueError):
+        ptb.testing.volume("gs")
