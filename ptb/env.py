@@ -25,7 +25,7 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .errors import ProvenanceError
+from .errors import MissingDependencyError, ProvenanceError
 from .records import content_hash
 
 __all__ = ["CodeEnv", "PythonGithubEnv", "DockerEnv", "SourceEnv", "dockerimageID",
@@ -425,8 +425,8 @@ def dockerimageID(imagename: str, tag: str) -> str:
     try:
         import docker
     except ImportError as exc:
-        raise ImportError("dockerimageID needs the Docker SDK: "
-                          "pip install provenance-toolbox[docker]") from exc
+        raise MissingDependencyError("dockerimageID needs the Docker SDK: "
+                                     "pip install provenance-toolbox[docker]") from exc
     key = f"{imagename}:{tag}"
     try:
         client = docker.from_env()

@@ -27,3 +27,7 @@ class DuplicateProcessError(ProvenanceError, AssertionError):
 
 class InvalidInputError(ProvenanceError, ValueError):
     """An argument given to ptb is not usable; the message says which and why."""
+
+
+class MissingDependencyError(ProvenanceError, ImportError):
+    """An optional dependency (an extra of provenance-toolbox) is not installed; the message names it."""

@@ -97,8 +97,11 @@ def _sort_key(note: Note) -> Any:
     return (note.timestamp is not None, note.timestamp or 0, note.id)
 
 
-def history(volume: Any, secrets: Any = None, *, with_envs: bool = True) -> History:
-    """Read everything recorded about ``volume`` (a CloudVolume or a cloudpath)."""
+def history(volume: Any, secrets: Any = None, *, with_envs: bool = True, progress: bool = False) -> History:
+    """Read everything recorded about ``volume`` (a CloudVolume or a cloudpath).
+
+    ``progress`` shows tqdm bars while a long history is read.
+    """
     vol = Volume.resolve(volume, secrets)
     problems: List[str] = []
     try:
@@ -107,7 +110,7 @@ def history(volume: Any, secrets: Any = None, *, with_envs: bool = True) -> Hist
         warnings.warn(str(exc), stacklevel=2)
         problems.append(str(exc))
         prov = {}
-    records = journal.read(vol)
+    records = journal.read(vol, progress)
 
     processes: Dict[str, ProcessRecord] = {}
     notes: List[Note] = [r for r in records if isinstance(r, Note)]

@@ -78,7 +78,7 @@ def _parse_objects(blobs: Dict[str, Any]) -> List[Any]:
     return parsed
 
 
-def read_envelopes(vol: Volume) -> Dict[str, Dict[str, Any]]:
+def read_envelopes(vol: Volume, progress: bool = False) -> Dict[str, Dict[str, Any]]:
     """Every journalled object by rid, from the journal and the segments.
 
     The journal is listed before the segments: a packer deletes a journal
@@ -87,11 +87,11 @@ def read_envelopes(vol: Volume) -> Dict[str, Dict[str, Any]]:
     between listing and reading was merged into a newer one: list again.
     """
     found: Dict[str, Dict[str, Any]] = {}
-    for env in _parse_objects(vol.get_many(vol.list(JOURNAL))):
+    for env in _parse_objects(vol.get_many(vol.list(JOURNAL), progress=progress)):
         if isinstance(env, dict) and "rid" in env:
             found[env["rid"]] = env
     for _ in range(_SEGMENT_RETRIES):
-        blobs = vol.get_many(vol.list(SEGMENTS))
+        blobs = vol.get_many(vol.list(SEGMENTS), progress=progress)
         if all(data is not None for data in blobs.values()):
             break
     for segment in _parse_objects(blobs):
@@ -101,9 +101,9 @@ def read_envelopes(vol: Volume) -> Dict[str, Dict[str, Any]]:
     return found
 
 
-def read(vol: Volume) -> List[Record]:
+def read(vol: Volume, progress: bool = False) -> List[Record]:
     """Every record on the volume, deduplicated, in the order they were written."""
-    envs = read_envelopes(vol)
+    envs = read_envelopes(vol, progress)
     records = []
     for rid in sorted(envs):
         try:

@@ -156,13 +156,13 @@ class Volume:
         text = self.get_text(key)
         return None if text is None else json.loads(text)
 
-    def get_many(self, keys: Iterable[str]) -> Dict[str, Optional[bytes]]:
+    def get_many(self, keys: Iterable[str], progress: bool = False) -> Dict[str, Optional[bytes]]:
         """Fetch many objects in parallel; absent ones map to None."""
         keys = list(keys)
         if not keys:
             return {}
         try:
-            results = self.cf.get(keys)
+            results = self.cf.get(keys, progress=progress)
         except Exception as exc:
             raise VolumeUnavailableError(f"cannot read {len(keys)} objects under {self.cloudpath}: {exc}") from exc
         return {item["path"]: (None if item.get("error") else item["content"]) for item in results}

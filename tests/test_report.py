@@ -1,0 +1,338 @@
+"""Timeline rows, ``show`` and ``diff`` views over real volumes (ptb, 0.1.x, foreign).
+
+``documented_volume`` and ``add_runs`` build the volumes the other reading tests
+(check, export, cli) use too: processes through the seed API, runs journalled
+as the instrumentation journals them (``running`` on entry, final on exit).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+
+import pytest
+import volumes
+
+import ptb
+from ptb import journal, report, view
+from ptb.env import DockerEnv, PythonGithubEnv
+from ptb.history import history
+from ptb.records import Note, NoteType, RunRecord, new_id
+from ptb.storage import Volume
+
+T0 = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.timezone.utc)
+SOURCE = "gs://lab/pinky/image"
+ERROR = {"type": "ValueError", "message": "mip 7 does not exist", "traceback": "Traceback (most recent call last):\n"
+         "  File \"mesh.py\", line 3, in mesh\nValueError: mip 7 does not exist"}
+
+
+def add_runs(cloudpath, process, statuses=("succeeded", "failed", "running"), start=T0, user="alice"):
+    """Runs of ``process`` as the instrumentation journals them; returns their ids in order."""
+    records, ids = [], []
+    for i, status in enumerate(statuses):
+        rid = new_id()
+        ids.append(rid)
+        began = start + datetime.timedelta(minutes=10 * i)
+        common = dict(user=user, host="node1", pid=1000 + i)
+        records += [RunRecord(rid, process.description, process.key, "running", began, **common),
+                    Note(began, NoteType.MOTIVATION, f"run {i}: meshes for round 3", run=rid)]
+        if status != "running":
+            seconds = 1.2 if status == "succeeded" else 190.0
+            ended = began + datetime.timedelta(seconds=seconds)
+            records += [RunRecord(rid, process.description, process.key, status, began, ended, seconds,
+                                  error=ERROR if status == "failed" else None, resources={"cpu_time": 1.1},
+                                  **common),
+                        Note(ended, NoteType.RESULT, f"run {i} {status}", run=rid)]
+    journal.append(Volume.resolve(cloudpath), records)
+    return ids
+
+
+def documented_volume(cloudpath, *, repo=None, sources=(SOURCE,), motivation=True, runs=True,
+                      parameters=None, envs=None):
+    """A volume documented with ptb: sources, a motivation, one process with code envs, three runs."""
+    vol = volumes.make_volume(cloudpath)
+    if sources:
+        vol.provenance.sources = list(sources)
+        vol.commit_provenance()
+    if motivation:
+        ptb.addmotivation(cloudpath, "meshes for proofreading round 3", timestamp=T0 - datetime.timedelta(hours=1))
+    if envs is None:
+        envs = [DockerEnv("lab/mesher", "v1", "sha256:aaa")] + ([PythonGithubEnv(str(repo))] if repo else [])
+    params = {"mip": 2, "simplification": 40} if parameters is None else parameters
+    process = ptb.logprocess(cloudpath, ptb.Process("meshing at 16x16x40", params, *envs))
+    ids = add_runs(cloudpath, process) if runs else []
+    view.flush()      # the motivation note's view update, so later edits of the volume race with nothing
+    return process, ids
+
+
+def git(repo, *args):
+    return subprocess.run(["git", "-c", "commit.gpgsign=false", *args], cwd=repo, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def ptb_volume(tmp_path):
+    path = f"file://{tmp_path / 'meshes'}"
+    process, ids = documented_volume(path)
+    return path, process, ids
+
+
+@pytest.fixture
+def legacy_volume(tmp_path):
+    path = f"file://{tmp_path / 'legacy'}"
+    volumes.make_legacy_volume(path)
+    return path
+
+
+@pytest.fixture
+def foreign_volume(tmp_path):
+    path = f"file://{tmp_path / 'foreign'}"
+    volumes.make_legacy_volume(path)
+    volumes.add_foreign_entries(path)
+    return path
+
+
+# ------------------------------------------------------------------ formatting
+@pytest.mark.parametrize("seconds, text", [
+    (0.000215, "0.2 ms"), (1e-5, "<0.1 ms"), (0.0, "0 ms"), (0.4, "400 ms"), (0.99999, "1 s"), (1.25, "1.2 s"),
+    (12.0, "12 s"), (59.4, "59 s"), (59.6, "1 min"), (180, "3 min"), (90, "1.5 min"), (5400, "1.5 h"),
+    (3 * 86400, "3 d"), (None, "-")])
+def test_durations_read_like_a_human_wrote_them(seconds, text):
+    assert report.fmt_duration(seconds) == text
+
+
+def test_times_are_utc_iso():
+    tz = datetime.timezone(datetime.timedelta(hours=2))
+    assert report.fmt_time(datetime.datetime(2024, 5, 1, 14, 0, 5, 999, tzinfo=tz)) == "2024-05-01T12:00:05Z"
+    assert report.fmt_time(None) == "-"
+
+
+def test_since_takes_durations_and_iso_dates_naive_meaning_utc():
+    now = datetime.datetime(2024, 5, 10, tzinfo=datetime.timezone.utc)
+    assert report.parse_since("2h", now) == now - datetime.timedelta(hours=2)
+    assert report.parse_since("30min", now) == now - datetime.timedelta(minutes=30)
+    assert report.parse_since("1w", now) == now - datetime.timedelta(days=7)
+    assert report.parse_since("2024-05-01") == datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc)
+    assert report.parse_since("2024-05-01T14:00+02:00") == T0
+    with pytest.raises(ptb.InvalidInputError, match="neither a duration"):
+        report.parse_since("yesterday")
+
+
+def test_foreign_dates_are_read_leniently():
+    assert report.parse_time("2022-08-01 10:00 UTC") == datetime.datetime(2022, 8, 1, 10, tzinfo=datetime.timezone.utc)
+    assert report.parse_time("whenever") is None
+    assert report.parse_time(None) is None
+
+
+# -------------------------------------------------------------------- timeline
+def test_timeline_of_a_ptb_volume_newest_last(ptb_volume):
+    path, process, ids = ptb_volume
+    rows = report.timeline(history(path))
+    times = [r.time for r in rows]
+    assert None not in times and times == sorted(times)
+    assert [r.id for r in rows if r.kind == "run"] == ids
+    runs = {r.id: r for r in rows if r.kind == "run"}
+    assert runs[ids[0]].status == "succeeded" and runs[ids[0]].duration == 1.2
+    assert runs[ids[1]].error == "ValueError: mip 7 does not exist"
+    assert runs[ids[2]].status == "running" and runs[ids[2]].duration is None
+    assert runs[ids[0]].user == "alice" and runs[ids[0]].host == "node1" and runs[ids[0]].pid == 1000
+    assert [r.kind for r in rows].count("process") == 1
+    notes = [r for r in rows if r.kind == "note"]
+    assert {r.label for r in notes} == {"motivation", "result"}
+    assert all(r.run in ids for r in notes if r.text.startswith("run "))
+
+
+def test_rendered_log_says_what_happened(ptb_volume):
+    path, process, ids = ptb_volume
+    h = history(path)
+    text = report.render_log(h, report.timeline(h))
+    assert text.splitlines()[0] == path
+    assert f"sources: {SOURCE}" in text
+    assert "1 process, 3 runs (1 failed, 1 never finished), 6 notes, 0 foreign entries" in text
+    assert "succeeded in 1.2 s, alice@node1 (pid 1000): meshing at 16x16x40" in text
+    assert "failed after 3.2 min" in text and "ValueError: mip 7 does not exist" in text
+    assert "never finished (worker died?)" in text
+    assert "2024-05-01T12:00:00Z" in text
+    plen, rlen = report.id_lengths(h)
+    assert process.key[:plen] in text and all(i[:rlen] in text for i in ids)
+
+
+def test_filters(ptb_volume):
+    path, process, ids = ptb_volume
+    rows = report.timeline(history(path))
+    failures = report.select(rows, failures=True)
+    assert {r.id for r in failures if r.kind == "run"} == {ids[1], ids[2]}
+    assert all(r.run in (ids[1], ids[2]) for r in failures if r.kind == "note")
+    assert [r.kind for r in report.select(rows, types=["process"])] == ["process"]
+    motivations = report.select(rows, types=["motivation"])
+    assert len(motivations) == 4 and all(r.note_type == "MOTIVATION" for r in motivations)
+    since = report.select(rows, since=T0 + datetime.timedelta(minutes=15))
+    assert since and all(r.time >= T0 + datetime.timedelta(minutes=15) for r in since)
+    assert report.select(rows, limit=2) == rows[-2:]
+    assert report.select(rows, limit=0) == []
+    with pytest.raises(ptb.InvalidInputError, match="unknown type"):
+        report.select(rows, types=["bogus"])
+
+
+def test_timeline_of_a_legacy_volume(legacy_volume):
+    h = history(legacy_volume)
+    rows = report.timeline(h)
+    assert rows[0].kind == "process" and rows[0].time is None and rows[0].origin == "0.1.x"
+    notes = [r for r in rows if r.kind == "note"]
+    assert [n.text for n in notes] == [text for _, _, text in volumes.LEGACY_NOTES]
+    assert all(n.origin == "0.1.x" and n.time is not None for n in notes)
+    text = report.render_log(h, rows)
+    assert "(undated)" in text and "watershed segmentation (mip=1, threshold=0.3)  [0.1.x]" in text
+    assert "threshold; chosen by eye  [0.1.x]" in text
+
+
+def test_timeline_of_foreign_entries(foreign_volume):
+    h = history(foreign_volume)
+    foreign = [r for r in report.timeline(h) if r.kind == "foreign"]
+    igneous = next(r for r in foreign if r.user == "alice@lab.org")
+    assert igneous.text == "DownsampleTask (mip=0, num_mips=2)"
+    assert igneous.time == datetime.datetime(2022, 8, 1, 10, tzinfo=datetime.timezone.utc)
+    assert igneous.entry == volumes.IGNEOUS_ENTRY
+    hand = next(r for r in foreign if r.user == "bob")
+    assert "hand-fixed slab 3" in hand.text and hand.time is None
+    text = report.render_log(h, report.timeline(h))
+    assert "owners:  alice@lab.org" in text and "DownsampleTask (mip=0, num_mips=2) by alice@lab.org" in text
+
+
+def test_log_json_has_stable_keys(ptb_volume):
+    path, _, _ = ptb_volume
+    h = history(path)
+    data = json.loads(json.dumps(report.log_json(h, report.timeline(h))))
+    assert set(data) == {"volume", "sources", "owners", "problems", "rows"}
+    keys = {frozenset(row) for row in data["rows"]}
+    assert len(keys) == 1
+    wanted = {"kind", "id", "time", "text", "status", "duration", "user", "host", "note_type", "run"}
+    assert wanted <= set(next(iter(keys)))
+
+
+# ------------------------------------------------------------------- ids, show
+def test_short_ids_tell_records_apart_and_resolve_back(ptb_volume):
+    path, process, ids = ptb_volume
+    h = history(path)
+    plen, rlen = report.id_lengths(h)
+    assert plen >= 8 and rlen >= 8
+    assert report.resolve(h, process.key[:plen]) == h.process(process.key)
+    assert report.resolve(h, process.id) == h.process(process.key)   # the record id works too, whole:
+    with pytest.raises(ptb.InvalidInputError, match="no process or run"):   # time-ordered like run ids,
+        report.resolve(h, process.id[:20])                                 # it would shadow their prefixes
+    for rid in ids:
+        assert report.resolve(h, rid[:rlen]).id == rid
+    with pytest.raises(ptb.InvalidInputError, match="ambiguous"):
+        report.resolve(h, ids[0][:4])
+    with pytest.raises(ptb.InvalidInputError, match="no process or run"):
+        report.resolve(h, "zzzz")
+
+
+def test_short_length():
+    assert report.short_length(["aaaaaaaaaa1", "aaaaaaaaaa2"]) == 11
+    assert report.short_length(["12345678xx"], among=["12345678xy", "99"]) == 10
+    assert report.short_length([]) == 8
+
+
+def test_show_a_process_with_its_environment_and_runs(tmp_path, git_repo):
+    path = f"file://{tmp_path / 'vol'}"
+    process, ids = documented_volume(path, repo=git_repo)
+    h = history(path)
+    view = report.show(h, process.key[:10])
+    assert view["kind"] == "process" and view["run"] is None
+    assert view["process"]["parameters"] == {"mip": 2, "simplification": 40}
+    assert [r["id"] for r in view["runs"]] == ids
+    assert len(view["envs"]) == 2 and all(isinstance(v, dict) for v in view["envs"].values())
+    json.dumps(view)
+    text = report.render_show(view)
+    commit = git(git_repo, "rev-parse", "HEAD")
+    assert f"commit hash: {commit}" in text and "image ID: sha256:aaa" in text
+    assert "SECRETTOKEN" not in text and "https://github.com/lab/pipeline.git" in text
+    assert "packages (" in text and '"simplification": 40' in text
+    assert "never finished (worker died?)" in text
+
+
+def test_show_a_failed_run_in_full(ptb_volume):
+    path, process, ids = ptb_volume
+    view = report.show(history(path), ids[1])
+    assert view["kind"] == "run" and view["run"]["status"] == "failed"
+    assert [n["content"] for n in view["notes"]] == ["run 1: meshes for round 3", "run 1 failed"]
+    text = report.render_show(view)
+    assert f"run {ids[1]}" in text and "failed after 3.2 min" in text
+    assert "ValueError: mip 7 does not exist" in text and 'File "mesh.py", line 3' in text
+    assert "who:         alice@node1 (pid 1001)" in text and "cpu_time=1.1" in text
+    assert f"process {process.key}" in text
+
+
+def test_show_a_legacy_process_with_root_env_files(legacy_volume):
+    h = history(legacy_volume)
+    view = report.show(h, "legacy-")
+    assert view["process"]["origin"] == "0.1.x"
+    assert set(view["envs"]) == {volumes.LEGACY_ENV_FILE, volumes.LEGACY_DOCKER_FILE}
+    text = report.render_show(view)
+    assert "commit hash: 0123456789abcdef0123456789abcdef01234567" in text
+    assert "numpy==1.22.0" in text and "image name: lab/segmenter" in text and "[0.1.x]" in text
+    assert "runs: none recorded" in text
+
+
+def test_show_says_when_an_env_file_is_missing(tmp_path):
+    path = f"file://{tmp_path / 'vol'}"
+    process, _ = documented_volume(path, runs=False)
+    (tmp_path / "vol" / process.code_envfiles[0]).unlink()
+    text = report.render_show(report.show(history(path), process.key))
+    assert "(missing on the volume)" in text
+
+
+# ------------------------------------------------------------------------ diff
+def test_diff_two_processes_parameters_commit_diff_packages(tmp_path, git_repo):
+    path = f"file://{tmp_path / 'vol'}"
+    first, _ = documented_volume(path, repo=git_repo, runs=False)
+    old_commit = git(git_repo, "rev-parse", "HEAD")
+    (git_repo / "pipeline.py").write_text("def step(x):\n    return x + 2\n")
+    git(git_repo, "commit", "-qam", "second step")
+    (git_repo / "pipeline.py").write_text("def step(x):\n    return x + 3  # trying\n")
+    envs = [DockerEnv("lab/mesher", "v2", "sha256:bbb"), PythonGithubEnv(str(git_repo))]
+    second = ptb.logprocess(path, ptb.Process("meshing at 16x16x40", {"mip": 3, "simplification": 40}, *envs))
+    h = history(path)
+    view = report.diff(h, first.key, second.key[:10])
+    rows = {r["field"]: r for r in view["rows"]}
+    assert rows["parameters.mip"] == {"field": "parameters.mip", "a": 2, "b": 3, "same": False}
+    assert rows["parameters.simplification"]["same"]
+    assert rows["description"]["same"]
+    assert rows["env.PythonGithub.commit hash"]["a"] == old_commit
+    assert rows["env.PythonGithub.commit hash"]["b"] == git(git_repo, "rev-parse", "HEAD")
+    assert rows["env.PythonGithub.dirty"] == {"field": "env.PythonGithub.dirty", "a": False, "b": True, "same": False}
+    assert rows["env.Docker.tag"]["a"] == "v1" and rows["env.Docker.tag"]["b"] == "v2"
+    assert rows["env.PythonGithub.packages"]["same"]
+    assert rows["env.PythonGithub.packages.pytest"]["same"]
+    (unified,) = [t["unified"] for t in view["texts"] if t["field"] == "env.PythonGithub.diff"]
+    assert "+    return x + 3  # trying" in unified
+    text = report.render_diff(view)
+    assert "* parameters.mip" in text and "  parameters.simplification" in text
+    assert "* env.PythonGithub.commit hash" in text and old_commit in text
+    assert "packages.pytest" not in text and "identical environment details not shown" in text
+    assert "packages.pytest" in report.render_diff(view, all_rows=True)
+    assert "+    return x + 3  # trying" in text
+
+
+def test_diff_two_runs_compares_runs_and_their_process(ptb_volume):
+    path, process, ids = ptb_volume
+    view = report.diff(history(path), ids[0], ids[1])
+    assert view["a"] == {"kind": "run", "id": ids[0], "process": process.key}
+    rows = {r["field"]: r for r in view["rows"]}
+    assert rows["run.status"]["a"] == "succeeded" and rows["run.status"]["b"] == "failed"
+    assert rows["parameters.mip"]["same"] and rows["env.Docker.image ID"]["same"]
+    assert view["texts"] == []
+
+
+def test_diff_against_a_legacy_process(tmp_path):
+    path = f"file://{tmp_path / 'vol'}"
+    volumes.make_legacy_volume(path)
+    process = ptb.logprocess(path, ptb.Process("watershed segmentation", {"threshold": 0.4, "mip": 1},
+                                               DockerEnv("lab/segmenter", "v4", "sha256:abcdef")))
+    view = report.diff(history(path), "legacy-", process.key)
+    rows = {r["field"]: r for r in view["rows"]}
+    assert rows["parameters.threshold"]["a"] == 0.3 and rows["parameters.threshold"]["b"] == 0.4
+    assert rows["env.Docker.tag"]["a"] == "v3" and rows["env.Docker.tag"]["b"] == "v4"
+    assert rows["env.PythonGithub"] == {"field": "env.PythonGithub", "a": volumes.LEGACY_ENV_FILE, "b": None,
+                                        "same": False}
