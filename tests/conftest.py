@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from servers import FakeGCS, SeaweedS3, fast_failures  # noqa: E402
 
 S3_ALIAS = "labs3"
+S3_READONLY_ALIAS = "labs3ro"
 PROTOCOLS = ("file", "mem", "s3", "gs")
 GIT_REMOTE = "https://user:SECRETTOKEN@github.com/lab/pipeline.git"
 
@@ -109,6 +110,35 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory, cloud_home: Path):
 
 
 @pytest.fixture(scope="session")
+def s3_readonly(s3_server, cloud_home: Path) -> Iterator[str]:
+    """The same S3 server seen with read-only credentials: returns the root ``labs3ro://<bucket>/``.
+
+    ``labs3ro://<bucket>/x`` and ``labs3://<bucket>/x`` are the same objects. CloudFiles keeps
+    one connection pool and one credentials file per alias, so ``labs3ro://`` uses the key pair
+    in ``<cloud_home>/secrets/labs3ro-secret.json``, which SeaweedFS lets read and list only:
+    every write through it is refused (AccessDenied), in subprocesses too (aliases.json).
+    """
+    import json
+
+    import cloudfiles.paths
+
+    (cloud_home / "secrets" / f"{S3_READONLY_ALIAS}-secret.json").write_text(json.dumps({
+        "AWS_ACCESS_KEY_ID": s3_server.readonly_access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.readonly_secret_key,
+        "AWS_DEFAULT_REGION": s3_server.region,
+    }))
+    host = f"s3://{s3_server.endpoint}/"
+    cloudfiles.paths.add_alias(S3_READONLY_ALIAS, host)
+    aliases = cloud_home / "aliases.json"
+    known = json.loads(aliases.read_text()) if aliases.exists() else {}
+    aliases.write_text(json.dumps({**known, S3_READONLY_ALIAS: {"host": host}}))
+    try:
+        yield f"{S3_READONLY_ALIAS}://{s3_server.bucket}/"
+    finally:
+        cloudfiles.paths.remove_alias(S3_READONLY_ALIAS)
+
+
+@pytest.fixture(scope="session")
 def gcs_server(tmp_path_factory: pytest.TempPathFactory, cloud_home: Path):
     """A running FakeGCS, with STORAGE_EMULATOR_HOST set for the session; ``.root`` is ``gs://<bucket>/``."""
     server = FakeGCS().start(tmp_path_factory.mktemp("fake-gcs"))
@@ -162,6 +192,8 @@ def cloudpath(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         path = request.getfixturevalue("gcs_server").root + name
     assert_alias_registered(path)
     yield path
+    if "ptb.view" in sys.modules:  # no debounced view write may outlive the test
+        sys.modules["ptb.view"].flush()
     if proto == "mem":  # mem:// lives for the whole process: free it
         from cloudfiles import CloudFiles
 
