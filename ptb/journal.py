@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import warnings
-from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from . import spool
 from .errors import InvalidInputError, VolumeUnavailableError
@@ -88,73 +89,118 @@ def read_envelopes(vol: Volume, progress: bool = False) -> Dict[str, Dict[str, A
     """
     found: Dict[str, Dict[str, Any]] = {}
     for env in _parse_objects(vol.get_many(vol.list(JOURNAL), progress=progress)):
-        if isinstance(env, dict) and "rid" in env:
+        if _is_envelope(env):
             found[env["rid"]] = env
-    for _ in range(_SEGMENT_RETRIES):
+        else:
+            warnings.warn(f"skipping an object under {vol.cloudpath}/{JOURNAL}: not a ptb record",
+                          RecordWarning, stacklevel=3)
+    for attempt in range(_SEGMENT_RETRIES):
         blobs = vol.get_many(vol.list(SEGMENTS), progress=progress)
         if all(data is not None for data in blobs.values()):
             break
+        time.sleep(0.05 * 2 ** attempt)
+    else:
+        raise VolumeUnavailableError(f"segments of {vol.cloudpath} kept vanishing while being read "
+                                     f"(packers racing?); try again")
     for segment in _parse_objects(blobs):
         for env in segment.get("records", []) if isinstance(segment, dict) else []:
-            if isinstance(env, dict) and "rid" in env:
+            if _is_envelope(env):
                 found.setdefault(env["rid"], env)
     return found
 
 
-def read(vol: Volume, progress: bool = False) -> List[Record]:
-    """Every record on the volume, deduplicated, in the order they were written."""
-    envs = read_envelopes(vol, progress)
+def _records(envs: Iterable[Dict[str, Any]], vol: Volume) -> List[Record]:
     records = []
-    for rid in sorted(envs):
+    for env in sorted(envs, key=lambda e: e["rid"]):
         try:
-            records.append(record_from_json(envs[rid]))
+            records.append(record_from_json(env))
         except InvalidInputError as exc:
-            warnings.warn(f"skipping journal record {rid} of {vol.cloudpath}: {exc}", RecordWarning, stacklevel=2)
+            warnings.warn(f"skipping journal record {env['rid']} of {vol.cloudpath}: {exc}", RecordWarning,
+                          stacklevel=3)
     return records
 
 
-def pack(vol: Volume) -> int:
+def read(vol: Volume, progress: bool = False, envelopes: Optional[Dict[str, Dict[str, Any]]] = None) -> List[Record]:
+    """Every record on the volume, deduplicated, in the order they were written."""
+    return _records((envelopes if envelopes is not None else read_envelopes(vol, progress)).values(), vol)
+
+
+def read_since(vol: Volume, after: str, limit: int) -> Tuple[List[Record], str]:
+    """Journal records (not segments) with rid above ``after``, at most the newest ``limit``.
+
+    Returns them and the highest rid listed. Cheap while the journal is
+    packed now and then: one listing and a GET per new record.
+    """
+    keys = vol.list(JOURNAL)
+    rids = {key: key[len(JOURNAL):-len(".json")] for key in keys}
+    fresh = [key for key in keys if rids[key] > after][-limit:]
+    envs = [e for e in _parse_objects(vol.get_many(fresh)) if _is_envelope(e)]
+    return _records(envs, vol), max([after, *rids.values()])
+
+
+def _is_envelope(obj: Any) -> bool:
+    return isinstance(obj, dict) and isinstance(obj.get("rid"), str)
+
+
+def _pack(vol: Volume) -> List[Dict[str, Any]]:
     """Fold journal objects (and, past ``MAX_SEGMENTS``, all segments) into one new segment.
 
-    Returns how many journal objects were packed. Safe to run from many
-    processes at once: objects are deleted only after the segment holding them
-    is written, and records packed twice are deduplicated on read.
+    Returns the journal envelopes it packed. Safe to run from many processes
+    at once: objects are deleted only after the segment holding them is
+    written, and records packed twice are deduplicated on read. Objects that
+    are not ptb records stay where they are, for a human to look at.
     """
     journal_blobs = {k: v for k, v in vol.get_many(vol.list(JOURNAL)).items() if v is not None}
     segment_keys = vol.list(SEGMENTS)
     merge = len(segment_keys) > MAX_SEGMENTS
     if not journal_blobs and not merge:
-        return 0
+        return []
     envs: Dict[str, Dict[str, Any]] = {}
     merged_keys: List[str] = []
     if merge:
         segment_blobs = vol.get_many(segment_keys)
         merged_keys = [k for k, v in segment_blobs.items() if v is not None]
         for segment in _parse_objects(segment_blobs):
-            for env in segment.get("records", []):
-                envs[env["rid"]] = env
-    packed_keys = []
+            for env in segment.get("records", []) if isinstance(segment, dict) else []:
+                if _is_envelope(env):
+                    envs[env["rid"]] = env
+    packed_keys, packed = [], []
     for key, data in journal_blobs.items():
         try:
             env = json.loads(data)
         except ValueError:
-            continue  # left in place for a human to look at
+            env = None
+        if not _is_envelope(env):
+            warnings.warn(f"{vol.cloudpath}/{key} is not a ptb record; left in place", RecordWarning, stacklevel=3)
+            continue
         envs[env["rid"]] = env
         packed_keys.append(key)
+        packed.append(env)
     segment = {"v": 1, "records": [envs[rid] for rid in sorted(envs)]}
     vol.put_json(f"{SEGMENTS}{new_id()}.json", compact(segment))
     vol.delete(packed_keys + merged_keys)
-    return len(packed_keys)
+    return packed
 
 
-def maybe_pack(vol: Volume, chance: float = 0.05, threshold: int = 256) -> None:
-    """Writers pack now and then (off the hot path), so no one has to remember ``ptb sync``."""
-    if random.random() < chance:
-        try:
-            if len(vol.list(JOURNAL)) >= threshold:
-                pack(vol)
-        except Exception as exc:  # packing is housekeeping; it never fails a caller
-            warnings.warn(f"packing the journal of {vol.cloudpath} failed: {exc}", RecordWarning, stacklevel=2)
+def pack(vol: Volume) -> int:
+    """Pack the journal into a segment (see ``_pack``); returns how many objects were packed."""
+    return len(_pack(vol))
+
+
+def maybe_pack(vol: Volume, chance: float = 0.05, threshold: int = 256) -> List[Record]:
+    """Writers pack now and then (off the hot path), so no one has to remember ``ptb sync``.
+
+    Returns the records packed, so the caller can make sure the view has them.
+    """
+    if random.random() >= chance:
+        return []
+    try:
+        if len(vol.list(JOURNAL)) < threshold:
+            return []
+        return _records(_pack(vol), vol)
+    except Exception as exc:  # packing is housekeeping; it never fails a caller
+        warnings.warn(f"packing the journal of {vol.cloudpath} failed: {exc}", RecordWarning, stacklevel=2)
+        return []
 
 
 _envs_written: Set[Tuple[str, str]] = set()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Tuple
 
 from . import journal, view
-from .errors import DuplicateProcessError
+from .errors import DuplicateProcessError, InvalidInputError
 from .history import history
 from .records import ProcessRecord, canonical_json, process_key, utcnow
 from .storage import Volume
@@ -25,8 +25,15 @@ class Process:
     """
 
     def __init__(self, description: str, parameters: Any, *code_envs: Any):
+        from .env import CodeEnv
         from .params import prepare_parameters
 
+        if not isinstance(description, str) or not description.strip():
+            raise InvalidInputError(f"a process needs a description (a non-empty string), not {description!r}")
+        for env in code_envs:
+            if not isinstance(env, CodeEnv):
+                raise InvalidInputError(f"code environments must be PythonGithubEnv, DockerEnv or another "
+                                        f"ptb.env.CodeEnv, not {type(env).__name__} ({env!r:.60})")
         self.description = description
         self.parameters = parameters
         self.code_envs = code_envs
@@ -37,7 +44,7 @@ class Process:
         return process_key(self.description, self._params)
 
     def logparams(self) -> Dict[str, Any]:
-        """The parameters as recorded: a JSON-safe dict, secrets redacted."""
+        """The parameters as recorded: a JSON-safe dict, secrets redacted (0.1.x's name)."""
         return self._params
 
     def log(self) -> Tuple[Dict[str, Any], List[str]]:
@@ -56,8 +63,15 @@ class Process:
         return f"Process({self.description!r}, {canonical_json(self._params)[:80]})"
 
 
+def _require_process(process: Any) -> None:
+    if not isinstance(process, Process):
+        raise InvalidInputError(f"expected a ptb.Process(description, parameters, *code_envs), "
+                                f"not {type(process).__name__} ({process!r:.60})")
+
+
 def process_absent(volume: Any, process: Process) -> bool:
     """True when no process with the same description and parameters is recorded."""
+    _require_process(process)
     return history(volume, with_envs=False).process(process.key) is None
 
 
@@ -68,6 +82,7 @@ def logprocess(volume: Any, process: Process, duplicate: bool = False) -> Proces
         DuplicateProcessError: (an ``AssertionError``) the process is already
             recorded and ``duplicate`` is False.
     """
+    _require_process(process)
     vol = Volume.resolve(volume)
     if not duplicate and not process_absent(vol, process):
         raise DuplicateProcessError(

@@ -100,6 +100,8 @@ class NoteType(enum.Enum):
     def parse(cls, value: Union["NoteType", int, str]) -> "NoteType":
         if isinstance(value, cls):
             return value
+        if isinstance(value, bool):
+            raise InvalidInputError(f"note type {value!r} is not one of {', '.join(t.name for t in cls)}")
         try:
             if isinstance(value, int):
                 return cls(value)

@@ -13,6 +13,7 @@ import secrets as _secrets
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
+from urllib.parse import quote, unquote
 
 VOLUME_FILE = "volume.json"
 
@@ -47,7 +48,7 @@ def spool(cloudpath: str, objects: Dict[str, Any], reason: str) -> Path:
     if not marker.exists():
         _atomic_write(marker, json.dumps({"cloudpath": cloudpath}))
     for key, obj in objects.items():
-        _atomic_write(directory / key.replace("/", "__"), json.dumps(obj, ensure_ascii=False))
+        _atomic_write(directory / quote(key, safe=""), json.dumps(obj, ensure_ascii=False))
     warnings.warn(
         f"ptb could not write {len(objects)} record(s) to {cloudpath} ({reason}). "
         f"They are kept in {directory}; run `ptb flush` when the volume is reachable again.",
@@ -96,7 +97,7 @@ def flush(progress: bool = False) -> Tuple[int, int]:
         files = sorted(p for p in directory.iterdir() if _is_object(p))
         records = []
         for done, path in enumerate(tqdm(files, desc=f"Flushing {cloudpath}", disable=not progress)):
-            key = path.name.replace("__", "/")
+            key = unquote(path.name)
             obj = json.loads(path.read_text(encoding="utf-8"))
             try:
                 if key.startswith(journal.ENV):

@@ -196,8 +196,22 @@ class Volume:
         return None if text is None else parse_provenance(text, self.cloudpath)
 
     def check_readable(self) -> None:
-        """Fail before any user code runs if the volume is unreachable or its provenance corrupt."""
+        """Fail before any user code runs if the volume is unreachable or its provenance corrupt.
+
+        Runs on every documented call, so it must not cost O(view): one size
+        request, and the file is parsed again only when its size changed.
+        """
+        try:
+            size = self.cf.size(PROVENANCE)
+        except Exception as exc:
+            raise VolumeUnavailableError(f"cannot reach {self.cloudpath}: {exc}") from exc
+        if size is None or _checked_sizes.get(self.cloudpath) == size:
+            return
         self.read_provenance()
+        _checked_sizes[self.cloudpath] = size
+
+
+_checked_sizes: Dict[str, int] = {}
 
 
 def _strip_format(cloudpath: str) -> str:

@@ -12,16 +12,20 @@ from __future__ import annotations
 import atexit
 import os
 import random
+import sys
 import threading
 import time
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import journal
+from .errors import VolumeUnavailableError
 from .records import FORMAT_VERSION, Note, ProcessRecord, Record, RunRecord
 from .storage import PROVENANCE, Volume
 
 DEBOUNCE_SECONDS = 1.0
+HEAL_WINDOW_NS = 5 * 10**9
+HEAL_LIMIT = 500
 _MERGE_ATTEMPTS = 4
 SECTION = "ptb"
 
@@ -72,6 +76,8 @@ def merge_into(prov: Dict[str, Any], records: Sequence[Record], *, fresh_notes: 
     for key, default in empty_provenance().items():
         if prov.get(key) in (None, ""):  # absent, or CloudVolume's "" default for sources
             prov[key] = default
+    if not isinstance(prov["processing"], list):  # hand-written oddity: keep it whole, as one entry
+        prov["processing"] = [prov["processing"]]
     section = prov.get(SECTION)
     if not isinstance(section, dict):
         section = prov[SECTION] = {}
@@ -129,24 +135,44 @@ def _show_in_memory(vol: Volume, records: Sequence[Record]) -> None:
         merge_into(prov, records, fresh_notes=all(isinstance(r, Note) for r in records))
 
 
-def merge_now(vol: Volume, records: Sequence[Record]) -> Dict[str, Any]:
+def _mark(prov: Dict[str, Any]) -> str:
+    section = prov.get(SECTION)
+    mark = section.get("mark") if isinstance(section, dict) else None
+    return mark if isinstance(mark, str) else ""
+
+
+def _minus_window(mark: str) -> str:
+    """The mark moved back by ``HEAL_WINDOW_NS``: rids start with 16 hex digits of nanoseconds."""
+    try:
+        return f"{max(int(mark[:16], 16) - HEAL_WINDOW_NS, 0):016x}"
+    except ValueError:
+        return ""
+
+
+def merge_now(vol: Volume, records: Sequence[Record]) -> None:
     """Read, merge, write, and read back until the view holds ``records``.
 
     Under contention another writer can overwrite our merge; the read-back
-    notices and tries again a few times. Whatever is still missing is in the
-    journal, and ``ptb sync`` restores it.
+    notices and tries again a few times. Each merge also takes in the journal
+    records written since the view's ``mark`` (less a window for slow
+    writers), so a merge lost to contention is repaired by the next writer;
+    ``ptb sync`` restores everything at any time.
     """
-    merged: Dict[str, Any] = {}
+    healed: List[Record] = []
+    mark = ""
     for attempt in range(_MERGE_ATTEMPTS):
-        merged = vol.read_provenance() or {}
-        if merged and _contains(merged, records):
-            break
-        merge_into(merged, records)
-        vol.put_json(PROVENANCE, merged)
+        prov = vol.read_provenance() or {}
+        if attempt == 0:
+            healed, mark = journal.read_since(vol, _minus_window(_mark(prov)), HEAL_LIMIT)
+        todo = [*records, *healed]
+        if prov and _contains(prov, todo):
+            return
+        merge_into(prov, todo)
+        prov[SECTION]["mark"] = max(mark, _mark(prov))
+        vol.put_json(PROVENANCE, prov)
         if _contains(vol.read_provenance(), records):
-            break
+            return
         time.sleep(random.uniform(0.02, 0.2) * (attempt + 1))
-    return merged
 
 
 def update(vol: Volume, records: Sequence[Record], *, wait: bool = True) -> None:
@@ -163,16 +189,24 @@ def update(vol: Volume, records: Sequence[Record], *, wait: bool = True) -> None
     try:
         merge_now(vol, records)
     except Exception as exc:
-        warnings.warn(f"the provenance view of {vol.cloudpath} was not updated ({exc}); its journal holds "
-                      f"every record, and `ptb sync {vol.cloudpath}` rebuilds the view", ViewWarning, stacklevel=2)
+        _warn_stale(vol, exc)
+
+
+def _warn_stale(vol: Volume, exc: Exception) -> None:
+    warnings.warn(f"the provenance view of {vol.cloudpath} was not updated ({exc}); its journal holds every "
+                  f"record, and `ptb sync {vol.cloudpath}` rebuilds the view", ViewWarning, stacklevel=3)
 
 
 def rebuild(vol: Volume) -> Dict[str, Any]:
     """The exact view from the journal, with all foreign content kept; written and returned."""
     base = vol.read_provenance() or empty_provenance()
     base = {k: v for k, v in base.items() if k != SECTION}
-    base["processing"] = [e for e in base.get("processing") or [] if not is_ptb_entry(e)]
-    merged = merge_into(base, journal.read(vol))
+    processing = base.get("processing") or []
+    base["processing"] = [e for e in (processing if isinstance(processing, list) else [processing])
+                          if not is_ptb_entry(e)]
+    envelopes = journal.read_envelopes(vol)
+    merged = merge_into(base, journal.read(vol, envelopes=envelopes))
+    merged[SECTION]["mark"] = max(envelopes, default="")
     vol.put_json(PROVENANCE, merged)
     if isinstance(getattr(vol.cloudvolume, "provenance", None), dict):
         vol.cloudvolume.provenance.clear()
@@ -181,9 +215,16 @@ def rebuild(vol: Volume) -> Dict[str, Any]:
 
 
 def sync(volume: Any) -> Dict[str, Any]:
-    """Pack the journal into a segment and rebuild the view exactly (``ptb sync``)."""
+    """Pack the journal into a segment and rebuild the view exactly (``ptb sync``).
+
+    Refuses a location where nothing is recorded, so a mistyped path does
+    not gain a new ``provenance`` file.
+    """
     vol = Volume.resolve(volume)
     flush()
+    if vol.read_provenance() is None and not vol.list(journal.JOURNAL) and not vol.list(journal.SEGMENTS):
+        raise VolumeUnavailableError(f"nothing is recorded at {vol.cloudpath}: no provenance file and no ptb "
+                                     f"journal (is the path right?)")
     journal.pack(vol)
     return rebuild(vol)
 
@@ -203,6 +244,7 @@ class _Updater:
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="ptb-view", daemon=True)
                 self.thread.start()
+                _flush_at_exit()
             self.cond.notify_all()
 
     def _take(self) -> Dict[str, Tuple[Volume, List[Record]]]:
@@ -226,9 +268,13 @@ class _Updater:
                 try:
                     merge_now(vol, records)
                 except Exception as exc:
-                    warnings.warn(f"the provenance view of {vol.cloudpath} was not updated ({exc}); run "
-                                  f"`ptb sync {vol.cloudpath}` to rebuild it", ViewWarning, stacklevel=1)
-                journal.maybe_pack(vol)
+                    _warn_stale(vol, exc)
+                packed = journal.maybe_pack(vol)
+                if packed:  # they leave the journal, where merges look for missed records
+                    try:
+                        merge_now(vol, packed)
+                    except Exception as exc:
+                        _warn_stale(vol, exc)
         finally:
             with self.cond:
                 self.busy = False
@@ -252,6 +298,17 @@ def flush() -> None:
 def _after_fork_in_child() -> None:
     global _updater
     _updater = _Updater()  # the parent flushes what it had pending
+
+
+def _flush_at_exit() -> None:
+    """Flush at exit, including in ``multiprocessing`` children.
+
+    Those end with ``os._exit``, which skips ``atexit``, but run
+    multiprocessing's own finalizers first (registered here on first use in
+    the process, after multiprocessing has cleared what the parent left).
+    """
+    if "multiprocessing.util" in sys.modules:
+        sys.modules["multiprocessing.util"].Finalize(None, flush, exitpriority=100)
 
 
 atexit.register(flush)

@@ -131,3 +131,28 @@ def test_writers_pack_only_a_long_journal(cloudpath):
     journal.append(vol, notes(1, "more"))
     journal.maybe_pack(vol, chance=1.0, threshold=4)
     assert vol.list(journal.JOURNAL) == [] and len(journal.read(vol)) == 4
+
+
+def test_packing_leaves_objects_that_are_not_records_in_place(cloudpath):
+    vol = Volume.resolve(cloudpath)
+    journal.append(vol, notes(2))
+    vol.put_json(journal.JOURNAL + "stray.json", "[1, 2]")
+    with pytest.warns(journal.RecordWarning, match="stray.json is not a ptb record"):
+        assert journal.pack(vol) == 2
+    assert vol.list(journal.JOURNAL) == [journal.JOURNAL + "stray.json"]
+    with pytest.warns(journal.RecordWarning, match="not a ptb record"):
+        assert len(journal.read(vol)) == 2
+
+
+def test_spooled_keys_survive_names_with_double_underscores(tmp_path, spool_dir):
+    vol = Volume.resolve("file://" + str(tmp_path / "vol"))
+    blocker = tmp_path / "vol" / "ptb"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a directory")
+    env = SourceEnv("__main__.my__step", "def my__step(): pass")
+    with pytest.warns(SpoolWarning):
+        key = journal.write_env(vol, env)
+    assert "__main__" in key
+    blocker.unlink()
+    assert ptb.flush() == (1, 0)
+    assert vol.get_json(key) == env.contents()

@@ -136,3 +136,18 @@ def test_dockerimageID_without_a_daemon_says_so():
         pytest.skip("a docker daemon is present")
     with pytest.raises(ptb.ProvenanceError, match="cannot ask the Docker daemon for the ID of lab/segmenter:v3"):
         ptb.dockerimageID("lab/segmenter", "v3")
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda path: ptb.logprocess(path, "meshing"), "expected a ptb.Process"),
+    (lambda path: ptb.process_absent(path, {"task": "meshing"}), "expected a ptb.Process"),
+    (lambda path: ptb.Process("mesh", {}, "abc"), "code environments must be"),
+    (lambda path: ptb.Process("", {}), "needs a description"),
+    (lambda path: ptb.addnote(path, True, "x"), "note type True"),
+    (lambda path: ptb.addresult(path, 42), "note content must be a string"),
+])
+def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, call, message):
+    path = "file://" + str(tmp_path / "vol")
+    with pytest.raises(ptb.InvalidInputError, match=message):
+        call(path)
+    assert not (tmp_path / "vol").exists()

@@ -70,3 +70,13 @@ def test_provenance_in_json5_is_read_as_cloudvolume_does(cloudpath):
     vol = Volume.resolve(cloudpath)
     vol.cf.put("provenance", b"{description: 'x', sources: [], owners: [], processing: [],}")
     assert vol.read_provenance()["description"] == "x"
+
+
+def test_the_entry_check_notices_a_provenance_file_that_became_corrupt(cloudpath):
+    vol = Volume.resolve(cloudpath)
+    vol.put_json("provenance", {"description": "", "sources": [], "owners": [], "processing": []})
+    vol.check_readable()
+    vol.check_readable()  # cached: one size request
+    vol.cf.put("provenance", b"{truncated")
+    with pytest.raises(CorruptProvenanceError):
+        vol.check_readable()

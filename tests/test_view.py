@@ -102,3 +102,40 @@ def test_the_view_holds_run_summaries_not_full_runs(cloudpath):
     runs = vol.read_provenance()["ptb"]["runs"]
     assert len(runs) == 1 and runs[0]["status"] == "failed"
     assert runs[0]["error"] == "ValueError: bad" and "traceback" not in json.dumps(runs)
+
+
+def test_a_merge_lost_to_contention_is_repaired_by_the_next_writer(cloudpath):
+    from ptb.records import Note, NoteType, utcnow
+
+    vol = Volume.resolve(cloudpath)
+    lost = [Note(utcnow(), NoteType.GENERIC, f"lost {i}") for i in range(3)]
+    journal.append(vol, lost)  # journalled, but its writer's merge never landed
+    ptb.addgeneric(vol, "next writer")
+    view.flush()
+    assert [n["content"] for n in vol.read_provenance()["ptb"]["notes"]] == ["lost 0", "lost 1", "lost 2",
+                                                                               "next writer"]
+
+
+def test_forked_multiprocessing_children_update_the_view_before_exiting(tmp_path):
+    import multiprocessing
+
+    cloudpath = "file://" + str(tmp_path / "vol")
+    child = multiprocessing.get_context("fork").Process(target=ptb.addgeneric, args=(cloudpath, "from a child"))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    notes = Volume.resolve(cloudpath).read_provenance()["ptb"]["notes"]
+    assert [n["content"] for n in notes] == ["from a child"]
+
+
+def test_hand_written_processing_that_is_not_a_list_is_kept_whole(cloudpath):
+    vol = Volume.resolve(cloudpath)
+    vol.put_json("provenance", {"description": "", "sources": [], "owners": [], "processing": {"igneous": {"mip": 1}}})
+    ptb.addgeneric(vol, "n")
+    assert ptb.sync(vol)["processing"] == [{"igneous": {"mip": 1}}]
+
+
+def test_sync_refuses_a_path_where_nothing_is_recorded(cloudpath):
+    with pytest.raises(ptb.VolumeUnavailableError, match="nothing is recorded at .*is the path right"):
+        ptb.sync(cloudpath)
+    assert Volume.resolve(cloudpath).read_provenance() is None
