@@ -219,9 +219,10 @@ class PythonGithubEnv(CodeEnv):
 
     Taken once, at construction: remote URL (credentials stripped), commit,
     branch, detached/shallow/dirty flags, the uncommitted diff against HEAD
-    (staged and unstaged, bounded to 256 KiB) and untracked names (bounded to
-    1000). ``git`` is ``"present"``, ``"absent"`` (no git binary: what the
-    repository's files tell is still read), ``"no repository"`` or ``"error"``.
+    (staged and unstaged, bounded to 256 KiB, secrets scrubbed with
+    ``ptb.params.scrub_text``) and untracked names (bounded to 1000). ``git``
+    is ``"present"``, ``"absent"`` (no git binary: what the repository's files
+    tell is still read), ``"no repository"`` or ``"error"``.
     """
 
     kind = "PythonGithub"
@@ -244,7 +245,7 @@ class PythonGithubEnv(CodeEnv):
         self._snapshot()
 
     def _snapshot(self) -> None:
-        from .params import strip_url_credentials
+        from .params import scrub_text, strip_url_credentials
 
         start = os.path.abspath(self.codeptr)
         start = start if os.path.isdir(start) else os.path.dirname(start)
@@ -256,7 +257,7 @@ class PythonGithubEnv(CodeEnv):
             if rc != 0:
                 self.path = start
                 self.git = "no repository" if "not a git repository" in err.lower() else "error"
-                self.git_error = err[:500] if self.git == "error" else None
+                self.git_error = scrub_text(err[:500]) if self.git == "error" else None
                 return
             root, shallow = os.fsdecode(out).splitlines()[:2]
             self.path, self.shallow = root, shallow.strip() == "true"
@@ -284,9 +285,9 @@ class PythonGithubEnv(CodeEnv):
                 staged, n1 = _git_bounded(root, "diff", *flags, "--cached")
                 rest, n2 = _git_bounded(root, "diff", *flags)
                 data, total = (staged + rest)[:MAX_TEXT], n1 + n2
-            self.diff = _bounded(data, total, "diff")
+            self.diff = scrub_text(_bounded(data, total, "diff"))   # a config file's diff can hold secrets
         except (OSError, subprocess.SubprocessError, RuntimeError, ValueError) as exc:
-            self.git, self.git_error = "error", f"{type(exc).__name__}: {exc}"[:500]
+            self.git, self.git_error = "error", scrub_text(f"{type(exc).__name__}: {exc}"[:500])
 
     def _from_files(self, start: str, found: Optional[Tuple[str, str]]) -> None:
         """No git binary (or no such directory): read HEAD, refs and config directly."""
@@ -386,7 +387,11 @@ def _unwrap(func: Any) -> Any:
 
 
 class SourceEnv(CodeEnv):
-    """The source of a function or notebook cell, so code outside git is recorded too."""
+    """The source of a function or notebook cell, so code outside git is recorded too.
+
+    The stored ``source`` is bounded and scrubbed of secrets (``ptb.params.scrub_text``);
+    ``sha256`` is the hash of the real, whole source, so the code's identity is kept.
+    """
 
     kind = "Source"
 
@@ -394,11 +399,16 @@ class SourceEnv(CodeEnv):
         self.name = name
         self.source = source
         self.file = filename      # ``filename`` is the content-addressed property
+        self._stored: Optional[Tuple[str, Dict[str, str]]] = None
 
     def contents(self) -> Dict[str, Any]:
-        data = self.source.encode("utf-8", "replace")
-        return {"CodeEnv type": self.kind, "name": self.name, "file": self.file,
-                "source": _bounded(data, len(data), "source"), "sha256": hashlib.sha256(data).hexdigest()}
+        if self._stored is None or self._stored[0] is not self.source:   # scrubbed once per source
+            from .params import scrub_text
+
+            data = self.source.encode("utf-8", "replace")
+            self._stored = (self.source, {"source": scrub_text(_bounded(data, len(data), "source")),
+                                          "sha256": hashlib.sha256(data).hexdigest()})
+        return {"CodeEnv type": self.kind, "name": self.name, "file": self.file, **self._stored[1]}
 
     @classmethod
     def from_callable(cls, func: Callable) -> Optional["SourceEnv"]:

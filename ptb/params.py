@@ -3,8 +3,9 @@
 Recording must never fail the user's call, so conversion degrades instead of
 raising: an unknown object becomes its type and a short repr, a value too big
 to store becomes a summary with a hash. Secrets never reach the volume: values
-under secret-looking names are replaced by ``REDACTED`` (at any depth) and
-credentials inside URLs are stripped, wherever a string turns up.
+under secret-looking names are replaced by ``REDACTED`` (at any depth, in
+mappings, namedtuples and lists of ``(name, value)`` pairs), and every string
+stored, reprs included, is scrubbed of the secrets it holds (``ptb.redact``).
 """
 from __future__ import annotations
 
@@ -25,13 +26,13 @@ from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterable, Optional
 
 from .errors import InvalidInputError
+from .redact import REDACTED, SECRET_WORDS, is_secret_name, scrub_text, strip_url_credentials
 
 __all__ = [
     "REDACTED", "SECRET_WORDS", "ParameterWarning", "is_secret_name", "strip_url_credentials",
-    "to_jsonable", "parameters_from", "prepare_parameters", "bind_call",
+    "scrub_text", "to_jsonable", "parameters_from", "prepare_parameters", "bind_call",
 ]
 
-REDACTED = "<redacted>"
 MAX_BYTES = 64 * 1024
 MAX_DEPTH = 20
 CYCLE = "<cycle>"
@@ -39,92 +40,11 @@ TOO_DEEP = "<too deep>"
 _HASH_ARRAY_BYTES = 1 << 20   # numpy arrays up to 1 MiB get a content hash
 _MAX_ITEMS = 1_000_000        # beyond this, containers are summarised without being walked
 
-#: Name parts (split on ``_``, ``-``, ``.``, spaces and camelCase) that mark a secret.
-SECRET_WORDS: tuple[str, ...] = (
-    "password", "passwords", "passwd", "pwd", "passphrase", "token", "secret", "secrets",
-    "key", "apikey", "privatekey", "credential", "credentials", "cred", "creds", "auth", "oauth",
-    "authorization", "cookie", "cookies", "session", "signature", "bearer", "jwt",
-)
-# a part ending with one of these is secret too ("dbpassword", "authtoken", "clientsecret")
-_SECRET_SUFFIXES = ("password", "passwd", "passphrase", "secret", "token", "credential",
-                    "credentials")
-# "<prefix>key" written as one word is secret ("apikey", "accesskey"); "monkey" is not
-_KEY_PREFIXES = ("api", "private", "access", "secret", "session", "auth", "signing",
-                 "encryption", "master", "client", "ssh", "gpg", "account", "storage", "sas")
-_QUERY_SECRETS = ("sig",)     # Azure SAS signature
-_SSH_SCHEMES = ("ssh", "git+ssh", "ssh+git", "sftp")
-
-_SPLIT = re.compile(r"[^A-Za-z0-9]+")
-_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
-# userinfo runs to the last "@" before the authority ends, so "p@ss" passwords go entirely
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,30})://(?P<userinfo>[^/?#\s]*)@")
-_QUERY = re.compile(r"(?P<sep>[?&])(?P<name>[^=&#?\s]+)=(?P<value>[^&#\s]*)")
 _ADDRESS = re.compile(r" at 0x[0-9A-Fa-f]+")
 
 
 class ParameterWarning(UserWarning):
     """A parameter value was recorded as a summary or a repr instead of its value."""
-
-
-def _name_parts(name: str) -> list[str]:
-    return [p.lower() for chunk in _SPLIT.split(name) for p in _CAMEL.findall(chunk)]
-
-
-def is_secret_name(name: str, extra: Iterable[str] = ()) -> bool:
-    """Whether a parameter called ``name`` probably holds a secret.
-
-    Matches whole name parts, so ``api_key``/``apiKey``/``GITHUB_TOKEN`` are
-    secret but ``keys``, ``monkey``, ``keyframe`` and ``author`` are not.
-    ``extra`` names (whole names or name parts, any case) are secret too.
-    """
-    try:
-        name = str(name)
-        parts = _name_parts(name)
-        wanted = {str(e).lower() for e in extra}
-        if name.lower() in wanted or wanted.intersection(parts):
-            return True
-        for part in parts:
-            if part in SECRET_WORDS or part.endswith(_SECRET_SUFFIXES):
-                return True
-            stem = part[:-1] if part.endswith("keys") else part
-            if stem.endswith("key") and stem[:-3] in _KEY_PREFIXES:
-                return True
-        return False
-    except Exception:   # a name that cannot even be read: err on the safe side
-        return True
-
-
-def _strip_userinfo(match: re.Match) -> str:
-    scheme, userinfo = match.group("scheme"), match.group("userinfo")
-    if scheme.lower() in _SSH_SCHEMES and ":" not in userinfo:
-        return match.group(0)     # "ssh://git@host": a user name, not a secret
-    return scheme + "://"
-
-
-def _redact_query(match: re.Match) -> str:
-    name = match.group("name")
-    if is_secret_name(name, _QUERY_SECRETS) and match.group("value") != REDACTED:
-        return f"{match.group('sep')}{name}={REDACTED}"
-    return match.group(0)
-
-
-def strip_url_credentials(text: str) -> str:
-    """Remove credentials from every URL inside ``text``.
-
-    ``https://user:TOKEN@host/x`` becomes ``https://host/x`` (any scheme,
-    user-only forms too), and secret-looking query parameters
-    (``?token=..``, ``X-Amz-Signature=..``, ``sig=..``) get ``REDACTED``
-    values. scp-like ``git@github.com:org/repo.git`` names a user, not a
-    secret, and is left alone, as is the user of ``ssh://git@host/..``.
-    """
-    try:
-        if "@" in text and "://" in text:
-            text = _USERINFO.sub(_strip_userinfo, text)
-        if "=" in text:
-            text = _QUERY.sub(_redact_query, text)
-        return text
-    except Exception:
-        return REDACTED if isinstance(text, str) else text
 
 
 def _type_name(value: Any) -> str:
@@ -152,9 +72,11 @@ def _module(name: str) -> Any:
 class _Converter:
     """One conversion: its limits, its redaction rule and what had to degrade."""
 
-    def __init__(self, max_bytes: int, secret: Optional[Callable[[str], bool]] = None):
+    def __init__(self, max_bytes: int, secret: Optional[Callable[[str], bool]] = None,
+                 extra: tuple = ()):
         self.max_bytes = max_bytes
         self.secret = secret
+        self.extra = extra       # more secret names, for the text scrubber
         self.degraded: list[str] = []
         self._path: set[int] = set()
 
@@ -173,8 +95,7 @@ class _Converter:
     def fallback(self, value: Any) -> dict:
         self.degraded.append("repr")
         try:
-            text = strip_url_credentials(_ADDRESS.sub("", repr(value)[:1000]))[:200]
-            text = self.text(text)
+            text = self.text(scrub_text(_ADDRESS.sub("", repr(value)[:1000]), self.extra)[:200])
         except Exception:
             text = "<unrepresentable>"
         return {"type": _type_name(value), "repr": text}
@@ -189,7 +110,7 @@ class _Converter:
             value.encode("utf-8")
         except UnicodeEncodeError:   # lone surrogates would break every later encode
             value = value.encode("utf-8", "backslashreplace").decode("utf-8")
-        return strip_url_credentials(value)
+        return scrub_text(value, self.extra)
 
     def mapping(self, items: Iterable[tuple[Any, Any]], depth: int) -> dict:
         out: Dict[str, Any] = {}
@@ -278,8 +199,10 @@ class _Converter:
         if sized and len(v) > min(_MAX_ITEMS, self.max_bytes // 2):
             self.degraded.append("too large")
             return _summary(v, len(v), "items")
+        if isinstance(v, tuple) and hasattr(v, "_asdict") and hasattr(type(v), "_fields"):
+            return self.mapping(v._asdict().items(), depth)     # a namedtuple: keep its field names
         if isinstance(v, (list, tuple, deque)):
-            return [self.convert(x, depth + 1) for x in v]
+            return self.sequence(v, depth)
         if isinstance(v, (set, frozenset)):
             try:
                 items = sorted(v)
@@ -297,6 +220,15 @@ class _Converter:
         if dataclasses.is_dataclass(v) and not isinstance(v, type):
             return self.mapping(((f.name, getattr(v, f.name)) for f in dataclasses.fields(v)), depth)
         return self.fallback(v)
+
+    def sequence(self, v: Any, depth: int) -> list:
+        """A list; an item that is a ``(name, value)`` pair with a secret name keeps only the name."""
+        return [[self.text(x[0]), REDACTED] if self.secret_pair(x) else self.convert(x, depth + 1)
+                for x in v]
+
+    def secret_pair(self, x: Any) -> bool:
+        return (self.secret is not None and type(x) in (tuple, list) and len(x) == 2
+                and isinstance(x[0], str) and self.secret(x[0]))
 
     @staticmethod
     def fallback_repr(value: Any) -> str:
@@ -338,17 +270,18 @@ def _config_value(config: Any, section: str, key: str) -> Any:
 def to_jsonable(value: Any, *, max_bytes: int = MAX_BYTES) -> Any:
     """A JSON-safe form of ``value`` that can be stored and hashed; never raises.
 
-    Strings lose URL credentials, containers become lists and dicts with str
-    keys, known types their natural text or number, numpy arrays and bytes a
+    Strings are scrubbed of secrets (``scrub_text``: URL credentials,
+    ``password=..``, tokens), namedtuples become dicts, other containers lists
+    and dicts with str keys, known types their natural text or number, numpy arrays and bytes a
     summary with a hash, anything else ``{"type", "repr"}``. Anything whose
     JSON encoding exceeds ``max_bytes`` becomes ``{"type", "summary", "sha256"}``.
     """
     return _jsonable(value, max_bytes=max_bytes)[0]
 
 
-def _jsonable(value: Any, *, max_bytes: int, secret: Optional[Callable[[str], bool]] = None
-              ) -> tuple[Any, list[str]]:
-    conv = _Converter(max_bytes, secret)
+def _jsonable(value: Any, *, max_bytes: int, secret: Optional[Callable[[str], bool]] = None,
+              extra: tuple = ()) -> tuple[Any, list[str]]:
+    conv = _Converter(max_bytes, secret, extra)
     try:
         return conv.top(value), conv.degraded
     except Exception:
@@ -384,7 +317,8 @@ def prepare_parameters(params: Any, *, redact: Iterable[str] = (), exclude: Iter
     """The parameters as they are stored: JSON-safe, secrets redacted, excluded names gone.
 
     Values under secret-looking names (``is_secret_name``, plus ``redact``) are
-    replaced by ``REDACTED`` at any depth. Never raises for a value; a value
+    replaced by ``REDACTED`` at any depth, and strings are scrubbed with
+    ``scrub_text`` (``redact`` names too). Never raises for a value; a value
     that had to be summarised or repr'd gives a ``ParameterWarning``. Only an
     unsupported container type raises (``InvalidInputError``).
     """
@@ -404,7 +338,7 @@ def prepare_parameters(params: Any, *, redact: Iterable[str] = (), exclude: Iter
         if secret(key):
             out[key] = REDACTED
             continue
-        out[key], degraded = _jsonable(value, max_bytes=max_bytes, secret=secret)
+        out[key], degraded = _jsonable(value, max_bytes=max_bytes, secret=secret, extra=extra)
         if degraded:
             _warn(f"ptb: parameter {key!r} is not recorded as given "
                   f"({', '.join(sorted(set(degraded)))}); pass exclude=[{key!r}] to leave it out")

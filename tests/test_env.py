@@ -103,6 +103,26 @@ def test_dirty_diff_and_untracked(repo):
     assert env.contents()["untracked"] == ["new.txt", "newdir/"]
 
 
+def test_diff_of_a_tracked_config_file_is_scrubbed(repo):
+    """Review finding: an uncommitted edit of a tracked settings.ini reached the env file verbatim."""
+    (repo / "settings.ini").write_text("[db]\npassword = changeme_OLD\nhost = db.lab\n")
+    (repo / "deploy.env").write_text("AWS_REGION=us-east-1\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "config")
+    (repo / "settings.ini").write_text("[db]\npassword = S3CR3T_IN_DIFF\nhost = db.lab\n")
+    (repo / "deploy.env").write_text("AWS_REGION=us-east-1\nAWS_SECRET_ACCESS_KEY=S3CR3T_STAGED\n")
+    git(repo, "add", "deploy.env")
+    (repo / "untracked_token.txt").write_text("S3CR3T_UNTRACKED_CONTENT")
+    env = PythonGithubEnv(str(repo))
+    filename, text = env.log()
+    for stored in (env.diff, text, json.dumps(env.contents())):
+        assert "S3CR3T" not in stored and "changeme_OLD" not in stored
+    assert "-password = <redacted>" in env.diff and "+password = <redacted>" in env.diff
+    assert "+AWS_SECRET_ACCESS_KEY=<redacted>" in env.diff and " host = db.lab" in env.diff
+    assert env.untracked == ["untracked_token.txt"]          # names are kept, contents never read
+    assert capture(str(repo / "a.py"))[0].diff == env.diff   # what capture stores is scrubbed too
+
+
 def test_diff_and_untracked_are_bounded(repo):
     (repo / "a.py").write_text("".join(f"line {i} " + "z" * 60 + "\n" for i in range(6000)))
     for i in range(ptbenv.MAX_UNTRACKED + 5):
@@ -289,6 +309,32 @@ def test_source_is_bounded_but_hashed_whole():
     contents = SourceEnv("big", source).contents()
     assert contents["source"].endswith("... [source truncated: 102 bytes]")
     assert contents["sha256"] == hashlib.sha256(source.encode()).hexdigest()
+
+
+def test_source_is_scrubbed_but_hashed_as_it_is():
+    """Review finding: a function's or cell's source stored ``token = "..."`` verbatim."""
+    source = 'def connect():\n    token = "S3CR3Tabcdef0123"\n    keys = d.keys()\n    return token\n'
+    env = SourceEnv("cell", source)
+    contents = env.contents()
+    assert "S3CR3T" not in contents["source"] and "S3CR3T" not in env.log()[1]
+    assert contents["source"] == source.replace("S3CR3Tabcdef0123", "<redacted>")
+    assert contents["sha256"] == hashlib.sha256(source.encode()).hexdigest()    # the real code's identity
+    other = SourceEnv("cell", source.replace("S3CR3Tabcdef0123", "S3CR3Tother"))
+    assert other.contents()["sha256"] != contents["sha256"] and other.filename != env.filename
+    env.source = "x = 1\n"                                                      # contents follow the source
+    assert env.contents()["source"] == "x = 1\n"
+
+
+def test_source_from_callable_is_scrubbed(tmp_path, monkeypatch):
+    (tmp_path / "secret_step.py").write_text(
+        'def step(x, api_key="S3CR3Tdefault"):\n    password = "S3CR3Tliteral"\n    return x\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import secret_step
+
+    env = capture(func=secret_step.step)[-1]
+    assert isinstance(env, SourceEnv) and "S3CR3T" not in env.log()[1]
+    assert 'password = "<redacted>"' in env.contents()["source"]
+    assert env.contents()["sha256"] == hashlib.sha256((tmp_path / "secret_step.py").read_bytes()).hexdigest()
 
 
 def test_capture_with_func(repo, monkeypatch):
