@@ -6,7 +6,10 @@ before the user's code runs and its end (final run, result note) after. A
 volume that cannot be read or written fails the entry with a ptb error, before
 anything ran; once the user's code has run, recording never replaces its
 result or exception: storage failures are spooled (``ptb flush``), anything
-else is a ``RecordingWarning``.
+else is a ``RecordingWarning``, and the run's end is journalled before its
+notes. Entry and exit cost the same whatever the volume's history: journal
+writes only; the ``provenance`` view follows from a background thread.
+The decorator's machinery (call kinds, drivers, pickling) is ``ptb.runners``.
 """
 from __future__ import annotations
 
@@ -14,24 +17,24 @@ import contextvars
 import dataclasses
 import functools
 import getpass
-import inspect
 import os
 import socket
 import sys
 import time
 import traceback
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from . import journal, view
 from .errors import InvalidInputError, ProvenanceError
-from .records import Note, NoteType, ProcessRecord, RunRecord, new_id, process_key, utcnow
+from .records import Note, NoteType, ProcessRecord, Record, RunRecord, new_id, process_key, utcnow
 from .storage import Volume
 
 __all__ = ["Run", "RecordingWarning", "current_run", "documented", "provenance"]
 
 MAX_TRACEBACK = 16 * 1024
 MAX_MESSAGE = 4096
+MAX_NOTE = 16 * 1024        # characters of a note the run writes (result, motivation, run.note)
 _current: contextvars.ContextVar[Optional[Run]] = contextvars.ContextVar("ptb_current_run", default=None)
 _processes_written: Set[Tuple[str, str]] = set()    # (cloudpath, process key) journalled by this OS process
 _INTERRUPTS: Tuple[type, ...] = (KeyboardInterrupt, SystemExit)
@@ -92,15 +95,37 @@ def _type_name(exc: BaseException) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _error(exc: BaseException) -> Dict[str, Any]:
-    """Type, message and traceback (its first line and last frames, bounded), URL credentials stripped."""
-    from .params import strip_url_credentials
+def _bounded(text: str, limit: int, omitted: int = 0) -> str:
+    """``text`` cut to at most ``limit`` characters, saying how many were cut."""
+    if len(text) <= limit and not omitted:
+        return text
+    keep = max(limit - 40, 0)
+    return text[:keep] + f" ... [truncated {len(text) - keep + omitted} chars]"
 
+
+def _clean(text: str, redact: Iterable[str] = (), limit: int = MAX_NOTE) -> str:
+    """Secrets scrubbed, then bounded: scrubbed before it is cut, so no secret is stored cut in half."""
+    from .params import scrub_text
+
+    head = text[:4 * limit]
+    return _bounded(scrub_text(head, redact), limit, len(text) - len(head))
+
+
+def _error(exc: BaseException, redact: Iterable[str] = ()) -> Dict[str, Any]:
+    """Type, message and traceback (its first line and last frames, bounded), secrets scrubbed."""
     try:
         message = str(exc)
     except Exception:
         message = "<unprintable>"
-    chunks = [c if len(c) <= 2048 else c[:2048] + " ...\n"
+    try:
+        return {"type": _type_name(exc), "message": _clean(message, redact, MAX_MESSAGE),
+                "traceback": _traceback(exc, redact)}
+    except Exception as err:        # never store an unscrubbed text, never lose the run's end
+        return {"type": _type_name(exc), "message": f"<not recorded: {err!r}>"[:MAX_MESSAGE], "traceback": ""}
+
+
+def _traceback(exc: BaseException, redact: Iterable[str]) -> str:
+    chunks = [_clean(c, redact, 2048).rstrip("\n") + "\n"
               for c in traceback.format_exception(type(exc), exc, exc.__traceback__)]
     text = "".join(chunks)
     if len(text) > MAX_TRACEBACK:     # keep where it started (first frames) and where it failed (last ones)
@@ -113,15 +138,7 @@ def _error(exc: BaseException) -> Dict[str, Any]:
             budget -= len(chunk)
         omitted = f"  ... [{len(chunks) - len(head) - len(tail)} frames omitted] ...\n"
         text = "".join(head) + omitted + "".join(reversed(tail))
-    return {"type": _type_name(exc), "message": strip_url_credentials(message[:MAX_MESSAGE]),
-            "traceback": strip_url_credentials(text)}
-
-
-def _reset(token: contextvars.Token, previous: Optional[Run]) -> None:
-    try:
-        _current.reset(token)
-    except ValueError:      # ended in another context (a generator closed elsewhere)
-        _current.set(previous)
+    return text
 
 
 class Run:
@@ -164,28 +181,48 @@ class Run:
 
     # ----------------------------------------------------------- user API
     def note(self, text: str, note_type: Union[NoteType, int, str] = NoteType.GENERIC) -> Note:
-        """Record a note now, linked to this run (a journal write; the view follows soon)."""
+        """Record a note now, linked to this run (a journal write; the view follows soon).
+
+        A text over ``MAX_NOTE`` characters is cut, with a ``RecordingWarning``.
+        """
         if self.status == "new":
             raise ProvenanceError("enter the run (`with ptb.documented(...) as run:`) before adding notes")
-        note = Note(utcnow(), NoteType.parse(note_type), text, run=self.id)
+        note = Note(utcnow(), NoteType.parse(note_type), self._cut(text, "note"), run=self.id)
         for vol in self.volumes:
             journal.append(vol, [note])
             view.update(vol, [note], wait=False)
         return note
 
     def result(self, text: str) -> None:
-        """Set the result note, written when the run ends (replaces the default one)."""
-        self._results.append(Note(utcnow(), NoteType.RESULT, text, run=self.id))
+        """Set the result note, written when the run ends (replaces the default one); bounded like ``note``."""
+        self._results.append(Note(utcnow(), NoteType.RESULT, self._cut(text, "result"), run=self.id))
+
+    def _cut(self, text: Any, what: str) -> Any:
+        if isinstance(text, str) and len(text) > MAX_NOTE:
+            _warn(f"ptb: the {what} of run {self.id} ({self.description!r}) is {len(text)} characters; "
+                  f"only the first {MAX_NOTE} are recorded (large outputs belong in the volume)")
+            return _bounded(text, MAX_NOTE)
+        return text
 
     # ------------------------------------------------------------ entry
     def __enter__(self) -> Run:
         self._start()
-        self._token = _current.set(self)
+        self._token = self._activate()
         return self
 
     def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
-        _reset(self._token, self._parent_run)
+        self._deactivate(self._token)
         self._finish(exc)       # returns None: the exception, if any, propagates unchanged
+
+    def _activate(self) -> contextvars.Token:
+        """Make this the current run (while its code runs); returns the token for ``_deactivate``."""
+        return _current.set(self)
+
+    def _deactivate(self, token: contextvars.Token) -> None:
+        try:
+            _current.reset(token)
+        except ValueError:      # ended in another context (a generator closed elsewhere)
+            _current.set(self._parent_run)
 
     def _start(self) -> None:
         """Write the run's start; raises (a ptb error) before the user's code runs, never after."""
@@ -208,8 +245,8 @@ class Run:
             id=self.id, description=self.description, process=process_key(self.description, self._recorded),
             status="running", started=self.started, parent=self.parent, user=_whoami()[0],
             host=_whoami()[1], pid=os.getpid(), code_envfiles=self._envfiles)
-        self._motivation = Note(self.started, NoteType.MOTIVATION,
-                                self.motivation or f"run of {self.description!r} (no motivation given)", run=self.id)
+        motivation = self.motivation or f"run of {self.description!r} (no motivation given)"
+        self._motivation = Note(self.started, NoteType.MOTIVATION, self._cut(motivation, "motivation"), run=self.id)
         started: List[Volume] = []
         try:
             for vol in self.volumes:
@@ -219,7 +256,7 @@ class Run:
                 journal.append(vol, [*proc, self._record, self._motivation], spool_on_failure=False)
                 started.append(vol)
                 self._process_written(vol, proc)
-                view.update(vol, [self._record, self._motivation], wait=False)
+                view.update(vol, [*proc, self._record, self._motivation], wait=False)
         except BaseException as exc:
             self._abandon(started, exc)
             raise
@@ -244,11 +281,11 @@ class Run:
 
     @staticmethod
     def _process_written(vol: Volume, proc: List[ProcessRecord]) -> None:
+        """Remember journalled processes; the view gets them from the background updater (no O(view) write here)."""
         for record in proc:
             if len(_processes_written) > 100_000:     # a worker with unique parameters per task
                 _processes_written.clear()
             _processes_written.add((vol.cloudpath, record.key))
-            view.update(vol, [record], wait=True)     # processes are rare: written through at once
 
     def _abandon(self, started: List[Volume], exc: BaseException) -> None:
         """Close the run on volumes where it started before another volume failed."""
@@ -256,7 +293,8 @@ class Run:
             return
         try:
             final = dataclasses.replace(self._record, status="failed", ended=utcnow(), duration=0.0, error={
-                "type": _type_name(exc), "message": f"not started: {exc}"[:MAX_MESSAGE], "traceback": ""})
+                "type": _type_name(exc), "message": _clean(f"not started: {exc}", self._redact, MAX_MESSAGE),
+                "traceback": ""})
             for vol in started:
                 journal.append(vol, [final])
         except Exception as err:
@@ -267,7 +305,7 @@ class Run:
         """Turn the return value into the result note with the user's callable; never raises."""
         if callable(self._result):
             try:
-                self._value_text = str(self._result(value))
+                self._value_text = _clean(str(self._result(value)), self._redact)
             except Exception as exc:
                 _warn(f"ptb: the result callable of {self.description!r} raised {exc!r}; "
                       f"the default result note is recorded instead")
@@ -284,7 +322,7 @@ class Run:
                 self.status, error = "succeeded", None
             else:
                 self.status = "interrupted" if isinstance(exc, _INTERRUPTS) or _cancelled(exc) else "failed"
-                error = _error(exc)
+                error = _error(exc, self._redact)
             recorded, proc_key = self._recorded, self._record.process
             if {k: id(v) for k, v in self.parameters.items()} != self._param_ids:
                 from .params import prepare_parameters
@@ -293,19 +331,36 @@ class Run:
                 proc_key = process_key(self.description, recorded)
             final = dataclasses.replace(self._record, status=self.status, ended=ended, duration=duration,
                                         resources=resources, error=error, process=proc_key)
-            notes = self._result_notes(ended, duration, error)
         except Exception as err:
             self.status = "unrecorded"
             _warn(f"ptb could not record the end of run {self.id} ({self.description!r}): {err!r}")
             return
+        try:
+            notes = self._result_notes(ended, duration, error)
+        except Exception as err:        # the run's end is still recorded, without its result note
+            notes = []
+            _warn(f"ptb could not record the result note of run {self.id} ({self.description!r}): {err!r}")
         for vol in self.volumes:
-            try:
-                proc = self._new_process(vol, recorded) if proc_key != self._record.process else []
-                journal.append(vol, [*proc, final, *notes])       # spools (with a warning) if the volume fails
-                self._process_written(vol, proc)
-                view.update(vol, [final, *notes], wait=False)
+            proc = self._new_process(vol, recorded) if proc_key != self._record.process else []
+            written: List[Record] = [*proc, final, *notes]
+            try:                          # in order, the run's end first; a storage failure spools the rest
+                journal.append(vol, written)
+            except InvalidInputError as err:  # a record over the size bound: keep the run's end at least
+                _warn(f"ptb could not record all of the end of run {self.id} on {vol.cloudpath}: {err}")
+                written = [final]
+                try:
+                    journal.append(vol, written)
+                except Exception as again:
+                    written = []
+                    _warn(f"ptb could not record the end of run {self.id} on {vol.cloudpath}: {again!r}")
             except Exception as err:
+                written = []
                 _warn(f"ptb could not record the end of run {self.id} on {vol.cloudpath}: {err!r}")
+            try:
+                self._process_written(vol, proc if final in written else [])
+                view.update(vol, written, wait=False)
+            except Exception as err:
+                _warn(f"ptb could not update the provenance view of {vol.cloudpath}: {err!r}")
 
     def _resources(self) -> Dict[str, Any]:
         """CPU time of this OS process (all its threads) during the run; its RSS now and its peak RSS so far."""
@@ -319,18 +374,22 @@ class Run:
     def _result_notes(self, ended: Any, duration: float, error: Optional[Dict[str, Any]]) -> List[Note]:
         took = _seconds(duration)
         if error is not None:
-            message = error["message"][:500]
+            message = _bounded(error["message"], 500)       # already scrubbed
             text = f"{self.status} after {took}: {error['type']}" + (f": {message}" if message else "")
-            return [*self._results, Note(ended, NoteType.RESULT, text, run=self.id)]
+            return [*self._clean_results(), Note(ended, NoteType.RESULT, text, run=self.id)]
         if self._results:
-            return list(self._results)
+            return self._clean_results()
         if self._value_text is not None:
             text = self._value_text
         elif isinstance(self._result, str):
-            text = self._result
+            text = _clean(self._result, self._redact)
         else:
             text = f"succeeded in {took}" + (f" ({self._ended_early})" if self._ended_early else "")
         return [Note(ended, NoteType.RESULT, text, run=self.id)]
+
+    def _clean_results(self) -> List[Note]:
+        return [dataclasses.replace(n, content=_clean(n.content, self._redact)) if isinstance(n.content, str) else n
+                for n in self._results]
 
 
 def _check(description: Any, motivation: Any, result: Any) -> None:
@@ -355,27 +414,6 @@ def _targets(volume: Any) -> List[Any]:
     return items
 
 
-def _is_name(target: Any) -> bool:
-    return isinstance(target, str) and "://" not in target
-
-
-def _unwrap(func: Any) -> Any:
-    target = getattr(func, "__func__", func)
-    try:
-        return inspect.unwrap(target)
-    except ValueError:
-        return target
-
-
-def _resolve_value(value: Any, name: str, secrets: Any) -> List[Volume]:
-    if value is None:
-        raise InvalidInputError(f"parameter {name!r} is None: ptb needs a CloudVolume or a cloudpath there to log to")
-    try:
-        return [Volume.resolve(v, secrets) for v in _targets(value)]
-    except InvalidInputError as exc:
-        raise InvalidInputError(f"parameter {name!r}: {exc}") from None
-
-
 def provenance(volume: Any, description: str, *, motivation: Optional[str] = None,
                result: Union[str, Callable[[Any], Any], None] = None, parameters: Any = None,
                exclude: Sequence[str] = (), redact: Sequence[str] = (), secrets: Any = None) -> Callable:
@@ -393,160 +431,26 @@ def provenance(volume: Any, description: str, *, motivation: Optional[str] = Non
 
     Works on functions, methods, class- and staticmethods, coroutine functions
     (the run ends after the ``await``), generators and async generators (the
-    run ends when they are exhausted or closed).
+    run ends when they are exhausted or closed); see ``ptb.runners``. For
+    async code, the run's start (environment capture, a few small writes)
+    runs synchronously in the event loop on first await. The decorated
+    function pickles by reference, as a plain function does, so it can be
+    sent to process pools. Exception messages, tracebacks and the result note
+    are scrubbed of secrets (and of the ``redact`` names) before they are
+    stored, and notes are bounded to ``MAX_NOTE`` characters.
     """
     from .params import parameters_from
+    from .runners import decorator
 
     targets = _targets(volume)
-    names = [t for t in targets if _is_name(t)]
-    fixed = [Volume.resolve(t, secrets) for t in targets if not _is_name(t)]
     parameters_from(parameters)           # an unusable container fails now, not at the first call
     _check(description, motivation, result)
 
-    def decorate(func: Callable) -> Callable:
-        import wrapt
+    def new_run(vols: List[Volume], raw: Dict[str, Any], source_file: Optional[str], func: Callable) -> Run:
+        return Run(vols, description, raw, motivation=motivation, result=result, redact=redact, exclude=exclude,
+                   source_file=source_file, func=func)
 
-        from .params import bind_call
-
-        target = _unwrap(func)
-        if not callable(target):
-            raise InvalidInputError(f"@ptb.provenance decorates functions, not {type(func).__name__}")
-        sig_params = inspect.signature(target).parameters
-        varkw = next((p.name for p in sig_params.values() if p.kind is inspect.Parameter.VAR_KEYWORD), None)
-        unknown = [n for n in names if n not in sig_params and varkw is None]
-        if unknown:
-            raise InvalidInputError(
-                f"{getattr(target, '__qualname__', target)} has no parameter {unknown[0]!r} to take the volume from; "
-                f"its parameters are {', '.join(sig_params) or 'none'} (a cloudpath must contain '://')")
-        code = getattr(target, "__code__", None)
-        source_file = inspect.getsourcefile(target) if code is not None else None
-        kind = ("agen" if inspect.isasyncgenfunction(target) else "gen" if inspect.isgeneratorfunction(target)
-                else "coro" if inspect.iscoroutinefunction(target) else "sync")
-
-        def make_run(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Optional[Run]:
-            bound = bind_call(wrapped, instance, args, kwargs)
-            vols = list(fixed)
-            for name in names:
-                holder = bound if name in bound else bound.get(varkw or "", {})
-                if name not in holder:
-                    return None         # the call does not bind: let the function raise its own TypeError
-                vols += _resolve_value(holder[name], name, secrets)
-            raw = {**bound, **parameters_from(parameters)}
-            return Run(vols, description, raw, motivation=motivation, result=result, redact=redact,
-                       exclude=exclude, source_file=source_file, func=target)
-
-        @wrapt.decorator
-        def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-            run = make_run(wrapped, instance, args, kwargs)
-            if run is None:
-                value = wrapped(*args, **kwargs)
-                _warn(f"{getattr(target, '__qualname__', target)} was not documented: its volume parameter "
-                      f"is missing from the call")
-                return value
-            if kind == "sync":
-                with run:
-                    value = wrapped(*args, **kwargs)
-                    run._returned(value)
-                return value
-            return _RUNNERS[kind](run, wrapped(*args, **kwargs))
-
-        return wrapper(func)
-
-    return decorate
-
-
-def _start_or_close(run: Run, close: Callable[[], Any]) -> None:
-    try:
-        run._start()
-    except BaseException:
-        close()         # the user's code never ran; no "never awaited" warning either
-        raise
-
-
-def _step(run: Run, call: Callable[[Any], Any], arg: Any) -> Any:
-    token = _current.set(run)       # current only while the wrapped body runs, not while it is suspended
-    try:
-        return call(arg)
-    finally:
-        _reset(token, run._parent_run)
-
-
-async def _astep(run: Run, call: Callable[[Any], Any], arg: Any) -> Any:
-    token = _current.set(run)
-    try:
-        return await call(arg)
-    finally:
-        _reset(token, run._parent_run)
-
-
-async def _coroutine(run: Run, coro: Any) -> Any:
-    _start_or_close(run, coro.close)
-    try:
-        value = await _astep(run, lambda _: coro, None)
-    except BaseException as exc:
-        run._finish(exc)
-        raise
-    run._returned(value)
-    run._finish()
-    return value
-
-
-def _generator(run: Run, gen: Any) -> Any:
-    """Drive ``gen`` step by step (PEP 380 by hand); the run ends when it is exhausted, fails or is closed."""
-    _start_or_close(run, gen.close)
-    count, call, arg = 0, gen.send, None
-    try:
-        while True:
-            try:
-                item = _step(run, call, arg)
-            except StopIteration as stop:
-                returned = stop.value
-                break
-            count += 1
-            try:
-                call, arg = gen.send, (yield item)
-            except GeneratorExit:
-                run._ended_early = f"closed by the caller after {count} item(s)"
-                _step(run, lambda _: gen.close(), None)
-                raise
-            except BaseException as exc:
-                call, arg = gen.throw, exc
-    except BaseException as exc:
-        run._finish(None if isinstance(exc, GeneratorExit) else exc)
-        raise
-    run._ended_early = f"{count} item(s)"
-    run._returned(returned)
-    run._finish()
-    return returned
-
-
-async def _async_generator(run: Run, agen: Any) -> Any:
-    """The same for async generators: ``asend``/``athrow``/``aclose``."""
-    _start_or_close(run, lambda: None)      # an async generator never started needs no closing
-    count, call, arg = 0, agen.asend, None
-    try:
-        while True:
-            try:
-                item = await _astep(run, call, arg)
-            except StopAsyncIteration:
-                break
-            count += 1
-            try:
-                call, arg = agen.asend, (yield item)
-            except GeneratorExit:
-                run._ended_early = f"closed by the caller after {count} item(s)"
-                await _astep(run, lambda _: agen.aclose(), None)
-                raise
-            except BaseException as exc:
-                call, arg = agen.athrow, exc
-    except BaseException as exc:
-        run._finish(None if isinstance(exc, GeneratorExit) else exc)
-        raise
-    run._ended_early = f"{count} item(s)"
-    run._finish()
-
-
-_RUNNERS = {"coro": _coroutine, "gen": _generator, "agen": _async_generator}
+    return decorator(targets, new_run, parameters=parameters, secrets=secrets)
 
 
 # ------------------------------------------------------------- the context manager
@@ -559,16 +463,17 @@ def _from_caller(names: Union[str, Sequence[str]], frame: Any) -> Dict[str, Any]
     return {n: frame.f_locals[n] if n in frame.f_locals else frame.f_globals[n] for n in wanted}
 
 
-def _caller_sources(filename: str) -> Tuple[Optional[str], List[Any]]:
-    """The source file to find the git checkout from, and the cell's source when there is no file."""
+def _caller_sources(filename: str, redact: Sequence[str]) -> Tuple[Optional[str], List[Any]]:
+    """The source file to find the git checkout from, and the cell's source (scrubbed) when there is no file."""
     if os.path.isfile(filename):
         return filename, []
     import linecache
 
     from .env import SourceEnv
+    from .params import scrub_text
 
     lines = linecache.getlines(filename)
-    return None, ([SourceEnv("cell", "".join(lines), filename)] if lines else [])
+    return None, ([SourceEnv("cell", scrub_text("".join(lines), redact), filename)] if lines else [])
 
 
 def documented(volume: Any, description: str, *, parameters: Any = None, motivation: Optional[str] = None,
@@ -587,7 +492,7 @@ def documented(volume: Any, description: str, *, parameters: Any = None, motivat
         is_names = isinstance(parameters, str) or (
             isinstance(parameters, (list, tuple)) and all(isinstance(p, str) for p in parameters))
         raw = _from_caller(parameters, frame) if is_names else parameters_from(parameters)
-        source_file, sources = _caller_sources(frame.f_code.co_filename)
+        source_file, sources = _caller_sources(frame.f_code.co_filename, redact)
     finally:
         del frame
     if result is not None and not isinstance(result, str):

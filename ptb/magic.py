@@ -7,8 +7,10 @@
 VOLUME is a cloudpath, or the name (or expression) of a notebook variable
 holding a CloudVolume, a cloudpath or a list of them. ``-p`` records the
 values of notebook variables as parameters. The cell runs through the same
-engine as ``ptb.documented``, and its source is recorded with the run. Inside
-it, ``ptb.current_run().note(...)`` adds notes. IPython is imported only here.
+engine as ``ptb.documented``, and its source is recorded with the run, scrubbed
+of secrets (``ptb.params.scrub_text``: ``Authorization:`` headers,
+``password=...``, URL credentials, the ``--redact`` names). Inside it,
+``ptb.current_run().note(...)`` adds notes. IPython is imported only here.
 """
 from __future__ import annotations
 
@@ -76,6 +78,7 @@ def prepare(shell: Any, line: str, cell: str) -> Tuple[Any, Any, Any]:
     """The run, and the cell's compiled code; ``InvalidInputError`` for a bad magic line."""
     from . import instrument
     from .env import SourceEnv
+    from .params import scrub_text
     from .storage import Volume
 
     try:
@@ -92,9 +95,11 @@ def prepare(shell: Any, line: str, cell: str) -> Tuple[Any, Any, Any]:
     body, last, filename = _compile(shell, cell)      # a syntax error fails here, before any run starts
     session = shell.user_ns.get("__session__") or shell.user_ns.get("__vsc_ipynb_file__")
     notebook = session if isinstance(session, str) else None
-    source = SourceEnv(f"cell-{os.path.basename(notebook)}" if notebook else "cell", cell, notebook or filename)
+    redact = _names(args.redact)
+    source = SourceEnv(f"cell-{os.path.basename(notebook)}" if notebook else "cell", scrub_text(cell, redact),
+                       notebook or filename)       # secrets in the cell's text never reach the volume
     run = instrument.Run(vols, args.description, parameters, motivation=args.motivation, result=args.result,
-                         redact=_names(args.redact), exclude=_names(args.exclude), sources=[source])
+                         redact=redact, exclude=_names(args.exclude), sources=[source])
     return run, body, last
 
 

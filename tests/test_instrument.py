@@ -166,7 +166,8 @@ def test_traceback_is_bounded(vol):
     traceback = run.error["traceback"]
     assert len(traceback) <= 16 * 1024 and len(run.error["message"]) <= 4096
     assert traceback.startswith("Traceback") and "frames omitted" in traceback
-    assert "in deep" in traceback and "in ping" in traceback and traceback.rstrip().endswith("xxx ...")
+    assert "in deep" in traceback and "in ping" in traceback and traceback.rstrip().endswith("chars]")
+    assert "xxx ... [truncated" in traceback and run.error["message"].endswith("chars]")
     assert "RuntimeError: xxx" in traceback
 
 
@@ -274,6 +275,7 @@ def test_a_volume_that_cannot_be_written_fails_before_the_code_runs(vol, tmp_pat
         ran.append(True)
 
     step()                                   # the journal directory exists now
+    view.flush()                             # its view merge is done before the journal breaks
     break_journal(tmp_path / "v")
     with pytest.raises(VolumeUnavailableError, match="cannot write"):
         step()
@@ -586,3 +588,151 @@ def test_a_warm_call_costs_a_few_milliseconds(vol):
         documented_step(1)
         times.append(time.perf_counter() - start)
     assert sorted(times)[len(times) // 2] < 0.02, times
+
+
+def test_a_call_with_new_parameters_never_merges_the_view_in_the_callers_thread(vol, monkeypatch):
+    merged_in = []
+    merge_now = view.merge_now
+
+    def spy(volume, records):
+        merged_in.append(threading.get_ident())
+        return merge_now(volume, records)
+
+    monkeypatch.setattr(view, "merge_now", spy)
+
+    @provenance(vol, "distributed task")
+    def task(i):
+        return i
+
+    for i in range(5):              # a new process each call, as workers with different parameters have
+        assert task(i) == i
+    assert threading.get_ident() not in merged_in
+    assert len(ptb.history(vol).processes) == 5             # the journal never lags
+    view.flush()                                            # the background updater merged them
+    tasks = [e for e in CloudVolume(vol.cloudpath).provenance.processing if e.get("task") == "distributed task"]
+    assert sorted(e["parameters"]["i"] for e in tasks) == list(range(5))
+
+
+# ----------------------------------------------------------------- bounded notes
+def test_a_long_result_text_is_cut_and_the_run_still_ends(vol):
+    @provenance(vol, "summarise", result=lambda value: f"found {value}")
+    def summarise():
+        return list(range(300_000))             # its str() is about 2 MB
+
+    assert len(summarise()) == 300_000
+    with pytest.warns(RecordingWarning, match="characters"):
+        with documented(vol, "block") as run:
+            run.result("log:\n" + "line\n" * 300_000)
+
+    hist = ptb.history(vol)
+    assert [r.status for r in hist.runs] == ["succeeded", "succeeded"]
+    for run in hist.runs:
+        (text,) = notes_of(hist, run, NoteType.RESULT)
+        assert len(text) <= ptb.instrument.MAX_NOTE and text.endswith("chars]") and "... [truncated " in text
+    assert notes_of(hist, hist.runs[0], NoteType.RESULT)[0].startswith("found [0, 1, 2")
+
+
+def test_a_long_note_or_motivation_is_cut_with_a_warning_not_raised(vol):
+    @provenance(vol, "chatty", motivation="why " * 10_000)
+    def chatty():
+        current_run().note("x" * 2_000_000)
+        return "done"
+
+    with pytest.warns(RecordingWarning) as caught:
+        assert chatty() == "done"
+    messages = " ".join(str(m.message) for m in caught)
+    assert "the note of" in messages and "the motivation of" in messages
+    hist = ptb.history(vol)
+    (run,) = hist.runs
+    (note,) = notes_of(hist, run, NoteType.GENERIC)
+    (motivation,) = notes_of(hist, run, NoteType.MOTIVATION)
+    assert run.status == "succeeded" and note.startswith("xxx") and note.endswith("chars]")
+    assert len(note) <= ptb.instrument.MAX_NOTE and len(motivation) <= ptb.instrument.MAX_NOTE
+
+
+def test_a_result_note_that_cannot_be_written_never_loses_the_end_of_the_run(vol, monkeypatch):
+    from ptb import journal
+
+    append = journal.append
+
+    def refuse_results(volume, records, **kwargs):
+        if any(getattr(r, "note_type", None) is NoteType.RESULT for r in records):
+            raise InvalidInputError("note refused")
+        return append(volume, records, **kwargs)
+
+    monkeypatch.setattr(journal, "append", refuse_results)
+
+    @provenance(vol, "step", result="fine")
+    def step():
+        return 1
+
+    with pytest.warns(RecordingWarning, match="note refused"):
+        assert step() == 1
+    hist = ptb.history(vol)
+    (run,) = hist.runs
+    assert run.status == "succeeded" and notes_of(hist, run, NoteType.RESULT) == []
+
+
+# ----------------------------------------------------------------- secrets in texts
+SECRETS = set()
+
+
+def secret(label):
+    """A secret value; the whole value never appears in this file (whose git diff is recorded)."""
+    value = f"S3CR3T{label}X"
+    SECRETS.add(value)
+    return value
+
+
+def assert_no_secret_under(path):
+    text = volume_text(path)
+    assert [s for s in SECRETS if s in text] == []
+
+
+def test_secrets_in_exceptions_tracebacks_and_result_notes_never_reach_the_volume(vol, tmp_path):
+    @provenance(vol, "call the api", redact=["ticket"])
+    def call_api(how):
+        if how == "bearer":
+            raise PermissionError(f"401 for request with Authorization: Bearer {secret('BEARER')}")
+        if how == "password":
+            raise ValueError(f"could not log in with password={secret('PASSWORD')}")
+        if how == "redacted name":
+            raise RuntimeError(f"refused: ticket={secret('TICKET')} has expired")
+        return secret("RESULT")
+
+    @provenance(vol, "log in", result=lambda value: f"logged in with password={value}")
+    def log_in():
+        return secret("CALLABLE")
+
+    for how in ("bearer", "password", "redacted name"):
+        with pytest.raises(Exception, match="S3CR3T"):     # the user's exception is untouched
+            call_api(how)
+    log_in()
+    with documented(vol, "block") as run:
+        run.result(f"used Authorization: Bearer {secret('RUNRESULT')}")
+
+    view.flush()
+    hist = ptb.history(vol)
+    assert [r.status for r in hist.runs] == ["failed", "failed", "failed", "succeeded", "succeeded"]
+    assert all("<redacted>" in r.error["message"] and "<redacted>" in r.error["traceback"] for r in hist.runs[:3])
+    results = [n.content for n in hist.notes if n.note_type is NoteType.RESULT]
+    assert "logged in with password=<redacted>" in results and "used Authorization: Bearer <redacted>" in results
+    assert_no_secret_under(tmp_path / "v")
+
+
+def test_the_source_of_a_documented_cell_is_scrubbed(vol, tmp_path):
+    import linecache
+
+    filename = "<ipython-input-7-secret>"
+    source = (f"api_token = {secret('CELLTOKEN')!r}\nticket = {secret('CELLTICKET')!r}\n"
+              "with ptb.documented(vol, 'cell', redact=['ticket']) as run:\n    pass\n")
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    try:
+        exec(compile(source, filename, "exec"), {"ptb": ptb, "vol": vol})
+    finally:
+        linecache.cache.pop(filename, None)
+    view.flush()
+    hist = ptb.history(vol)
+    (cell,) = [e for e in hist.envs.values() if e["CodeEnv type"] == "Source"]
+    assert cell["source"].startswith("api_token = '<redacted>'\nticket = '<redacted>'\n")
+    assert_no_secret_under(tmp_path / "v")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import inspect
 
 import numpy as np
@@ -22,6 +24,70 @@ def vol(tmp_path, monkeypatch):
 
 def result_of(vol, run):
     return [n.content for n in ptb.history(vol).notes_of(run.id) if n.note_type is NoteType.RESULT]
+
+
+# ------------------------------------------------------------------ the kind is the called function's own
+def run_sync(func):
+    """A common helper: an async implementation exposed synchronously (functools.wraps sets __wrapped__)."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(func(*args, **kwargs))
+    return wrapper
+
+
+def test_a_sync_wrapper_of_a_coroutine_function_returns_its_value(vol):
+    async def fetch(n):
+        await asyncio.sleep(0)
+        return n * 2
+
+    documented_fetch = provenance(vol, "fetch", result=lambda v: f"fetched {v}")(run_sync(fetch))
+    assert not inspect.iscoroutinefunction(documented_fetch)
+    assert documented_fetch(21) == 42
+    hist = ptb.history(vol)
+    (run,) = hist.runs
+    assert run.status == "succeeded" and result_of(vol, run) == ["fetched 42"]
+    assert hist.process(run.process).parameters == {"n": 21}       # bound against the unwrapped signature
+
+
+def test_a_decorated_contextmanager_is_still_a_context_manager(vol):
+    @provenance(vol, "open")
+    @contextlib.contextmanager
+    def opened(name):
+        yield name.upper()
+
+    @provenance(vol, "open async")
+    @contextlib.asynccontextmanager
+    async def aopened(name):
+        yield name.lower()
+
+    async def use_async():
+        async with aopened("B") as value:
+            return value
+
+    with opened("a") as value:
+        assert value == "A"
+    assert asyncio.run(use_async()) == "b"
+    runs = ptb.history(vol).runs
+    assert [r.description for r in runs] == ["open", "open async"]
+    assert all(r.status == "succeeded" for r in runs)
+
+
+def test_a_coroutine_function_wrapped_with_wraps_is_still_a_coroutine_function(vol):
+    def traced(func):
+        @functools.wraps(func)
+        async def wrapper(*args, **kwargs):
+            return await func(*args, **kwargs)
+        return wrapper
+
+    @provenance(vol, "fetch")
+    @traced
+    async def fetch(n):
+        await asyncio.sleep(0.02)
+        return n
+
+    assert inspect.iscoroutinefunction(fetch) and asyncio.run(fetch(3)) == 3
+    (run,) = ptb.history(vol).runs
+    assert run.status == "succeeded" and run.duration >= 0.02       # ended after the await
 
 
 # ------------------------------------------------------------------ coroutine functions

@@ -136,3 +136,22 @@ def test_documented_in_a_cell_records_the_cells_source(shell, vol):
     assert proc.parameters == {"mip": 2}
     (source,) = [hist.envs[f]["source"] for f in proc.code_envfiles if "/Source-" in f]
     assert source == cell
+
+
+def test_secrets_in_a_cell_its_exception_and_its_traceback_never_reach_the_volume(shell, vol):
+    token, ticket, bearer = ("S3CR3T" + word + "X" for word in ("CELLTOKEN", "CELLTICKET", "CELLBEARER"))
+    cell = ('%%provenance {path} "call the api" --redact ticket\n'
+            f'api_token = "{token}"\n'
+            f'ticket = "{ticket}"\n'
+            f'raise PermissionError("401 with Authorization: Bearer {bearer}")\n')
+    result = run_cell(shell, cell)
+    assert not result.success and bearer in str(result.error_in_exec)      # the user's own exception
+    ptb.view.flush()
+    hist = ptb.history(vol)
+    (run,) = hist.runs
+    assert run.status == "failed" and "<redacted>" in run.error["traceback"]
+    (source,) = [e["source"] for e in hist.envs.values() if e["CodeEnv type"] == "Source"]
+    assert source.startswith('api_token = "<redacted>"\nticket = "<redacted>"\n')
+    root = Path(vol.cloudpath[len("file://"):])
+    stored = "\n".join(p.read_text(errors="replace") for p in root.rglob("*") if p.is_file())
+    assert not [s for s in (token, ticket, bearer) if s in stored]

@@ -1,0 +1,265 @@
+"""How a ``@provenance``-decorated callable runs as one documented run.
+
+``decorator`` takes the volumes from the call's parameters, binds the call
+(``ptb.params.bind_call``) and makes a fresh ``Run`` per call. A plain
+function runs inside the run. A coroutine function's run ends after the
+``await``, not when the coroutine object is returned (STYLE 12).
+Generators and async generators are driven step by step (PEP 380 by hand), so
+the run ends when they are exhausted, fail or are closed, and it is the
+current run only while their own body runs, not while they are suspended.
+
+``RUNNERS`` maps a kind to its driver, ``driver(run, returned_object)``; the
+decorator runs plain functions itself, inside ``with run:``. The kind is that
+of the callable actually called, never of what it wraps: a synchronous
+``functools.wraps`` wrapper around an ``async def`` is synchronous, and a
+``@contextlib.contextmanager`` function returns a context manager, not a
+generator.
+
+The wrapper objects pickle by reference, as plain functions and methods do,
+so a decorated module-level function can be sent to a process pool.
+
+In coroutines and async generators, the run's start (environment capture, a
+few small storage writes) runs synchronously in the event loop when the
+coroutine is first awaited: it is cheap once the environment is cached, but
+it does block the loop for that time.
+"""
+from __future__ import annotations
+
+import inspect
+import pickle
+from typing import Any, Callable, List, Optional, Sequence
+
+import wrapt
+
+from .errors import InvalidInputError
+from .instrument import Run, _targets, _warn
+from .storage import Volume
+
+__all__ = ["RUNNERS", "Wrapper", "call_kind", "decorator"]
+
+
+def decorator(targets: Sequence[Any], new_run: Callable[..., Run], *, parameters: Any = None,
+              secrets: Any = None) -> Callable[[Callable], Callable]:
+    """The decorator ``ptb.provenance`` returns (its arguments already checked).
+
+    ``targets`` are volumes, cloudpaths or names of the function's parameters;
+    ``new_run(volumes, raw_parameters, source_file, func)`` makes the run of one call.
+    """
+    from .params import bind_call, parameters_from
+
+    is_name = [isinstance(t, str) and "://" not in t for t in targets]
+    names = [t for t, name in zip(targets, is_name) if name]
+    fixed = [Volume.resolve(t, secrets) for t, name in zip(targets, is_name) if not name]
+
+    def decorate(func: Callable) -> Callable:
+        target = _unwrap(func)      # for the signature and the source; the kind is func's own
+        if not callable(target):
+            raise InvalidInputError(f"@ptb.provenance decorates functions, not {type(func).__name__}")
+        qualname = getattr(target, "__qualname__", target)
+        sig_params = inspect.signature(target).parameters
+        varkw = next((p.name for p in sig_params.values() if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+        unknown = [n for n in names if n not in sig_params and varkw is None]
+        if unknown:
+            raise InvalidInputError(
+                f"{qualname} has no parameter {unknown[0]!r} to take the volume from; "
+                f"its parameters are {', '.join(sig_params) or 'none'} (a cloudpath must contain '://')")
+        source_file = inspect.getsourcefile(target) if getattr(target, "__code__", None) is not None else None
+        kind = call_kind(func)
+
+        def make_run(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Optional[Run]:
+            bound = bind_call(wrapped, instance, args, kwargs)
+            vols = list(fixed)
+            for name in names:
+                holder = bound if name in bound else bound.get(varkw or "", {})
+                if name not in holder:
+                    return None         # the call does not bind: let the function raise its own TypeError
+                vols += _resolve_value(holder[name], name, secrets)
+            return new_run(vols, {**bound, **parameters_from(parameters)}, source_file, target)
+
+        @wrapt.decorator(proxy=Wrapper)
+        def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+            run = make_run(wrapped, instance, args, kwargs)
+            if run is None:
+                value = wrapped(*args, **kwargs)
+                _warn(f"{qualname} was not documented: its volume parameter is missing from the call")
+                return value
+            if kind == "sync":
+                with run:
+                    value = wrapped(*args, **kwargs)
+                    run._returned(value)
+                return value
+            return RUNNERS[kind](run, wrapped(*args, **kwargs))
+
+        return wrapper(func)
+
+    return decorate
+
+
+def _unwrap(func: Any) -> Any:
+    target = getattr(func, "__func__", func)
+    try:
+        return inspect.unwrap(target)
+    except ValueError:
+        return target
+
+
+def _resolve_value(value: Any, name: str, secrets: Any) -> List[Volume]:
+    if value is None:
+        raise InvalidInputError(f"parameter {name!r} is None: ptb needs a CloudVolume or a cloudpath there to log to")
+    try:
+        return [Volume.resolve(v, secrets) for v in _targets(value)]
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"parameter {name!r}: {exc}") from None
+
+
+def call_kind(func: Any) -> str:
+    """``sync``, ``coro``, ``gen`` or ``agen``: how a call of ``func`` itself returns.
+
+    ``inspect.is*function`` look at the function's own code (and through
+    partials), never through ``__wrapped__``, so no unwrapping here.
+    """
+    target = getattr(func, "__func__", func)        # classmethod / staticmethod objects
+    if inspect.isasyncgenfunction(target):
+        return "agen"
+    if inspect.isgeneratorfunction(target):
+        return "gen"
+    return "coro" if inspect.iscoroutinefunction(target) else "sync"
+
+
+class _BoundWrapper(wrapt.BoundFunctionWrapper):
+    """A decorated method bound to an instance or class; pickles as ``getattr(holder, name)``."""
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        holder = self._self_instance if self._self_instance is not None else self._self_owner
+        return getattr, (holder, self.__wrapped__.__name__)
+
+    def __reduce__(self) -> Any:
+        return self.__reduce_ex__(2)
+
+    def __copy__(self) -> Any:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        return self
+
+
+class Wrapper(wrapt.FunctionWrapper):
+    """The decorated function: a wrapt proxy that pickles by its qualified name, as functions do.
+
+    Unpickling imports the module and looks the name up again, which gives the
+    decorated function there; like a plain function, one that is not
+    reachable at module level under its ``__qualname__`` cannot be pickled.
+    """
+
+    __bound_function_wrapper__ = _BoundWrapper
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        name = getattr(self.__wrapped__, "__qualname__", None)
+        if not isinstance(name, str):
+            raise pickle.PicklingError(f"cannot pickle {self!r}: it wraps {type(self.__wrapped__).__name__}, "
+                                       f"which has no __qualname__ to import it by")
+        return name
+
+    def __reduce__(self) -> Any:
+        return self.__reduce_ex__(2)
+
+    def __copy__(self) -> Any:          # functions are immutable for copy: copying gives the same object
+        return self
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        return self
+
+
+def _start_or_close(run: Any, close: Callable[[], Any]) -> None:
+    try:
+        run._start()
+    except BaseException:
+        close()         # the user's code never ran; no "never awaited" warning either
+        raise
+
+
+def _step(run: Any, call: Callable[[Any], Any], arg: Any) -> Any:
+    token = run._activate()       # current only while the wrapped body runs, not while it is suspended
+    try:
+        return call(arg)
+    finally:
+        run._deactivate(token)
+
+
+async def _astep(run: Any, call: Callable[[Any], Any], arg: Any) -> Any:
+    token = run._activate()
+    try:
+        return await call(arg)
+    finally:
+        run._deactivate(token)
+
+
+async def _coroutine(run: Any, coro: Any) -> Any:
+    """Await ``coro`` as the run; the start runs in the event loop, synchronously (see the module doc)."""
+    _start_or_close(run, coro.close)
+    try:
+        value = await _astep(run, lambda _: coro, None)
+    except BaseException as exc:
+        run._finish(exc)
+        raise
+    run._returned(value)
+    run._finish()
+    return value
+
+
+def _generator(run: Any, gen: Any) -> Any:
+    """Drive ``gen``; the run ends when it is exhausted, fails or is closed."""
+    _start_or_close(run, gen.close)
+    count, call, arg = 0, gen.send, None
+    try:
+        while True:
+            try:
+                item = _step(run, call, arg)
+            except StopIteration as stop:
+                returned = stop.value
+                break
+            count += 1
+            try:
+                call, arg = gen.send, (yield item)
+            except GeneratorExit:
+                run._ended_early = f"closed by the caller after {count} item(s)"
+                _step(run, lambda _: gen.close(), None)
+                raise
+            except BaseException as exc:
+                call, arg = gen.throw, exc
+    except BaseException as exc:
+        run._finish(None if isinstance(exc, GeneratorExit) else exc)
+        raise
+    run._ended_early = f"{count} item(s)"
+    run._returned(returned)
+    run._finish()
+    return returned
+
+
+async def _async_generator(run: Any, agen: Any) -> Any:
+    """The same for async generators: ``asend``/``athrow``/``aclose``."""
+    _start_or_close(run, lambda: None)      # an async generator never started needs no closing
+    count, call, arg = 0, agen.asend, None
+    try:
+        while True:
+            try:
+                item = await _astep(run, call, arg)
+            except StopAsyncIteration:
+                break
+            count += 1
+            try:
+                call, arg = agen.asend, (yield item)
+            except GeneratorExit:
+                run._ended_early = f"closed by the caller after {count} item(s)"
+                await _astep(run, lambda _: agen.aclose(), None)
+                raise
+            except BaseException as exc:
+                call, arg = agen.athrow, exc
+    except BaseException as exc:
+        run._finish(None if isinstance(exc, GeneratorExit) else exc)
+        raise
+    run._ended_early = f"{count} item(s)"
+    run._finish()
+
+
+RUNNERS = {"coro": _coroutine, "gen": _generator, "agen": _async_generator}
