@@ -28,12 +28,14 @@ def test_eight_writers_lose_nothing_and_readers_never_see_a_torn_view(tmp_path):
     ptb.logprocess(cloudpath, ptb.Process("segmentation", {"mip": 1}))
     stop = tmp_path / "stop"
     watcher = start("watch", cloudpath, str(stop))
-    writers = [start("notes", cloudpath, "25", f"w{w}") for w in range(8)]
-    for writer in writers:
-        _, err = writer.communicate(timeout=300)
-        assert writer.returncode == 0, err
-    stop.touch()
-    seen = json.loads(watcher.communicate(timeout=60)[0])
+    try:
+        writers = [start("notes", cloudpath, "25", f"w{w}") for w in range(8)]
+        for writer in writers:
+            _, err = writer.communicate(timeout=300)
+            assert writer.returncode == 0, err
+    finally:
+        stop.touch()
+        seen = json.loads(watcher.communicate(timeout=60)[0])
     assert seen["reads"] > 10 and seen["invalid"] == 0
 
     contents = {n.content for n in ptb.history(cloudpath).notes}
