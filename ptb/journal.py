@@ -133,7 +133,7 @@ def read_since(vol: Volume, after: str, limit: int) -> Tuple[List[Record], str]:
     """
     keys = vol.list(JOURNAL)
     rids = {key: key[len(JOURNAL):-len(".json")] for key in keys}
-    fresh = [key for key in keys if rids[key] > after][-limit:]
+    fresh = [key for key in keys if rids[key] > after][-limit:] if limit > 0 else []
     envs = [e for e in _parse_objects(vol.get_many(fresh)) if _is_envelope(e)]
     return _records(envs, vol), max([after, *rids.values()])
 

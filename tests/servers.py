@@ -238,13 +238,17 @@ def _find_weed() -> str:
 class SeaweedS3(_ServerProcess):
     """SeaweedFS `weed mini` (master, volume, filer, S3 in one process) as an S3 endpoint.
 
-    Authentication is on: the server is started with ``access_key``/``secret_key`` as its only
-    identity, so a client that fails to send credentials gets AccessDenied, as on real S3.
+    Authentication is on: ``access_key``/``secret_key`` is the admin identity, and a client that
+    fails to send credentials gets AccessDenied, as on real S3. A second identity,
+    ``readonly_access_key``/``readonly_secret_key``, may only read and list: writes through it
+    are refused, which is what a read-only volume looks like to a client.
     """
 
     name = "SeaweedFS S3"
     access_key = "ptb-test-access"
     secret_key = "ptb-test-secret"
+    readonly_access_key = "ptb-test-readonly"
+    readonly_secret_key = "ptb-test-readonly-secret"
     region = "us-east-1"
 
     def __init__(self, bucket: str = "ptb-test", startup_timeout: float = 60.0) -> None:
@@ -274,11 +278,25 @@ class SeaweedS3(_ServerProcess):
             f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}",
             "-s3.port.iceberg=0", "-s3.port.lance=0", f"-admin.port={p['admin']}",
             f"-filer.localSocket={d / 'filer.sock'}", f"-s3.localSocket={d / 's3.sock'}",
+            f"-s3.config={self._identities()}",
         ]
+
+    def _identities(self) -> Path:
+        """The S3 identities file: the admin key pair and a read-only one."""
+        assert self.rundir is not None
+        path = self.rundir / "s3-identities.json"
+        path.write_text(json.dumps({"identities": [
+            {"name": "admin", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+             "actions": ["Admin", "Read", "List", "Tagging", "Write"]},
+            {"name": "readonly",
+             "credentials": [{"accessKey": self.readonly_access_key, "secretKey": self.readonly_secret_key}],
+             "actions": ["Read", "List"]},
+        ]}))
+        return path
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
-        # `weed mini` makes its single S3 identity from these.
+        # `weed mini` makes an admin identity from these; -s3.config adds the read-only one.
         env.update(AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key)
         return env
 

@@ -4,6 +4,16 @@
     python workers.py spin CLOUDPATH                  write large notes until killed
     python workers.py watch CLOUDPATH STOPFILE        read `provenance` until STOPFILE exists;
                                                       print reads and invalid reads as JSON
+    python workers.py run CLOUDPATH COUNT TAG         one documented run (ptb.documented) making COUNT
+                                                      notes tagged TAG through run.note
+    python workers.py hang CLOUDPATH                  enter a documented run, print "inside", sleep forever
+    python workers.py watchview CLOUDPATH STOPFILE [DIR]
+                                                      like watch, printing "ready" first, and the view
+                                                      must be a provenance object. With DIR (a local
+                                                      directory holding the `provenance` file: a file://
+                                                      volume, or the GCS emulator's copy), also count
+                                                      the writes to it with Linux inotify (each whole-
+                                                      file write ends in a rename or close-after-write)
 """
 from __future__ import annotations
 
@@ -49,6 +59,96 @@ def watch(cloudpath: str, stopfile: str) -> None:
     print(json.dumps({"reads": reads, "invalid": invalid}))
 
 
+def _documented():
+    import ptb
+
+    if hasattr(ptb, "documented"):
+        return ptb.documented
+    from ptb.instrument import documented
+
+    return documented
+
+
+def run(cloudpath: str, count: int, tag: str) -> None:
+    with _documented()(cloudpath, f"scale worker {tag}", parameters={"tag": tag, "count": count},
+                       motivation=f"worker {tag} of the scale test") as doc:
+        for i in range(count):
+            doc.note(f"{tag}-{i}")
+    print(json.dumps({"run": doc.id, "status": doc.status, "duration": doc.duration}), flush=True)
+
+
+def hang(cloudpath: str) -> None:
+    with _documented()(cloudpath, "a step that hangs", motivation="to be killed"):
+        print("inside", flush=True)
+        while True:
+            time.sleep(1)
+
+
+class WriteCounter:
+    """Counts whole-file writes of ``name`` in ``directory`` with Linux inotify (no polling, none missed)."""
+
+    IN_CLOSE_WRITE, IN_MOVED_TO, IN_Q_OVERFLOW = 0x8, 0x80, 0x4000
+
+    def __init__(self, directory: str, name: str = "provenance") -> None:
+        import ctypes
+
+        self.name = name.encode()
+        self.count = 0
+        self.overflow = False
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        mask = self.IN_CLOSE_WRITE | self.IN_MOVED_TO
+        if self.fd < 0 or libc.inotify_add_watch(self.fd, directory.encode(), mask) < 0:
+            raise OSError(ctypes.get_errno(), f"inotify on {directory} failed")
+
+    def poll(self) -> int:
+        import struct
+
+        while True:
+            try:
+                data = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return self.count
+            offset = 0
+            while offset < len(data):
+                _, mask, _, length = struct.unpack_from("iIII", data, offset)
+                name = data[offset + 16:offset + 16 + length].rstrip(b"\0")
+                offset += 16 + length
+                if mask & self.IN_Q_OVERFLOW:
+                    self.overflow = True
+                elif name == self.name:
+                    self.count += 1
+
+
+def watchview(cloudpath: str, stopfile: str, directory: str = "") -> None:
+    from cloudfiles import CloudFiles
+
+    counter = WriteCounter(directory) if directory else None
+    cf = CloudFiles(cloudpath)
+    reads = invalid = 0
+    problems = []
+    print("ready", flush=True)
+    while not os.path.exists(stopfile):
+        data = cf.get("provenance")
+        if counter is not None:
+            counter.poll()
+        if data is not None:
+            reads += 1
+            try:
+                view = json.loads(data)
+                if not isinstance(view, dict) or not isinstance(view.get("processing"), list):
+                    raise ValueError("not a provenance object")
+            except ValueError as exc:
+                invalid += 1
+                problems.append(f"{exc}: {data[:80]!r}")
+        time.sleep(0.002)
+    time.sleep(0.2)
+    out = {"reads": reads, "invalid": invalid, "problems": problems[:5]}
+    if counter is not None:
+        out.update(writes=counter.poll(), overflow=counter.overflow)
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "notes":
@@ -57,5 +157,11 @@ if __name__ == "__main__":
         spin(args[0])
     elif command == "watch":
         watch(*args)
+    elif command == "run":
+        run(args[0], int(args[1]), args[2])
+    elif command == "hang":
+        hang(args[0])
+    elif command == "watchview":
+        watchview(*args)
     else:
         sys.exit(f"unknown command {command}")

@@ -1,0 +1,323 @@
+"""One measurement, for one side, in a fresh OS process; prints one JSON line.
+
+    python probe.py SIDE KIND JSON-ARGS
+
+SIDE is ``ptb`` or ``baseline`` (provenance-toolbox 0.1.5, imported from the directory
+named by ``$PTB_BENCH_BASELINE``; both distributions are called provenance-toolbox, so the
+baseline never shares an interpreter with ptb). KIND is one of ``call``, ``note``, ``writer``,
+``import``, ``env``. ``run.py`` starts these; nothing here is meant to be imported.
+"""
+from __future__ import annotations
+
+import datetime
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, List
+
+SIDE = sys.argv[1] if __name__ == "__main__" else "ptb"
+if SIDE == "baseline":
+    sys.path.insert(0, os.environ["PTB_BENCH_BASELINE"])
+
+
+def timed(func: Callable[..., Any], *args: Any) -> float:
+    t0 = time.perf_counter()
+    func(*args)
+    return time.perf_counter() - t0
+
+
+def make_volume(cloudpath: str) -> Any:
+    """A small image volume with CloudVolume's default provenance file (not timed)."""
+    from cloudvolume import CloudVolume
+
+    info = CloudVolume.create_new_info(1, "image", "uint8", "raw", [4, 4, 40], [0, 0, 0], [64, 64, 16])
+    vol = CloudVolume(cloudpath, info=info, progress=False)
+    vol.commit_info()
+    vol.commit_provenance()
+    return vol
+
+
+def summary(rounds: List[List[float]]) -> Dict[str, float]:
+    """The mean of the best round (as timeit does: a busy machine only ever slows a round down)."""
+    every = [x for r in rounds for x in r]
+    return {"mean": min(statistics.fmean(r) for r in rounds), "mean_all": statistics.fmean(every),
+            "median": statistics.median(every), "n": len(every), "rounds": len(rounds)}
+
+
+# ------------------------------------------------------------------ a documented call
+def call(args: Dict[str, Any]) -> Dict[str, Any]:
+    """A decorated call vs the bare call, on file://, with a warm environment.
+
+    Measured on a fresh volume and on one that already holds ``earlier`` notes, each as the
+    best of a few rounds of ``calls`` calls. ptb: ``@ptb.provenance("dst", "step")`` on a
+    function in a git checkout; every call journals its run and notes and captures (cached)
+    its environment; the view follows on the background thread (whose merges during the
+    round are in the time; the flush after it is reported apart, as ``view_flush_s``).
+    0.1.5 has no decorator; the same record is what its users write by hand around the
+    call: ``process_absent`` / ``logprocess`` with a ``PythonGithubEnv``, then
+    ``addmotivation``, the call, ``addresult``.
+    """
+    sys.path.insert(0, args["repo"])
+    import pipeline  # the function lives in the git checkout, as a pipeline's would
+
+    bare, count = pipeline.step, args["calls"]
+    paths = {"fresh": args["cloudpath"] + "-fresh", "seeded": args["cloudpath"] + "-seeded"}
+    for name, path in paths.items():
+        make_volume(path)
+        if name == "seeded":
+            (_seed_ptb if SIDE == "ptb" else _seed_baseline)(path, args["earlier"])
+    if SIDE == "ptb":
+        import ptb
+
+        decorate = getattr(ptb, "provenance", None)
+        if decorate is None:
+            from ptb.instrument import provenance as decorate
+        documented = decorate("dst", "step", motivation="benchmark")(bare)
+        finish: Callable[[], None] = ptb.view.flush
+        targets: Dict[str, Any] = paths
+    else:
+        import provenancetoolbox as pt
+        from cloudvolume import CloudVolume
+
+        env = pt.PythonGithubEnv(args["repo"])
+        targets = {name: CloudVolume(path) for name, path in paths.items()}
+
+        def documented(x: int, dst: Any) -> int:
+            process = pt.Process("step", {"x": x}, env)
+            if pt.process_absent(dst, process):
+                pt.logprocess(dst, process)
+            pt.addmotivation(dst, "benchmark")
+            value = bare(x, dst)
+            pt.addresult(dst, f"step returned {value}")
+            return value
+
+        def finish() -> None:
+            pass
+
+    for target in targets.values():
+        documented(1, target)            # warm: environment captured, process recorded
+    finish()
+    bare_s = min(timed(lambda: [bare(1, None) for _ in range(10_000)]) for _ in range(3)) / 10_000
+
+    def loop(target: Any) -> None:
+        for _ in range(count):
+            documented(1, target)
+
+    rounds = args.get("rounds", 3)
+    out: Dict[str, Any] = {"bare_s": bare_s, "calls": count, "earlier": args["earlier"], "rounds": rounds}
+    for name, target in targets.items():
+        totals, cpus, flushes = [], [], []
+        for _ in range(rounds):
+            cpu = time.process_time()
+            totals.append(timed(loop, target))
+            cpus.append(time.process_time() - cpu)   # this process's CPU, background thread included
+            flushes.append(timed(finish))        # the view's catch-up, off the caller's path
+        best = min(totals) / count               # timeit's rule: a busy machine only slows a round down
+        out[name] = {"call_s": best, "overhead_s": best - bare_s, "cpu_s": min(cpus) / count,
+                     "view_flush_s": min(flushes)}
+    return out
+
+
+# ------------------------------------------------------- one note after K earlier ones
+def _seed_ptb(path: str, earlier: int) -> None:
+    import ptb
+    from ptb import journal
+    from ptb.records import Note, NoteType
+    from ptb.storage import Volume
+
+    vol = Volume.resolve(path)
+    start = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+    notes = [Note(start + datetime.timedelta(seconds=i), NoteType.GENERIC, f"earlier note {i}") for i in range(earlier)]
+    journal.append(vol, notes, spool_on_failure=False)
+    ptb.sync(path)                       # packed into a segment; the view holds them all
+
+
+def _seed_baseline(path: str, earlier: int) -> None:
+    from cloudvolume import CloudVolume
+
+    vol = CloudVolume(path)
+    start = datetime.datetime(2024, 1, 1)
+    vol.provenance.description = " \n ".join(
+        f"{start + datetime.timedelta(seconds=i)};GENERIC;earlier note {i}" for i in range(earlier))
+    vol.commit_provenance()
+
+
+def note(args: Dict[str, Any]) -> Dict[str, Any]:
+    """Mean cost of one ``addgeneric`` on volumes holding each of ``sizes`` earlier notes.
+
+    The volumes are measured in alternation (a note on each in turn), so a busy machine
+    slows every size alike; of several rounds of ``notes`` notes, the best round counts.
+    ptb: the note's journal write and in-memory work (its view update is debounced to a
+    background thread; ``view_rewrite_s`` is that rewrite's cost, paid once per interval,
+    not per note). 0.1.5: parse the description, append, rewrite the whole ``provenance``
+    file.
+    """
+    sizes, count, warm = args["sizes"], args["notes"], 3
+    paths = {size: f"{args['cloudpath']}-{size}" for size in sizes}
+    if SIDE == "ptb":
+        import ptb
+        from ptb.storage import Volume
+
+        for size, path in paths.items():
+            make_volume(path)
+            _seed_ptb(path, size)
+
+        def add(size: int, text: str) -> None:
+            ptb.addgeneric(paths[size], text)
+    else:
+        import provenancetoolbox as pt
+        from cloudvolume import CloudVolume
+
+        vols = {}
+        for size, path in paths.items():
+            make_volume(path)
+            _seed_baseline(path, size)
+            vols[size] = CloudVolume(path)
+
+        def add(size: int, text: str) -> None:
+            pt.addgeneric(vols[size], text)
+
+    for i in range(warm):
+        for size in sizes:
+            add(size, f"warm-up {i}")
+    if SIDE == "ptb":
+        ptb.view.flush()
+    rounds = args.get("rounds", 3)
+    samples: Dict[int, List[List[float]]] = {size: [] for size in sizes}
+    for r in range(rounds):
+        gc.collect()
+        for size in sizes:
+            samples[size].append([])
+        for i in range(count):
+            for size in sizes:
+                samples[size][-1].append(timed(add, size, f"measured note {r}-{i}"))
+        if SIDE == "ptb":
+            ptb.view.flush()             # the rewrite happens between rounds, not inside one
+    out: Dict[str, Any] = {str(size): summary(s) for size, s in samples.items()}
+    if SIDE == "ptb":
+        ptb.view.flush()
+        from ptb.records import Note, NoteType
+        from ptb.view import merge_now
+
+        for size, path in paths.items():
+            vol = Volume.resolve(path)
+            extra = Note(None, NoteType.GENERIC, "one more")
+            out[str(size)]["view_rewrite_s"] = timed(merge_now, vol, [extra])
+            history = ptb.history(path)
+            out[str(size)]["recorded"] = len(history.notes)
+    else:
+        for size, path in paths.items():
+            out[str(size)]["recorded"] = len(pt.parsenotes(CloudVolume(path)))
+    return out
+
+
+# --------------------------------------------------------------- one concurrent writer
+def writer(args: Dict[str, Any]) -> Dict[str, Any]:
+    """Write ``notes`` notes as fast as possible, as one of many concurrent OS processes.
+
+    0.1.5 is given its best chance: a fresh ``CloudVolume`` (so a fresh read of the
+    ``provenance`` file) before every note. An exception (a torn file read) is counted and
+    the writer goes on, as a worker loop that logs and continues would.
+    """
+    path, tag, errors = args["cloudpath"], args["tag"], []
+    if SIDE == "ptb":
+        import ptb
+
+        for i in range(args["notes"]):
+            ptb.addgeneric(path, f"{tag}-{i}")
+    else:
+        import provenancetoolbox as pt
+        from cloudvolume import CloudVolume
+
+        for i in range(args["notes"]):
+            try:
+                pt.addgeneric(CloudVolume(path), f"{tag}-{i}")
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {str(exc)[:100]}")
+    return {"errors": len(errors), "first_error": errors[0] if errors else None}
+
+
+# ----------------------------------------------------------------------------- import
+def import_(args: Dict[str, Any]) -> Dict[str, Any]:
+    """Time of the first ``import`` in a fresh interpreter, and what it pulled in."""
+    name = "ptb" if SIDE == "ptb" else "provenancetoolbox"
+    t0 = time.perf_counter()
+    __import__(name)
+    elapsed = time.perf_counter() - t0
+    heavy = [m for m in ("cloudvolume", "cloudfiles", "git", "docker", "numpy", "pkg_resources", "psutil")
+             if m in sys.modules]
+    return {"import_s": elapsed, "heavy_modules": heavy}
+
+
+# -------------------------------------------------------------------------- environment
+def env(args: Dict[str, Any]) -> Dict[str, Any]:
+    """Capturing a git checkout's environment: first in the process (cold), then again (warm).
+
+    ptb: ``ptb.env.capture`` (git state, diff, untracked files, installed distributions,
+    Python, platform), cached while the checkout is unchanged. 0.1.5: ``PythonGithubEnv``
+    and its ``log()`` (url, commit, diff, ``pkg_resources`` package list), as ``logprocess``
+    calls it, every time.
+    """
+    repo, source = args["repo"], os.path.join(args["repo"], "pipeline.py")
+    if SIDE == "ptb":
+        from ptb import env as ptbenv
+
+        def capture() -> Any:
+            return [e.filename for e in ptbenv.capture(source)]
+    else:
+        import provenancetoolbox as pt
+
+        def capture() -> Any:
+            return pt.PythonGithubEnv(repo).log()
+
+    cold = timed(capture)
+    warm = [timed(capture) for _ in range(args.get("repeat", 5))]
+    return {"cold_s": cold, "warm_s": statistics.median(warm)}
+
+
+# ------------------------------------------------------------ volumes for the writers
+def makevol(args: Dict[str, Any]) -> Dict[str, Any]:
+    make_volume(args["cloudpath"])
+    return {}
+
+
+def count(args: Dict[str, Any]) -> Dict[str, Any]:
+    """Which of the expected notes a reader finds afterwards, and whether the file still parses.
+
+    ptb: ``ptb.history`` (the journal), and the view's notes after ``ptb.sync``. 0.1.5: the
+    notes packed in the ``provenance`` file's description, read without either library's
+    help (so a corrupt file counts as what a CloudVolume user can read from it: nothing).
+    """
+    from cloudfiles import CloudFiles
+
+    path, expected = args["cloudpath"], set(args["expected"])
+    raw = CloudFiles(path).get("provenance")
+    try:
+        prov = json.loads(raw) if raw is not None else {}
+        corrupt = False
+    except ValueError:
+        prov, corrupt = {}, True
+    out: Dict[str, Any] = {"corrupt": corrupt}
+    if SIDE == "ptb":
+        import ptb
+
+        out["found"] = len(expected & {n.content for n in ptb.history(path).notes})
+        out["in_view_before_sync"] = len(expected & {n.get("content") for n in prov.get("ptb", {}).get("notes", [])})
+        synced = ptb.sync(path)
+        out["in_view_after_sync"] = len(expected & {n.get("content") for n in synced["ptb"]["notes"]})
+    else:
+        chunks = str(prov.get("description") or "").split(" \n ")
+        out["found"] = len(expected & {c.split(";", 2)[-1] for c in chunks})
+    return out
+
+
+PROBES = {"call": call, "note": note, "writer": writer, "import": import_, "env": env, "makevol": makevol,
+          "count": count}
+
+if __name__ == "__main__":
+    result = PROBES[sys.argv[2]](json.loads(sys.argv[3]) if len(sys.argv) > 3 else {})
+    sys.stdout.flush()
+    print("PTB-BENCH " + json.dumps(result), flush=True)
