@@ -4,8 +4,14 @@ from __future__ import annotations
 from . import params
 from .check import CheckReport, check
 from .env import DockerEnv, PythonGithubEnv, dockerimageID
-from .errors import (CorruptProvenanceError, DuplicateProcessError, InvalidInputError, MissingDependencyError,
-                     ProvenanceError, VolumeUnavailableError)
+from .errors import (
+    CorruptProvenanceError,
+    DuplicateProcessError,
+    InvalidInputError,
+    MissingDependencyError,
+    ProvenanceError,
+    VolumeUnavailableError,
+)
 from .export import export
 from .history import History, history
 from .instrument import RecordingWarning, Run, current_run, documented, provenance
@@ -19,9 +25,10 @@ from .view import sync
 __version__ = "0.2.0"
 
 __all__ = [
-    "CheckReport", "CorruptProvenanceError", "DockerEnv", "DuplicateProcessError", "History", "InvalidInputError", "MissingDependencyError", "Note",
-    "NoteType", "Process", "ProcessRecord", "ProvenanceError", "PythonGithubEnv", "RecordingWarning", "Run",
-    "RunRecord", "SpoolWarning", "VolumeUnavailableError", "addgeneric", "addmotivation", "addnote", "addresult",
-    "check", "current_run", "dockerimageID", "documented", "export", "flush", "history", "load_ipython_extension", "logprocess",
+    "CheckReport", "CorruptProvenanceError", "DockerEnv", "DuplicateProcessError", "History",
+    "InvalidInputError", "MissingDependencyError", "Note", "NoteType", "Process", "ProcessRecord",
+    "ProvenanceError", "PythonGithubEnv", "RecordingWarning", "Run", "RunRecord", "SpoolWarning",
+    "VolumeUnavailableError", "addgeneric", "addmotivation", "addnote", "addresult", "check", "current_run",
+    "dockerimageID", "documented", "export", "flush", "history", "load_ipython_extension", "logprocess",
     "note_absent", "params", "parsenotes", "process_absent", "provenance", "sync",
 ]

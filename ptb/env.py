@@ -51,12 +51,12 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name or "")[:60] or "unnamed"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _platform() -> str:
     return platform.platform()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _packages() -> Tuple[Tuple[str, str], ...]:
     found = set()
     for dist in importlib.metadata.distributions():
@@ -411,7 +411,7 @@ class SourceEnv(CodeEnv):
         return {"CodeEnv type": self.kind, "name": self.name, "file": self.file, **self._stored[1]}
 
     @classmethod
-    def from_callable(cls, func: Callable) -> Optional["SourceEnv"]:
+    def from_callable(cls, func: Callable) -> Optional[SourceEnv]:
         """The unwrapped function's source; ``None`` for builtins and code typed at a REPL."""
         target = _unwrap(func)
         try:
@@ -455,7 +455,7 @@ IMAGE_VARS = ("PTB_DOCKER_IMAGE", "DOCKER_IMAGE", "CONTAINER_IMAGE", "DOCKER_IMA
 IMAGE_ID_VARS = ("PTB_DOCKER_IMAGE_ID", "DOCKER_IMAGE_ID", "CONTAINER_IMAGE_ID", "IMAGE_ID")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _container_files() -> bool:
     cgroup = _read("/proc/1/cgroup") or ""
     return (os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")

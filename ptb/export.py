@@ -14,7 +14,7 @@ import dataclasses
 import html
 import json
 from collections import deque
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from . import report
 from .errors import InvalidInputError, MissingDependencyError, ProvenanceError
@@ -42,20 +42,22 @@ class Lineage:
         sources_of: Dict[str, List[str]] = {}
         for src, dst in dict.fromkeys(self.edges):
             sources_of.setdefault(dst, []).append(src)
-        back, order, state = set(), [], {self.root: 1}
-        stack = [(self.root, iter(sources_of.get(self.root, ())))]
+        back: Set[Tuple[str, str]] = set()
+        order: List[str] = []
+        state = {self.root: 1}
+        stack: List[Tuple[str, Iterator[str]]] = [(self.root, iter(sources_of.get(self.root, ())))]
         while stack:     # depth-first: an edge to a node still on the stack closes a cycle
             node, pending = stack[-1]
-            src = next(pending, None)
-            if src is None:
+            nxt = next(pending, None)
+            if nxt is None:
                 state[node] = 2
                 order.append(node)
                 stack.pop()
-            elif state.get(src) == 1:
-                back.add((src, node))
-            elif src not in state:
-                state[src] = 1
-                stack.append((src, iter(sources_of.get(src, ()))))
+            elif state.get(nxt) == 1:
+                back.add((nxt, node))
+            elif nxt not in state:
+                state[nxt] = 1
+                stack.append((nxt, iter(sources_of.get(nxt, ()))))
         depth = {self.root: 0}
         for node in reversed(order):      # reverse post-order: every target before its sources
             for src in sources_of.get(node, ()):

@@ -14,8 +14,7 @@ from typing import Any, Dict, Iterable, List, Optional
 
 from . import journal
 from .errors import CorruptProvenanceError, InvalidInputError
-from .records import (LEGACY_FIELD_SEP, LEGACY_NOTE_SEP, Note, NoteType, ProcessRecord, RunRecord,
-                      content_hash, to_utc)
+from .records import LEGACY_FIELD_SEP, LEGACY_NOTE_SEP, Note, NoteType, ProcessRecord, RunRecord, content_hash, to_utc
 from .storage import Volume
 from .view import is_ptb_entry
 
@@ -134,8 +133,9 @@ def history(volume: Any, secrets: Any = None, *, with_envs: bool = True, progres
 
     envs: Dict[str, Any] = {}
     if with_envs:
-        runs_and_processes = [*processes.values(), *(r for r in records if isinstance(r, RunRecord))]
-        envs = journal.read_envs(vol, (f for item in runs_and_processes for f in item.code_envfiles))
+        envfiles = [f for p in processes.values() for f in p.code_envfiles]
+        envfiles += [f for r in records if isinstance(r, RunRecord) for f in r.code_envfiles]
+        envs = journal.read_envs(vol, envfiles)
     return History(
         cloudpath=vol.cloudpath,
         processes=sorted(processes.values(), key=lambda p: (p.timestamp is not None, p.timestamp or 0, p.id)),

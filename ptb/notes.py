@@ -27,7 +27,7 @@ def addnote(volume: Any, note_type: Union[NoteType, int, str], content: str,
     if run is None:
         current = current_run()
         run = current.id if current is not None and vol.cloudpath in current.cloudpaths else None
-    note = Note(to_utc(timestamp) if timestamp is not None else utcnow(), note_type, content, run=run)
+    note = Note(to_utc(timestamp) if timestamp is not None else utcnow(), NoteType.parse(note_type), content, run=run)
     journal.append(vol, [note])
     view.update(vol, [note], wait=False)
     return note

@@ -97,7 +97,7 @@ class NoteType(enum.Enum):
     GENERIC = 3
 
     @classmethod
-    def parse(cls, value: Union["NoteType", int, str]) -> "NoteType":
+    def parse(cls, value: Union[NoteType, int, str]) -> NoteType:
         if isinstance(value, cls):
             return value
         if isinstance(value, bool):
@@ -153,7 +153,7 @@ class Note:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Note":
+    def from_json(cls, data: Mapping[str, Any]) -> Note:
         return cls(data.get("timestamp"), data["type"], data["content"], id=data["id"], run=data.get("run"))
 
 
@@ -198,7 +198,7 @@ class ProcessRecord:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "ProcessRecord":
+    def from_json(cls, data: Mapping[str, Any]) -> ProcessRecord:
         return cls(
             data["task"],
             data.get("parameters") or {},
@@ -267,7 +267,7 @@ class RunRecord:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "RunRecord":
+    def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
         return cls(
             id=data["id"],
             description=data.get("task", ""),

@@ -106,7 +106,8 @@ def flush(progress: bool = False) -> Tuple[int, int]:
                     vol.put_json(key, journal.compact(obj))
             except Exception as exc:
                 remaining += len(files) - done
-                warnings.warn(f"{cloudpath} is still not writable ({exc}); records stay in {directory}", SpoolWarning)
+                warnings.warn(f"{cloudpath} is still not writable ({exc}); records stay in {directory}",
+                              SpoolWarning, stacklevel=2)
                 break
             if key.startswith(journal.JOURNAL):
                 records.append(record_from_json(obj))
@@ -123,5 +124,5 @@ def flush(progress: bool = False) -> Tuple[int, int]:
                 view.update(vol, records, wait=True)
             except Exception as exc:
                 warnings.warn(f"records reached {cloudpath} but its provenance view was not updated ({exc}); "
-                              f"run `ptb sync {cloudpath}`", SpoolWarning)
+                              f"run `ptb sync {cloudpath}`", SpoolWarning, stacklevel=2)
     return uploaded, remaining

@@ -57,7 +57,7 @@ class Volume:
         self._cf: Any = None
 
     @classmethod
-    def resolve(cls, target: Any, secrets: Any = None) -> "Volume":
+    def resolve(cls, target: Any, secrets: Any = None) -> Volume:
         if isinstance(target, Volume):
             return target
         if isinstance(target, str):

@@ -121,7 +121,8 @@ def _contains(prov: Optional[Dict[str, Any]], records: Sequence[Record]) -> bool
     for record in records:
         if isinstance(record, Note) and record.id not in notes:
             return False
-        if isinstance(record, RunRecord) and (record.id not in runs or (record.finished and runs[record.id] == "running")):
+        if isinstance(record, RunRecord) and (
+                record.id not in runs or (record.finished and runs[record.id] == "running")):
             return False
         if isinstance(record, ProcessRecord) and record.key not in keys:
             return False

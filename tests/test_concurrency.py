@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from cloudvolume import CloudVolume
+from volumes import make_volume
 
 import ptb
-from volumes import make_volume
 
 WORKERS = Path(__file__).with_name("workers.py")
 

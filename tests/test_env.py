@@ -14,8 +14,16 @@ import textwrap
 import pytest
 
 from ptb import env as ptbenv
-from ptb.env import (CodeEnv, DockerEnv, PythonGithubEnv, SourceEnv, capture, detect_docker,
-                     dockerimageID, installed_packages)
+from ptb.env import (
+    CodeEnv,
+    DockerEnv,
+    PythonGithubEnv,
+    SourceEnv,
+    capture,
+    detect_docker,
+    dockerimageID,
+    installed_packages,
+)
 
 TOKEN_URL = "https://user:SECRETTOKEN@github.com/lab/pipe.git"
 CLEAN_URL = "https://github.com/lab/pipe.git"

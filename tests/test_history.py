@@ -3,11 +3,20 @@ from __future__ import annotations
 
 import datetime
 
+from volumes import (
+    IGNEOUS_ENTRY,
+    LEGACY_DOCKER_FILE,
+    LEGACY_ENV_FILE,
+    LEGACY_NOTES,
+    LEGACY_PROCESS,
+    add_foreign_entries,
+    make_legacy_volume,
+    make_volume,
+)
+
 import ptb
 from ptb.history import legacy_notes
 from ptb.records import NoteType
-from volumes import (IGNEOUS_ENTRY, LEGACY_DOCKER_FILE, LEGACY_ENV_FILE, LEGACY_NOTES, LEGACY_PROCESS,
-                     add_foreign_entries, make_legacy_volume, make_volume)
 
 
 def test_legacy_notes_are_parsed_including_semicolons_in_content(cloudpath):

@@ -27,8 +27,17 @@ from hypothesis import strategies as st
 
 from ptb.errors import InvalidInputError
 from ptb.params import (
-    CYCLE, REDACTED, TOO_DEEP, ParameterWarning, bind_call, is_secret_name, parameters_from,
-    prepare_parameters, scrub_text, strip_url_credentials, to_jsonable,
+    CYCLE,
+    REDACTED,
+    TOO_DEEP,
+    ParameterWarning,
+    bind_call,
+    is_secret_name,
+    parameters_from,
+    prepare_parameters,
+    scrub_text,
+    strip_url_credentials,
+    to_jsonable,
 )
 
 

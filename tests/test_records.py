@@ -5,11 +5,21 @@ import datetime
 import json
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ptb.errors import InvalidInputError
-from ptb.records import (FORMAT_VERSION, Note, NoteType, ProcessRecord, RunRecord, envelope, new_id,
-                         record_from_json, to_utc)
+from ptb.records import (
+    FORMAT_VERSION,
+    Note,
+    NoteType,
+    ProcessRecord,
+    RunRecord,
+    envelope,
+    new_id,
+    record_from_json,
+    to_utc,
+)
 
 UTC = datetime.timezone.utc
 

@@ -9,10 +9,10 @@ import subprocess
 import types
 
 import pytest
+from volumes import make_volume
 
 import ptb
 from ptb import view
-from volumes import make_volume
 
 
 def git(cwd, *args):

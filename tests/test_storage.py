@@ -4,10 +4,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from volumes import make_volume
 
 from ptb.errors import CorruptProvenanceError, InvalidInputError
 from ptb.storage import Volume
-from volumes import make_volume
 
 
 def test_resolves_cloudvolumes_and_cloudpaths(cloudpath):

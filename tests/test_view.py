@@ -5,11 +5,11 @@ import json
 
 import pytest
 from cloudvolume import CloudVolume
+from volumes import IGNEOUS_ENTRY, add_foreign_entries, make_volume
 
 import ptb
 from ptb import journal, view
 from ptb.storage import Volume
-from volumes import IGNEOUS_ENTRY, add_foreign_entries, make_volume
 
 
 def test_view_stays_valid_for_cloudvolume_and_keeps_foreign_content(cloudpath):
