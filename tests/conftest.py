@@ -265,3 +265,24 @@ def spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "spool"
     monkeypatch.setenv("PTB_SPOOL_DIR", str(path))
     return path
+
+
+@pytest.fixture
+def legacy_volume(tmp_path: Path) -> str:
+    """A file:// volume as provenance-toolbox 0.1.x left it (tests/volumes.py)."""
+    import volumes
+
+    path = f"file://{tmp_path / 'legacy'}"
+    volumes.make_legacy_volume(path)
+    return path
+
+
+@pytest.fixture
+def foreign_volume(tmp_path: Path) -> str:
+    """A 0.1.x volume that igneous and people have also written to."""
+    import volumes
+
+    path = f"file://{tmp_path / 'foreign'}"
+    volumes.make_legacy_volume(path)
+    volumes.add_foreign_entries(path)
+    return path

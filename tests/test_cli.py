@@ -38,18 +38,13 @@ def good(tmp_path, git_repo):
 
 
 @pytest.fixture
-def legacy(tmp_path):
-    path = f"file://{tmp_path / 'legacy'}"
-    volumes.make_legacy_volume(path)
-    return path
+def legacy(legacy_volume):
+    return legacy_volume
 
 
 @pytest.fixture
-def foreign(tmp_path):
-    path = f"file://{tmp_path / 'foreign'}"
-    volumes.make_legacy_volume(path)
-    volumes.add_foreign_entries(path)
-    return path
+def foreign(foreign_volume):
+    return foreign_volume
 
 
 # ------------------------------------------------------------------------- log

@@ -77,21 +77,6 @@ def ptb_volume(tmp_path):
     return path, process, ids
 
 
-@pytest.fixture
-def legacy_volume(tmp_path):
-    path = f"file://{tmp_path / 'legacy'}"
-    volumes.make_legacy_volume(path)
-    return path
-
-
-@pytest.fixture
-def foreign_volume(tmp_path):
-    path = f"file://{tmp_path / 'foreign'}"
-    volumes.make_legacy_volume(path)
-    volumes.add_foreign_entries(path)
-    return path
-
-
 # ------------------------------------------------------------------ formatting
 @pytest.mark.parametrize("seconds, text", [
     (0.000215, "0.2 ms"), (1e-5, "<0.1 ms"), (0.0, "0 ms"), (0.4, "400 ms"), (0.99999, "1 s"), (1.25, "1.2 s"),

@@ -5,7 +5,6 @@ import argparse
 import configparser
 import dataclasses
 import os
-import subprocess
 import types
 
 import pytest
@@ -15,24 +14,11 @@ import ptb
 from ptb import view
 
 
-def git(cwd, *args):
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture
-def token_repo(tmp_path):
-    """A real repository whose remote URL carries a token, as labs' CI clones do."""
-    repo = tmp_path / "pipeline"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    git(repo, "config", "user.email", "a@lab.org")
-    git(repo, "config", "user.name", "A")
-    (repo / "run.py").write_text("print('hi')\n")
-    git(repo, "add", "run.py")
-    git(repo, "commit", "-qm", "first")
-    git(repo, "remote", "add", "origin", "https://alice:ghp_SECRETTOKEN123@github.com/lab/pipeline.git")
-    (repo / "run.py").write_text("print('hi, edited')\n")
-    return repo
+def token_repo(git_repo):
+    """The shared repository (its remote URL carries a token, as labs' CI clones do), edited."""
+    (git_repo / "pipeline.py").write_text("def step(x):\n    return x + 2  # edited\n")
+    return git_repo
 
 
 def every_stored_byte(cloudpath):
