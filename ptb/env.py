@@ -11,6 +11,7 @@ recorded as what it is, never raised.
 """
 from __future__ import annotations
 
+import abc
 import functools
 import hashlib
 import importlib.metadata
@@ -77,15 +78,15 @@ def installed_packages() -> List[Tuple[str, str]]:
     return list(_packages())
 
 
-class CodeEnv:
+class CodeEnv(abc.ABC):
     """A code environment; subclasses say what ``contents()`` holds."""
 
     kind: str = "CodeEnv"
     name: str = ""
 
+    @abc.abstractmethod
     def contents(self) -> Dict[str, Any]:
         """JSON-safe description, without timestamps: the same environment gives the same dict."""
-        raise NotImplementedError
 
     @property
     def packagelist(self) -> List[Tuple[str, str]]:
