@@ -19,6 +19,8 @@ from typing import Any, Callable, List, Optional
 import click
 
 from . import report
+from .diff import diff as compare
+from .diff import render_diff
 from .errors import InvalidInputError, ProvenanceError
 
 
@@ -158,8 +160,8 @@ def show(path: str, ident: str, as_json: bool) -> None:
 @_json_option
 def diff(path: str, id1: str, id2: str, all_rows: bool, as_json: bool) -> None:
     """Two processes or runs side by side: parameters, commit, diff, packages."""
-    view = report.diff(_history(path), id1, id2)
-    _echo_json(view) if as_json else click.echo(report.render_diff(view, all_rows=all_rows))
+    view = compare(_history(path), id1, id2)
+    _echo_json(view) if as_json else click.echo(render_diff(view, all_rows=all_rows))
 
 
 @main.command()

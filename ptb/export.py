@@ -4,14 +4,13 @@ PROV goes through the ``prov`` package (the ``prov`` extra, imported only
 here, only when asked for): the volume and its sources are entities, runs are
 activities, people and code environments are agents, processes are plans.
 DOT and HTML are written directly, so neither needs ``prov`` nor the graphviz
-binaries: the HTML page carries its own SVG lineage picture and inline CSS,
-and can be published as one file next to a dataset. ``upstream=True`` follows
-``sources`` that are themselves volumes and draws the lineage across layers.
+binaries; the HTML page and its SVG lineage picture live in ``ptb.page``.
+``upstream=True`` follows ``sources`` that are themselves volumes and draws
+the lineage across layers.
 """
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 from collections import deque
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
@@ -19,6 +18,7 @@ from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 from . import report
 from .errors import InvalidInputError, MissingDependencyError, ProvenanceError
 from .history import History, history
+from .page import cut, process_summary, to_html
 from .records import RunRecord, content_hash
 from .storage import Volume
 
@@ -112,17 +112,6 @@ def lineage(volume: Any, upstream: bool = False, *, secrets: Any = None, progres
                         lin.external[key] = "no provenance found"
                 bar.update(1)
     return lin
-
-
-def _process_summary(h: History, key: str) -> str:
-    runs = h.runs_of(key)
-    if not runs:
-        return "no runs recorded"
-    counts: Dict[str, int] = {}
-    for run in runs:
-        label = "never finished" if run.status == "running" else run.status
-        counts[label] = counts.get(label, 0) + 1
-    return f"{len(runs)} run{'s' * (len(runs) != 1)}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
 
 
 # ----------------------------------------------------------------------- PROV
@@ -242,13 +231,13 @@ def to_dot(lin: Lineage) -> str:
         node("v:" + cloudpath, f"{cloudpath}\n{report.summary_line(h)}",
              'shape=ellipse, style=filled, fillcolor="#FFFC87"')
     for key, reason in lin.external.items():
-        node("v:" + key, f"{key}\n({_cut(reason, 60)})" if reason != "source" else key,
+        node("v:" + key, f"{key}\n({cut(reason, 60)})" if reason != "source" else key,
              'shape=ellipse, style="filled,dashed", fillcolor="#FFFDE0"')
     for src, dst in dict.fromkeys(lin.edges):
         lines.append(f"  {ids['v:' + src]} -> {ids['v:' + dst]} [label=\"source of\"];")
     for cloudpath, h in lin.volumes.items():
         for p in h.processes:
-            pid = node(f"p:{cloudpath}:{p.key}", f"{p.description}\n{_process_summary(h, p.key)}",
+            pid = node(f"p:{cloudpath}:{p.key}", f"{p.description}\n{process_summary(h, p.key)}",
                        'shape=box, style=filled, fillcolor="#9FB1FC"')
             lines.append(f"  {pid} -> {ids['v:' + cloudpath]} [label=\"generated\"];")
             for user in dict.fromkeys(r.user for r in h.runs_of(p.key) if r.user):
@@ -263,189 +252,6 @@ def to_dot(lin: Lineage) -> str:
                 lines.append(f"  {agent} -> {fid} [label=\"ran\", style=dashed];")
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-# ----------------------------------------------------------------------- HTML
-_W, _GAP_X, _GAP_Y, _LINE, _PAD, _MAX_LINES = 340, 70, 24, 16, 10, 12
-
-
-def _cut(text: str, limit: int = 50) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _box_lines(lin: Lineage, key: str) -> List[Tuple[str, str]]:
-    """(css class, text) lines of one box of the lineage picture."""
-    h = lin.volumes.get(key)
-    if h is None:
-        reason = lin.external.get(key, "")
-        return [("title", key)] + ([("muted", reason.split(": ")[0] if reason.startswith("unreadable") else reason)]
-                                   if reason and reason != "source" else [])
-    lines = [("title", key)]
-    for p in h.processes:
-        lines += [("step", f"• {p.description}"), ("muted", f"   {_process_summary(h, p.key)}")]
-    lines += [("step", f"• {report._foreign_row(i, e).text} [foreign]") for i, e in enumerate(h.foreign)]
-    if len(lines) > _MAX_LINES:
-        lines = lines[: _MAX_LINES - 1] + [("muted", f"… and {len(lines) - _MAX_LINES + 1} more")]
-    return lines if len(lines) > 1 else lines + [("muted", "no processes recorded")]
-
-
-_BOX_STYLE = {"root": ("#fffc87", "#b8a900", ""), "volume": ("#fffde0", "#b8a900", ""),
-              "external": ("#f4f4f4", "#999999", ' stroke-dasharray="4 3"')}
-_FONT = 'font-family="Helvetica, Arial, sans-serif" font-size="12"'
-_TEXT_STYLE = {"title": f'{_FONT} font-weight="bold" fill="#222222"', "step": f'{_FONT} fill="#222222"',
-               "muted": f'{_FONT} font-style="italic" fill="#666666"'}
-
-
-def lineage_svg(lin: Lineage) -> str:
-    """An SVG picture of the lineage: one column per layer, sources on the left, the volume on the right."""
-    depths = lin.depths()
-    keys = list(lin.volumes) + [k for k in lin.external if k not in lin.volumes]
-    deepest = max(depths.values(), default=0)
-    columns: Dict[int, List[str]] = {}
-    for key in keys:
-        columns.setdefault(deepest - depths.get(key, deepest), []).append(key)
-    boxes: Dict[str, Tuple[int, int, int]] = {}
-    for col, members in columns.items():
-        y = _GAP_Y
-        for key in members:
-            height = _PAD * 2 + _LINE * len(_box_lines(lin, key))
-            boxes[key] = (_GAP_X // 2 + col * (_W + _GAP_X), y, height)
-            y += height + _GAP_Y
-    column_of = {key: col for col, members in columns.items() for key in members}
-    bottoms = {col: float(max(boxes[k][1] + boxes[k][2] for k in members)) for col, members in columns.items()}
-    paths = []
-    for src, dst in dict.fromkeys(lin.edges):
-        (x1, y1, h1), (x2, y2, h2) = boxes[src], boxes[dst]
-        sx, sy, ex, ey = x1 + _W, y1 + h1 / 2, x2, y2 + h2 / 2
-        between = [bottoms[c] for c in range(column_of[src] + 1, column_of[dst])]
-        look = 'stroke="#555555"'
-        if column_of[src] >= column_of[dst]:   # a cycle in the sources: back under everything, dashed
-            lane = max(bottoms.values()) + _GAP_Y / 2
-            q = _GAP_X / 2
-            d = (f"M {sx} {sy} C {sx + q} {sy}, {sx + q} {lane}, {sx} {lane} L {ex} {lane} "
-                 f"C {ex - q} {lane}, {ex - q} {ey}, {ex} {ey}")
-            bottoms = {c: lane for c in bottoms}
-            look = 'stroke="#b00020" stroke-dasharray="6 4"'
-        elif between:  # around the boxes in the columns it crosses, not through them
-            lane = max(between) + _GAP_Y / 2
-            q = _GAP_X / 2
-            d = (f"M {sx} {sy} C {sx + q} {sy}, {sx + q} {lane}, {sx + _GAP_X} {lane} L {ex - _GAP_X} {lane} "
-                 f"C {ex - q} {lane}, {ex - q} {ey}, {ex} {ey}")
-            bottoms.update({c: lane for c in range(column_of[src] + 1, column_of[dst])})
-        else:
-            mid = (sx + ex) / 2
-            d = f"M {sx} {sy} C {mid} {sy}, {mid} {ey}, {ex} {ey}"
-        paths.append(f'<path class="edge" d="{d}" fill="none" {look} stroke-width="1.5" marker-end="url(#arrow)"/>')
-    width = _GAP_X + (deepest + 1) * (_W + _GAP_X) - _GAP_X
-    height = int(max(bottoms.values(), default=0) + _GAP_Y)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="lineage" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" role="img" aria-label="lineage">',
-           '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" '
-           'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#555555"/></marker></defs>', *paths]
-    for key in keys:
-        x, y, h = boxes[key]
-        kind = "root" if key == lin.root else "volume" if key in lin.volumes else "external"
-        fill, stroke, dash = _BOX_STYLE[kind]
-        out.append(f'<g class="node {kind}"><title>{html.escape(key)}</title>'
-                   f'<rect x="{x}" y="{y}" width="{_W}" height="{h}" rx="6" fill="{fill}" stroke="{stroke}"{dash}/>')
-        for i, (cls, text) in enumerate(_box_lines(lin, key)):
-            look = _TEXT_STYLE[cls]
-            out.append(f'<text class="{cls}" x="{x + _PAD}" y="{y + _PAD + _LINE * (i + 1) - 4}" {look}>'
-                       f'{html.escape(_cut(text))}</text>')
-        out.append("</g>")
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
-color:#222;padding:0 1em}h1{font-size:1.4em;word-break:break-all}h2{font-size:1.15em;margin-top:2em}
-code,pre,.id{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}pre{background:#f6f6f6;padding:.6em;
-overflow-x:auto;white-space:pre-wrap}table{border-collapse:collapse;width:100%;font-size:.9em}
-th,td{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}th{background:#f0f0f0}
-td.text{white-space:pre-wrap;word-break:break-word}.status-failed,.status-running,.status-interrupted{color:#b00020;
-font-weight:600}.status-succeeded{color:#1b7f3b}.kind-foreign{color:#555}.badge{display:inline-block;padding:.2em .6em;
-border-radius:4px;font-weight:600}.ok{background:#d9f2e1;color:#1b7f3b}.fail{background:#fde0e3;color:#b00020}
-svg.lineage{max-width:100%;height:auto;border:1px solid #eee}dl.facts dt{font-weight:600}
-dl.facts dd{margin:0 0 .4em 1.2em}
-"""
-
-
-def _table(h: History) -> str:
-    rows = report.timeline(h)
-    lengths = report.id_lengths(h)
-    out = ['<table class="timeline"><thead><tr><th>Time (UTC)</th><th>Kind</th><th>ID</th><th>Status</th>'
-           '<th>Who</th><th>What</th></tr></thead><tbody>']
-    for row in rows:
-        status = report.state_text(row.status, row.duration) if row.kind == "run" else ""
-        text = row.text + (f"\n{row.error}" if row.error else "") + (f" [{row.origin}]" if row.origin != "ptb" else "")
-        cells = [report.fmt_time(row.time), row.label, report.short_id(row, lengths), status,
-                 report.who(row), text]
-        classes = f"row kind-{row.kind}" + (f" status-{row.status}" if row.status else "")
-        out.append(f'<tr class="{classes}">' + "".join(
-            f'<td class="{name}"' + (f' title="{html.escape(row.id)}"' if name == "id" and c else "")
-            + f">{html.escape(c)}</td>"
-            for name, c in zip(("time", "kind", "id", "status", "who", "text"), cells)) + "</tr>")
-    if not rows:
-        out.append('<tr><td colspan="6">nothing recorded</td></tr>')
-    out.append("</tbody></table>")
-    return "\n".join(out)
-
-
-def _processes(h: History) -> str:
-    out = []
-    for p in h.processes:
-        envs = []
-        for path in p.code_envfiles:
-            env = h.envs.get(path)
-            if not isinstance(env, dict):
-                envs.append(f"<li><code>{html.escape(path)}</code>: missing</li>")
-                continue
-            facts = [f"{k}: {env[k]}" for k in ("CodeEnv type", "name", "commit hash", "branch", "dirty", "image name",
-                                                  "tag", "image ID", "sha256") if env.get(k) not in (None, "")]
-            envs.append(f"<li><code>{html.escape(path)}</code> — {html.escape('; '.join(map(str, facts)))}</li>")
-        out.append(f'<article class="process" id="process-{html.escape(p.key)}"><h3>{html.escape(p.description)}'
-                   f' <span class="id">{html.escape(p.key)}</span></h3><p>{html.escape(_process_summary(h, p.key))}</p>'
-                   f"<pre>{html.escape(json.dumps(p.parameters, indent=2, sort_keys=True, ensure_ascii=False))}</pre>"
-                   f"<ul>{''.join(envs) or '<li>no code environment recorded</li>'}</ul></article>")
-    return "\n".join(out) or "<p>No processes recorded.</p>"
-
-
-def _volume_section(h: History) -> str:
-    from .check import check_history
-
-    verdict = check_history(h)
-    badge = ('<span class="badge ok">properly documented</span>' if verdict.ok else
-             '<span class="badge fail">incompletely documented</span><ul class="problems">'
-             + "".join(f"<li>{html.escape(p)}</li>" for p in verdict.problems) + "</ul>")
-    facts = [("Sources", ", ".join(map(str, h.sources)) or "none named"),
-             ("Owners", ", ".join(map(str, h.owners)) or "none named"), ("Recorded", report.summary_line(h))]
-    return "\n".join(['<dl class="facts">' + "".join(
-        f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts) + "</dl>", badge,
-        "<h3>Timeline</h3>", _table(h), "<h3>Processes</h3>", _processes(h)])
-
-
-def to_html(lin: Lineage) -> str:
-    """One self-contained page: summary, lineage picture, timeline and processes of each volume."""
-    from . import __version__
-    from .records import utcnow
-
-    root = lin.volumes[lin.root]
-    title = f"Provenance of {lin.root}"
-    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f'<meta name="generator" content="ptb {html.escape(__version__)}">',
-             f"<title>{html.escape(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
-             f"<header><h1>{html.escape(title)}</h1><p>Generated by ptb {html.escape(__version__)} on "
-             f"{report.fmt_time(utcnow())}.</p></header>",
-             '<section id="lineage"><h2>Lineage</h2>', lineage_svg(lin), "</section>",
-             '<section id="volume">', f"<h2>Volume: {html.escape(lin.root)}</h2>", _volume_section(root), "</section>"]
-    for cloudpath, h in lin.volumes.items():
-        if cloudpath != lin.root:
-            parts += ['<section class="upstream"><details>', f"<summary>Upstream: {html.escape(cloudpath)}</summary>",
-                      _volume_section(h), "</details></section>"]
-    parts += ["</body>", "</html>"]
-    return "\n".join(parts) + "\n"
 
 
 # --------------------------------------------------------------------- export

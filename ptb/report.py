@@ -1,4 +1,4 @@
-"""A ``History`` made readable: timeline rows, ``show`` and ``diff`` views.
+"""A ``History`` made readable: timeline rows and the ``show`` view (``ptb.diff`` compares two).
 
 Pure functions over a ``History`` (no storage access), shared by the command
 line and ``ptb.export``: what the CLI prints and what the HTML page shows come
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import difflib
 import json
 import re
 import textwrap
@@ -342,7 +341,7 @@ def resolve(history: History, ident: str) -> Union[ProcessRecord, RunRecord]:
                             f"{', '.join(sorted(found))}; give more characters")
 
 
-def _envs_of(history: History, process: Optional[ProcessRecord]) -> Dict[str, Any]:
+def envs_of(history: History, process: Optional[ProcessRecord]) -> Dict[str, Any]:
     return {} if process is None else {f: history.envs.get(f) for f in process.code_envfiles}
 
 
@@ -368,13 +367,13 @@ def show(history: History, ident: str) -> Dict[str, Any]:
         "process": pdata,
         "runs": [r.to_json() for r in runs],
         "notes": [n.to_json() for n in sorted(notes, key=lambda n: (n.timestamp is None, n.timestamp or 0, n.id))],
-        "envs": _envs_of(history, process),
+        "envs": envs_of(history, process),
     }
 
 
 _ENV_ORDER = ("CodeEnv type", "name", "repo name", "commit hash", "branch", "detached", "shallow", "dirty",
               "git", "path", "image name", "tag", "image ID", "file", "sha256", "python", "platform")
-_ENV_TEXTS = ("diff", "source", "traceback")
+ENV_TEXTS = ("diff", "source", "traceback")
 
 
 def _indent(text: str, by: str) -> str:
@@ -396,7 +395,7 @@ def render_env(path: str, content: Any, indent: str = "    ") -> str:
             pkgs = ", ".join("==".join(map(str, p)) if isinstance(p, (list, tuple)) else str(p) for p in value)
             lines.append(textwrap.fill(f"packages ({len(value)}): {pkgs}", 110, initial_indent=inner,
                                        subsequent_indent=inner + "  ", break_on_hyphens=False))
-        elif key in _ENV_TEXTS and isinstance(value, str) and value:
+        elif key in ENV_TEXTS and isinstance(value, str) and value:
             lines.append(f"{inner}{key}:")
             lines.append(_indent(value, inner + "  "))
         elif value not in (None, "", [], {}):
@@ -440,130 +439,4 @@ def render_show(view: Dict[str, Any]) -> str:
         out.append("notes:")
         out += [f"  {fmt_time(to_utc(n['timestamp']))}  {n['type'].lower():<10}  " + n["content"].replace(
             "\n", "\n" + " " * 36) for n in view["notes"]]
-    return "\n".join(out)
-
-
-# ----------------------------------------------------------------------- diff
-_KEY_ENV_FIELDS = ("file", "name", "commit hash", "branch", "dirty", "image name", "tag", "image ID", "sha256",
-                   "packages", "diff", "source")
-
-
-def _flatten(prefix: str, value: Any, out: Dict[str, Any]) -> None:
-    if isinstance(value, dict) and value:
-        for key, item in value.items():
-            _flatten(f"{prefix}.{key}", item, out)
-    else:
-        out[prefix] = value
-
-
-def _env_groups(envs: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
-    """A process's environments by ``env.<type>[#n]``, each as comparable fields."""
-    groups: Dict[str, Dict[str, Any]] = {}
-    for path, content in envs.items():
-        content = content if isinstance(content, dict) else {"CodeEnv type": "missing"}
-        kind = str(content.get("CodeEnv type", "unknown"))
-        base = f"env.{kind}"
-        n = 1
-        while base in groups:
-            n += 1
-            base = f"env.{kind}#{n}"
-        fields: Dict[str, Any] = {"file": path}
-        for key, value in content.items():
-            if key == "packages" and isinstance(value, list):
-                fields[key] = {str(p[0]): p[1] for p in value if isinstance(p, (list, tuple)) and len(p) >= 2}
-            elif key != "CodeEnv type":
-                fields[key] = value
-        groups[base] = fields
-    return groups
-
-
-def _side(history: History, ident: str) -> Tuple[Dict[str, Any], Dict[str, Any], Dict[str, Dict[str, Any]]]:
-    record = resolve(history, ident)
-    fields: Dict[str, Any] = {}
-    if isinstance(record, RunRecord):
-        process = history.process(record.process)
-        head = {"kind": "run", "id": record.id, "process": record.process}
-        for key in ("status", "started", "ended", "duration", "user", "host"):
-            value = getattr(record, key)
-            fields[f"run.{key}"] = value.isoformat() if isinstance(value, datetime.datetime) else value
-    else:
-        process = record
-        head = {"kind": "process", "id": record.key, "process": record.key}
-    if process is not None:
-        fields["description"] = process.description
-        _flatten("parameters", process.parameters, fields)
-    return head, fields, _env_groups(_envs_of(history, process))
-
-
-def _lines(text: Any) -> str:
-    return f"{len(str(text).splitlines())} lines" if text else "empty"
-
-
-def diff(history: History, ident_a: str, ident_b: str) -> Dict[str, Any]:
-    """Two processes (or runs, compared with their processes) side by side.
-
-    ``rows`` hold each field with its two values (``None`` when absent on a
-    side) and whether they are equal: parameters flattened, environments
-    paired by type, package versions one row each. ``texts`` hold unified
-    diffs of long texts (uncommitted git diffs, function sources) that differ.
-    """
-    head_a, fields_a, envs_a = _side(history, ident_a)
-    head_b, fields_b, envs_b = _side(history, ident_b)
-    rows = [{"field": k, "a": fields_a.get(k), "b": fields_b.get(k), "same": fields_a.get(k) == fields_b.get(k)}
-            for k in dict.fromkeys(list(fields_a) + list(fields_b))]
-    texts = []
-    for base in dict.fromkeys(list(envs_a) + list(envs_b)):
-        a, b = envs_a.get(base), envs_b.get(base)
-        if a is None or b is None:
-            rows.append({"field": base, "a": a and a["file"], "b": b and b["file"], "same": False})
-            continue
-        for key in dict.fromkeys(list(a) + list(b)):
-            va, vb = a.get(key), b.get(key)
-            field = f"{base}.{key}"
-            if key == "packages":
-                va, vb = va or {}, vb or {}
-                rows.append({"field": field, "a": f"{len(va)} packages", "b": f"{len(vb)} packages", "same": va == vb})
-                rows += [{"field": f"{field}.{name}", "a": va.get(name), "b": vb.get(name),
-                          "same": va.get(name) == vb.get(name)} for name in sorted(set(va) | set(vb), key=str.lower)]
-            elif key in _ENV_TEXTS:
-                rows.append({"field": field, "a": _lines(va), "b": _lines(vb), "same": va == vb})
-                if va != vb:
-                    texts.append({"field": field, "unified": "".join(difflib.unified_diff(
-                        str(va or "").splitlines(True), str(vb or "").splitlines(True), f"a/{field}", f"b/{field}"))})
-            else:
-                rows.append({"field": field, "a": va, "b": vb, "same": va == vb})
-    return {"volume": history.cloudpath, "a": head_a, "b": head_b, "rows": rows, "texts": texts}
-
-
-def _shown(row: Dict[str, Any]) -> bool:
-    field = row["field"]
-    if not row["same"] or not field.startswith("env."):
-        return True
-    parts = field.split(".", 2)
-    return len(parts) < 3 or parts[2] in _KEY_ENV_FIELDS
-
-
-def render_diff(view: Dict[str, Any], *, all_rows: bool = False, width: int = 42) -> str:
-    """``ptb diff``'s text: fields side by side (``*`` where they differ), then unified diffs of long texts.
-
-    Identical environment details (package versions, platform...) are left
-    out unless ``all_rows``.
-    """
-    a, b = view["a"], view["b"]
-    rows = [r for r in view["rows"] if all_rows or _shown(r)]
-    fw = min(max([len(r["field"]) for r in rows] + [5]), 40)
-
-    def cell(value: Any) -> str:
-        return "-" if value is None else compact(value, width)
-
-    out = [f"  {'':<{fw}}  {compact(a['kind'] + ' ' + a['id'], width):<{width}}  {b['kind']} {b['id']}"]
-    for r in rows:
-        mark = " " if r["same"] else "*"
-        out.append(f"{mark} {compact(r['field'], fw):<{fw}}  {cell(r['a']):<{width}}  {cell(r['b'])}")
-    differ = sum(1 for r in view["rows"] if not r["same"])
-    hidden = len(view["rows"]) - len(rows)
-    out.append(f"{differ} of {len(view['rows'])} fields differ"
-               + (f"; {hidden} identical environment details not shown (--all shows them)" if hidden else ""))
-    for text in view["texts"]:
-        out += ["", text["unified"].rstrip("\n")]
     return "\n".join(out)

@@ -14,7 +14,7 @@ import pytest
 import volumes
 
 import ptb
-from ptb import journal, report, view
+from ptb import diff, journal, report, view
 from ptb.env import DockerEnv, PythonGithubEnv
 from ptb.history import history
 from ptb.records import Note, NoteType, RunRecord, new_id
@@ -279,7 +279,7 @@ def test_diff_two_processes_parameters_commit_diff_packages(tmp_path, git_repo):
     envs = [DockerEnv("lab/mesher", "v2", "sha256:bbb"), PythonGithubEnv(str(git_repo))]
     second = ptb.logprocess(path, ptb.Process("meshing at 16x16x40", {"mip": 3, "simplification": 40}, *envs))
     h = history(path)
-    view = report.diff(h, first.key, second.key[:10])
+    view = diff.diff(h, first.key, second.key[:10])
     rows = {r["field"]: r for r in view["rows"]}
     assert rows["parameters.mip"] == {"field": "parameters.mip", "a": 2, "b": 3, "same": False}
     assert rows["parameters.simplification"]["same"]
@@ -292,17 +292,17 @@ def test_diff_two_processes_parameters_commit_diff_packages(tmp_path, git_repo):
     assert rows["env.PythonGithub.packages.pytest"]["same"]
     (unified,) = [t["unified"] for t in view["texts"] if t["field"] == "env.PythonGithub.diff"]
     assert "+    return x + 3  # trying" in unified
-    text = report.render_diff(view)
+    text = diff.render_diff(view)
     assert "* parameters.mip" in text and "  parameters.simplification" in text
     assert "* env.PythonGithub.commit hash" in text and old_commit in text
     assert "packages.pytest" not in text and "identical environment details not shown" in text
-    assert "packages.pytest" in report.render_diff(view, all_rows=True)
+    assert "packages.pytest" in diff.render_diff(view, all_rows=True)
     assert "+    return x + 3  # trying" in text
 
 
 def test_diff_two_runs_compares_runs_and_their_process(ptb_volume):
     path, process, ids = ptb_volume
-    view = report.diff(history(path), ids[0], ids[1])
+    view = diff.diff(history(path), ids[0], ids[1])
     assert view["a"] == {"kind": "run", "id": ids[0], "process": process.key}
     rows = {r["field"]: r for r in view["rows"]}
     assert rows["run.status"]["a"] == "succeeded" and rows["run.status"]["b"] == "failed"
@@ -315,7 +315,7 @@ def test_diff_against_a_legacy_process(tmp_path):
     volumes.make_legacy_volume(path)
     process = ptb.logprocess(path, ptb.Process("watershed segmentation", {"threshold": 0.4, "mip": 1},
                                                DockerEnv("lab/segmenter", "v4", "sha256:abcdef")))
-    view = report.diff(history(path), "legacy-", process.key)
+    view = diff.diff(history(path), "legacy-", process.key)
     rows = {r["field"]: r for r in view["rows"]}
     assert rows["parameters.threshold"]["a"] == 0.3 and rows["parameters.threshold"]["b"] == 0.4
     assert rows["env.Docker.tag"]["a"] == "v3" and rows["env.Docker.tag"]["b"] == "v4"
