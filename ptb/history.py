@@ -92,8 +92,9 @@ def _latest_runs(records: Iterable[Any]) -> List[RunRecord]:
     return sorted(latest.values(), key=lambda r: (r.started, r.id))
 
 
-def _sort_key(note: Note) -> Any:
-    return (note.timestamp is not None, note.timestamp or 0, note.id)
+def _by_time(record: Any) -> Any:
+    """Oldest first; undated (legacy) records before all others."""
+    return (record.timestamp is not None, record.timestamp or 0, record.id)
 
 
 def history(volume: Any, secrets: Any = None, *, with_envs: bool = True, progress: bool = False) -> History:
@@ -138,9 +139,9 @@ def history(volume: Any, secrets: Any = None, *, with_envs: bool = True, progres
         envs = journal.read_envs(vol, envfiles)
     return History(
         cloudpath=vol.cloudpath,
-        processes=sorted(processes.values(), key=lambda p: (p.timestamp is not None, p.timestamp or 0, p.id)),
+        processes=sorted(processes.values(), key=_by_time),
         runs=_latest_runs(records),
-        notes=sorted(notes, key=_sort_key),
+        notes=sorted(notes, key=_by_time),
         foreign=foreign,
         provenance=prov,
         envs=envs,
