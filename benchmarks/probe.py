@@ -76,7 +76,7 @@ def call(args: Dict[str, Any]) -> Dict[str, Any]:
         if decorate is None:
             from ptb.instrument import provenance as decorate
         documented = decorate("dst", "step", motivation="benchmark")(bare)
-        finish: Callable[[], None] = ptb.view.flush
+        finish: Callable[[], None] = ptb.updater.flush
         targets: Dict[str, Any] = paths
     else:
         import provenancetoolbox as pt
@@ -184,7 +184,7 @@ def note(args: Dict[str, Any]) -> Dict[str, Any]:
         for size in sizes:
             add(size, f"warm-up {i}")
     if SIDE == "ptb":
-        ptb.view.flush()
+        ptb.updater.flush()
     rounds = args.get("rounds", 3)
     samples: Dict[int, List[List[float]]] = {size: [] for size in sizes}
     for r in range(rounds):
@@ -195,17 +195,17 @@ def note(args: Dict[str, Any]) -> Dict[str, Any]:
             for size in sizes:
                 samples[size][-1].append(timed(add, size, f"measured note {r}-{i}"))
         if SIDE == "ptb":
-            ptb.view.flush()             # the rewrite happens between rounds, not inside one
+            ptb.updater.flush()             # the rewrite happens between rounds, not inside one
     out: Dict[str, Any] = {str(size): summary(s) for size, s in samples.items()}
     if SIDE == "ptb":
-        ptb.view.flush()
+        ptb.updater.flush()
+        from ptb import journal, publish
         from ptb.records import Note, NoteType
-        from ptb.view import merge_now
 
         for size, path in paths.items():
             vol = Volume.resolve(path)
-            extra = Note(None, NoteType.GENERIC, "one more")
-            out[str(size)]["view_rewrite_s"] = timed(merge_now, vol, [extra])
+            extra = journal.append(vol, [Note(None, NoteType.GENERIC, "one more")])
+            out[str(size)]["view_rewrite_s"] = timed(publish.publish, vol, extra, 60.0)
             history = ptb.history(path)
             out[str(size)]["recorded"] = len(history.notes)
     else:

@@ -20,7 +20,7 @@ from .notes import addgeneric, addmotivation, addnote, addresult, note_absent, p
 from .process import Process, logprocess, process_absent
 from .records import Note, NoteType, ProcessRecord, RunRecord
 from .spool import SpoolWarning, flush
-from .view import sync
+from .updater import ViewWarning, sync
 
 __version__ = "0.2.0"
 
@@ -28,7 +28,8 @@ __all__ = [
     "CheckReport", "CorruptProvenanceError", "DockerEnv", "DuplicateProcessError", "History",
     "InvalidInputError", "MissingDependencyError", "Note", "NoteType", "Process", "ProcessRecord",
     "ProvenanceError", "PythonGithubEnv", "RecordingWarning", "Run", "RunRecord", "SpoolWarning",
-    "VolumeUnavailableError", "addgeneric", "addmotivation", "addnote", "addresult", "check", "current_run",
+    "ViewWarning", "VolumeUnavailableError",
+    "addgeneric", "addmotivation", "addnote", "addresult", "check", "current_run",
     "dockerimageID", "documented", "export", "flush", "history", "load_ipython_extension", "logprocess",
     "note_absent", "params", "parsenotes", "process_absent", "provenance", "sync",
 ]

@@ -225,7 +225,7 @@ def export(path: str, fmt: str, upstream: bool, output: Optional[str], no_progre
 @_json_option
 def note(path: str, motivation: Optional[str], result: Optional[str], generic: Optional[str], as_json: bool) -> None:
     """Add a note to a volume (TEXT "-" reads it from stdin)."""
-    from . import view
+    from . import updater
     from .notes import addnote
 
     given = [(kind, text) for kind, text in (("MOTIVATION", motivation), ("RESULT", result), ("GENERIC", generic))
@@ -238,7 +238,7 @@ def note(path: str, motivation: Optional[str], result: Optional[str], generic: O
     if not text.strip():
         raise click.UsageError("the note is empty")
     added = _quietly(addnote, path, kind, text)
-    _quietly(view.flush)
+    _quietly(updater.flush)
     if as_json:
         _echo_json({"volume": path, "note": added.to_json()})
     else:
@@ -252,19 +252,14 @@ def sync(path: str, as_json: bool) -> None:
     """Pack the journal and rebuild the provenance file exactly from it."""
     from .journal import JOURNAL
     from .storage import Volume
-    from .view import SECTION, is_ptb_entry
-    from .view import sync as sync_view
+    from .updater import sync as sync_view
+    from .view import counts
 
     vol = Volume.resolve(path)
     before = len(_quietly(vol.list, JOURNAL))
     rebuilt = _quietly(sync_view, vol)
     packed = before - len(vol.list(JOURNAL))
-    section = rebuilt.get(SECTION) or {}
-    processing = rebuilt.get("processing") or []
-    done = {"volume": vol.cloudpath, "packed": max(packed, 0),
-            "processes": sum(1 for e in processing if is_ptb_entry(e)),
-            "runs": len(section.get("runs", [])), "notes": len(section.get("notes", [])),
-            "other_entries": sum(1 for e in processing if not is_ptb_entry(e)),
+    done = {"volume": vol.cloudpath, "packed": max(packed, 0), **counts(rebuilt),
             "sources": len(rebuilt.get("sources") or []), "owners": len(rebuilt.get("owners") or [])}
     if as_json:
         _echo_json(done)

@@ -65,7 +65,7 @@ def run_demo(path: Optional[str] = None) -> str:
     import numpy as np
     from cloudvolume import CloudVolume
 
-    from . import view
+    from . import updater
 
     if path is None:
         path = tempfile.mkdtemp(prefix="ptb-demo-")
@@ -81,5 +81,5 @@ def run_demo(path: Optional[str] = None) -> str:
         mesh(cloudpath)
     except ValueError:
         pass            # failed on purpose: the log shows it with its error
-    view.flush()
+    updater.flush()
     return cloudpath

@@ -7,8 +7,9 @@ volume that cannot be read or written fails the entry with a ptb error, before
 anything ran; once the user's code has run, recording never replaces its
 result or exception: storage failures are spooled (``ptb flush``), anything
 else is a ``RecordingWarning``, and the run's end is journalled before its
-notes. Entry and exit cost the same whatever the volume's history: journal
-writes only; the ``provenance`` view follows from a background thread.
+notes. Entry costs journal writes only; exit adds one bounded write of the
+``provenance`` view (``ptb.updater``), so the view holds the run when the
+call returns. Neither grows with the volume's history.
 The decorator's machinery (call kinds, drivers, pickling) is ``ptb.runners``.
 """
 from __future__ import annotations
@@ -23,12 +24,13 @@ import sys
 import time
 import traceback
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from . import journal, view
+from . import journal, updater
 from .errors import InvalidInputError, ProvenanceError
-from .records import Note, NoteType, ProcessRecord, Record, RunRecord, new_id, process_key, utcnow
+from .records import Note, NoteType, ProcessRecord, RunRecord, new_id, process_key, utcnow
 from .storage import Volume
+from .view import Entry
 
 __all__ = ["Run", "RecordingWarning", "current_run", "documented", "provenance"]
 
@@ -36,7 +38,7 @@ MAX_TRACEBACK = 16 * 1024
 MAX_MESSAGE = 4096
 MAX_NOTE = 16 * 1024        # characters of a note the run writes (result, motivation, run.note)
 _current: contextvars.ContextVar[Optional[Run]] = contextvars.ContextVar("ptb_current_run", default=None)
-_processes_written: Set[Tuple[str, str]] = set()    # (cloudpath, process key) journalled by this OS process
+_processes_written: Dict[Tuple[str, str], Entry] = {}  # (cloudpath, process key) -> as journalled by this OS process
 _INTERRUPTS: Tuple[type, ...] = (KeyboardInterrupt, SystemExit)
 
 
@@ -181,7 +183,7 @@ class Run:
 
     # ----------------------------------------------------------- user API
     def note(self, text: str, note_type: Union[NoteType, int, str] = NoteType.GENERIC) -> Note:
-        """Record a note now, linked to this run (a journal write; the view follows soon).
+        """Record a note now, linked to this run (one journal write; the view gets it when the run ends).
 
         A text over ``MAX_NOTE`` characters is cut, with a ``RecordingWarning``.
         """
@@ -189,8 +191,7 @@ class Run:
             raise ProvenanceError("enter the run (`with ptb.documented(...) as run:`) before adding notes")
         note = Note(utcnow(), NoteType.parse(note_type), self._cut(text, "note"), run=self.id)
         for vol in self.volumes:
-            journal.append(vol, [note])
-            view.update(vol, [note], wait=False)
+            self._journalled[vol.cloudpath] += journal.append(vol, [note])
         return note
 
     def result(self, text: str) -> None:
@@ -248,15 +249,16 @@ class Run:
         motivation = self.motivation or f"run of {self.description!r} (no motivation given)"
         self._motivation = Note(self.started, NoteType.MOTIVATION, self._cut(motivation, "motivation"), run=self.id)
         started: List[Volume] = []
+        self._journalled: Dict[str, List[Entry]] = {}
         try:
             for vol in self.volumes:
                 for env in envs:
                     journal.write_env(vol, env, spool_on_failure=False)
                 proc = self._new_process(vol, self._recorded)
-                journal.append(vol, [*proc, self._record, self._motivation], spool_on_failure=False)
+                written = journal.append(vol, [*proc, self._record, self._motivation], spool_on_failure=False)
                 started.append(vol)
-                self._process_written(vol, proc)
-                view.update(vol, [*proc, self._record, self._motivation], wait=False)
+                self._journalled[vol.cloudpath] = written
+                self._process_written(vol, written)
         except BaseException as exc:
             self._abandon(started, exc)
             raise
@@ -280,12 +282,18 @@ class Run:
         return [ProcessRecord(self.description, recorded, self._envfiles, timestamp=utcnow())]
 
     @staticmethod
-    def _process_written(vol: Volume, proc: List[ProcessRecord]) -> None:
-        """Remember journalled processes; the view gets them from the background updater (no O(view) write here)."""
-        for record in proc:
-            if len(_processes_written) > 100_000:     # a worker with unique parameters per task
-                _processes_written.clear()
-            _processes_written.add((vol.cloudpath, record.key))
+    def _process_written(vol: Volume, written: List[Entry]) -> None:
+        """Remember journalled processes, so a process is journalled once per OS process."""
+        for rid, record in written:
+            if isinstance(record, ProcessRecord):
+                if len(_processes_written) > 10_000:     # a worker with unique parameters per task
+                    _processes_written.clear()
+                _processes_written[(vol.cloudpath, record.key)] = (rid, record)
+
+    def _published_with_end(self, vol: Volume, proc_key: str) -> List[Entry]:
+        """What the run's end publishes besides itself: its start, its notes, and its process."""
+        process = _processes_written.get((vol.cloudpath, proc_key))
+        return [*self._journalled.get(vol.cloudpath, []), *([process] if process else [])]
 
     def _abandon(self, started: List[Volume], exc: BaseException) -> None:
         """Close the run on volumes where it started before another volume failed."""
@@ -296,7 +304,7 @@ class Run:
                 "type": _type_name(exc), "message": _clean(f"not started: {exc}", self._redact, MAX_MESSAGE),
                 "traceback": ""})
             for vol in started:
-                journal.append(vol, [final])
+                updater.update(vol, self._published_with_end(vol, final.process) + journal.append(vol, [final]))
         except Exception as err:
             _warn(f"ptb could not close run {self.id} that did not start: {err!r}")
 
@@ -342,25 +350,21 @@ class Run:
             _warn(f"ptb could not record the result note of run {self.id} ({self.description!r}): {err!r}")
         for vol in self.volumes:
             proc = self._new_process(vol, recorded) if proc_key != self._record.process else []
-            written: List[Record] = [*proc, final, *notes]
+            journalled: List[Entry] = []
             try:                          # in order, the run's end first; a storage failure spools the rest
-                journal.append(vol, written)
+                journalled = journal.append(vol, [*proc, final, *notes])
             except InvalidInputError as err:  # a record over the size bound: keep the run's end at least
                 _warn(f"ptb could not record all of the end of run {self.id} on {vol.cloudpath}: {err}")
-                written = [final]
                 try:
-                    journal.append(vol, written)
+                    journalled = journal.append(vol, [final])
                 except Exception as again:
-                    written = []
                     _warn(f"ptb could not record the end of run {self.id} on {vol.cloudpath}: {again!r}")
             except Exception as err:
-                written = []
                 _warn(f"ptb could not record the end of run {self.id} on {vol.cloudpath}: {err!r}")
-            try:
-                self._process_written(vol, proc if final in written else [])
-                view.update(vol, written, wait=False)
-            except Exception as err:
-                _warn(f"ptb could not update the provenance view of {vol.cloudpath}: {err!r}")
+            if not any(record is final for _, record in journalled):
+                continue                  # spooled: `ptb flush` publishes it with the rest
+            self._process_written(vol, journalled)
+            updater.update(vol, self._published_with_end(vol, proc_key) + journalled)
 
     def _resources(self) -> Dict[str, Any]:
         """CPU time of this OS process (all its threads) during the run; its RSS now and its peak RSS so far."""

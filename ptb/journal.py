@@ -13,11 +13,11 @@ import json
 import random
 import time
 import warnings
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
 
 from . import spool
 from .errors import InvalidInputError, VolumeUnavailableError
-from .records import Record, envelope, new_id, record_from_json
+from .records import Record, envelope, new_id, record_from_json, rid_age_seconds
 from .storage import Volume
 
 JOURNAL = "ptb/journal/"
@@ -36,14 +36,14 @@ def compact(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
-def append(vol: Volume, records: Sequence[Record], *, spool_on_failure: bool = True) -> List[Dict[str, Any]]:
-    """Journal ``records``, one object each; returns their envelopes.
+def append(vol: Volume, records: Sequence[Record], *, spool_on_failure: bool = True) -> List[Tuple[str, Record]]:
+    """Journal ``records``, one object each; returns (rid, record) for those now in the journal.
 
     A record over ``MAX_RECORD_BYTES`` is refused before anything is written.
     A storage failure spools what was not written (with a warning) when
     ``spool_on_failure``; otherwise it raises ``VolumeUnavailableError``.
     """
-    pending: Dict[str, Tuple[Dict[str, Any], str]] = {}
+    pending: Dict[str, Tuple[Dict[str, Any], str, Record]] = {}
     for record in records:
         env = envelope(record)
         text = compact(env)
@@ -53,18 +53,19 @@ def append(vol: Volume, records: Sequence[Record], *, spool_on_failure: bool = T
                 f"{env['kind']} record {env['rid']} for {vol.cloudpath} is {size} bytes, over the "
                 f"{MAX_RECORD_BYTES}-byte bound: shorten it (large outputs belong in the volume, not its provenance)"
             )
-        pending[f"{JOURNAL}{env['rid']}.json"] = (env, text)
-    written: Set[str] = set()
+        pending[f"{JOURNAL}{env['rid']}.json"] = (env, text, record)
+    written: List[Tuple[str, Record]] = []
     try:
-        for key, (_, text) in pending.items():
+        for key, (env, text, record) in pending.items():
             vol.put_json(key, text)
-            written.add(key)
+            written.append((env["rid"], record))
     except Exception as exc:
-        rest = {key: env for key, (env, _) in pending.items() if key not in written}
+        done = {rid for rid, _ in written}
+        rest = {key: env for key, (env, _, _) in pending.items() if env["rid"] not in done}
         if not spool_on_failure:
             raise VolumeUnavailableError(f"cannot write to {vol.cloudpath}: {exc}") from exc
         spool.spool(vol.cloudpath, rest, reason=f"{type(exc).__name__}: {exc}")
-    return [env for env, _ in pending.values()]
+    return written
 
 
 def _parse_objects(blobs: Dict[str, Any]) -> List[Any]:
@@ -109,48 +110,42 @@ def read_envelopes(vol: Volume, progress: bool = False) -> Dict[str, Dict[str, A
     return found
 
 
-def _records(envs: Iterable[Dict[str, Any]], vol: Volume) -> List[Record]:
-    records = []
+def _entries(envs: Iterable[Dict[str, Any]], vol: Volume) -> List[Tuple[Dict[str, Any], Record]]:
+    entries = []
     for env in sorted(envs, key=lambda e: e["rid"]):
         try:
-            records.append(record_from_json(env))
+            entries.append((env, record_from_json(env)))
         except InvalidInputError as exc:
             warnings.warn(f"skipping journal record {env['rid']} of {vol.cloudpath}: {exc}", RecordWarning,
                           stacklevel=3)
-    return records
+    return entries
 
 
-def read(vol: Volume, progress: bool = False, envelopes: Optional[Dict[str, Dict[str, Any]]] = None) -> List[Record]:
+def read(vol: Volume, progress: bool = False) -> List[Record]:
     """Every record on the volume, deduplicated, in the order they were written."""
-    return _records((envelopes if envelopes is not None else read_envelopes(vol, progress)).values(), vol)
+    return [record for _, record in read_entries(vol, progress)]
 
 
-def read_since(vol: Volume, after: str, limit: int) -> Tuple[List[Record], str]:
-    """Journal records (not segments) with rid above ``after``, at most the newest ``limit``.
-
-    Returns them and the highest rid listed. Cheap while the journal is
-    packed now and then: one listing and a GET per new record.
-    """
-    keys = vol.list(JOURNAL)
-    rids = {key: key[len(JOURNAL):-len(".json")] for key in keys}
-    fresh = [key for key in keys if rids[key] > after][-limit:] if limit > 0 else []
-    envs = [e for e in _parse_objects(vol.get_many(fresh)) if _is_envelope(e)]
-    return _records(envs, vol), max([after, *rids.values()])
+def read_entries(vol: Volume, progress: bool = False) -> List[Tuple[Dict[str, Any], Record]]:
+    """Every (envelope, record) on the volume, deduplicated, in the order they were written."""
+    return _entries(read_envelopes(vol, progress).values(), vol)
 
 
 def _is_envelope(obj: Any) -> bool:
     return isinstance(obj, dict) and isinstance(obj.get("rid"), str)
 
 
-def _pack(vol: Volume) -> List[Dict[str, Any]]:
+def _pack(vol: Volume, min_age: float = 0.0) -> List[Dict[str, Any]]:
     """Fold journal objects (and, past ``MAX_SEGMENTS``, all segments) into one new segment.
 
-    Returns the journal envelopes it packed. Safe to run from many processes
+    Only journal objects at least ``min_age`` seconds old are packed. Returns
+    the journal envelopes it packed. Safe to run from many processes
     at once: objects are deleted only after the segment holding them is
     written, and records packed twice are deduplicated on read. Objects that
     are not ptb records stay where they are, for a human to look at.
     """
-    journal_blobs = {k: v for k, v in vol.get_many(vol.list(JOURNAL)).items() if v is not None}
+    keys = [k for k in vol.list(JOURNAL) if rid_age_seconds(k[len(JOURNAL):-len(".json")]) >= min_age]
+    journal_blobs = {k: v for k, v in vol.get_many(keys).items() if v is not None}
     segment_keys = vol.list(SEGMENTS)
     merge = len(segment_keys) > MAX_SEGMENTS
     if not journal_blobs and not merge:
@@ -187,17 +182,20 @@ def pack(vol: Volume) -> int:
     return len(_pack(vol))
 
 
-def maybe_pack(vol: Volume, chance: float = 0.05, threshold: int = 256) -> List[Record]:
+def maybe_pack(vol: Volume, chance: float = 0.05, threshold: int = 256,
+               min_age: float = 60.0) -> List[Tuple[Dict[str, Any], Record]]:
     """Writers pack now and then (off the hot path), so no one has to remember ``ptb sync``.
 
-    Returns the records packed, so the caller can make sure the view has them.
+    Only records older than ``min_age`` seconds: younger ones stay in the
+    journal, where healing finds those their writers did not publish. Returns
+    the (envelope, record) pairs packed, for the caller to publish too.
     """
     if random.random() >= chance:
         return []
     try:
         if len(vol.list(JOURNAL)) < threshold:
             return []
-        return _records(_pack(vol), vol)
+        return _entries(_pack(vol, min_age), vol)
     except Exception as exc:  # packing is housekeeping; it never fails a caller
         warnings.warn(f"packing the journal of {vol.cloudpath} failed: {exc}", RecordWarning, stacklevel=2)
         return []

@@ -1,15 +1,15 @@
 """Notes on a volume: why it was made, what came of it, anything else.
 
 The 0.1.x API, kept as people write it. A note costs one small journal write
-whatever the length of the history; it reaches the ``provenance`` view a
-moment later, while ``parsenotes`` and ``note_absent`` read the journal and
-never lag.
+and one bounded write of the ``provenance`` view, whatever the length of the
+history, and the view holds it when the call returns; ``parsenotes`` and
+``note_absent`` read the journal.
 """
 from __future__ import annotations
 
 from typing import Any, List, Optional, Union
 
-from . import journal, view
+from . import journal, updater
 from .history import history
 from .instrument import current_run
 from .records import Note, NoteType, Timestamp, to_utc, utcnow
@@ -28,8 +28,7 @@ def addnote(volume: Any, note_type: Union[NoteType, int, str], content: str,
         current = current_run()
         run = current.id if current is not None and vol.cloudpath in current.cloudpaths else None
     note = Note(to_utc(timestamp) if timestamp is not None else utcnow(), NoteType.parse(note_type), content, run=run)
-    journal.append(vol, [note])
-    view.update(vol, [note], wait=False)
+    updater.update(vol, journal.append(vol, [note]))
     return note
 
 

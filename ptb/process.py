@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
-from . import journal, view
+from . import journal, updater
 from .errors import DuplicateProcessError, InvalidInputError
 from .history import history
 from .records import ProcessRecord, canonical_json, process_key, utcnow
@@ -91,6 +91,5 @@ def logprocess(volume: Any, process: Process, duplicate: bool = False) -> Proces
         )
     envfiles = tuple(journal.write_env(vol, env) for env in process.code_envs)
     record = process.record(envfiles)
-    journal.append(vol, [record])
-    view.update(vol, [record], wait=True)
+    updater.update(vol, journal.append(vol, [record]))
     return record

@@ -49,6 +49,14 @@ def new_id() -> str:
     return f"{now:016x}{secrets.token_hex(5)}"
 
 
+def rid_age_seconds(rid: str) -> float:
+    """How long ago an id of ``new_id`` was made, by this machine's clock (0 for a malformed one)."""
+    try:
+        return max(time.time_ns() - int(rid[:16], 16), 0) / 1e9
+    except ValueError:
+        return 0.0
+
+
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 

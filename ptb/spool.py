@@ -84,7 +84,7 @@ def flush(progress: bool = False) -> Tuple[int, int]:
     """
     from tqdm import tqdm
 
-    from . import journal, view
+    from . import journal, updater
     from .records import record_from_json
     from .storage import Volume
 
@@ -110,7 +110,7 @@ def flush(progress: bool = False) -> Tuple[int, int]:
                               SpoolWarning, stacklevel=2)
                 break
             if key.startswith(journal.JOURNAL):
-                records.append(record_from_json(obj))
+                records.append((obj["rid"], record_from_json(obj)))
             path.unlink()
             uploaded += 1
         else:
@@ -119,10 +119,7 @@ def flush(progress: bool = False) -> Tuple[int, int]:
                 directory.rmdir()
             except OSError:
                 pass
-        if records:
-            try:
-                view.update(vol, records, wait=True)
-            except Exception as exc:
-                warnings.warn(f"records reached {cloudpath} but its provenance view was not updated ({exc}); "
-                              f"run `ptb sync {cloudpath}`", SpoolWarning, stacklevel=2)
+        if records:     # with what their writer journalled before the volume went away (a run's start)
+            updater.update(vol, records)
+            updater.heal_now(vol)
     return uploaded, remaining

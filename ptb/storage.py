@@ -8,14 +8,20 @@ create-only writes for content-addressed files.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets as _secrets
-from typing import Any, Dict, Iterable, List, Optional
+import sys
+import time
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
 
 from .errors import CorruptProvenanceError, InvalidInputError, VolumeUnavailableError
 
 PROVENANCE = "provenance"
+TORN_READ_SECONDS = 1.0
+TORN_READS = 20
+T = TypeVar("T")
 _FORMAT_PREFIXES = ("precomputed://", "graphene://", "n5://", "zarr://", "zarr2://", "zarr3://")
 
 
@@ -24,27 +30,57 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, separators=(",", ": "), ensure_ascii=False)
 
 
-def parse_provenance(text: str, cloudpath: str) -> Dict[str, Any]:
+def parse_provenance(data: Union[bytes, str], cloudpath: str) -> Dict[str, Any]:
     """The ``provenance`` file as a dict, or ``CorruptProvenanceError``.
 
     CloudVolume accepts JSON5, so do we (strict JSON first: json5 is slow).
+    Bytes that are not UTF-8 are corrupt too (CloudVolume cannot read them).
     """
+    text: Optional[str]
     try:
-        data = json.loads(text)
-    except ValueError:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError:
+        text = None
+    parsed: Any = None
+    if text is not None:
         try:
-            import json5
+            parsed = json.loads(text)
+        except ValueError:
+            try:
+                import json5
 
-            data = json5.loads(text)
-        except Exception:
-            data = None
-    if not isinstance(data, dict):
+                parsed = json5.loads(text)
+            except Exception:
+                parsed = None
+    if not isinstance(parsed, dict):
+        shown = text[:120] if text is not None else "(bytes that are not UTF-8)"
         raise CorruptProvenanceError(
             f"{cloudpath}/provenance is not a JSON object, so ptb will not touch it. "
             f"Its journal (ptb/journal/) is intact. Repair the file by hand (or move it "
-            f"aside) and run `ptb sync {cloudpath}` to rebuild it. It starts: {text[:120]!r}"
+            f"aside) and run `ptb sync {cloudpath}` to rebuild it. It starts: {shown!r}"
         )
-    return data
+    return parsed
+
+
+def read_parsed(read: Callable[[], Tuple[Optional[bytes], T]], cloudpath: str) -> Tuple[Optional[Dict[str, Any]], T]:
+    """``read()`` parsed as a provenance file; one that does not parse is read again for about a second.
+
+    A writer without atomic puts (CloudFiles on ``file://``, so CloudVolume)
+    can be caught mid-write: that is torn, not corrupt. On a busy machine the
+    reader itself may be slow, so it also reads at least ``TORN_READS`` times.
+    """
+    deadline = time.monotonic() + TORN_READ_SECONDS
+    for attempt in itertools.count():
+        data, token = read()
+        if data is None:
+            return None, token
+        try:
+            return parse_provenance(data, cloudpath), token
+        except CorruptProvenanceError:
+            if time.monotonic() > deadline and attempt >= TORN_READS:
+                raise
+            time.sleep(0.05)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class Volume:
@@ -93,7 +129,8 @@ class Volume:
     def protocol(self) -> str:
         return str(self.cf.protocol)
 
-    def _local(self, key: str) -> str:
+    def local_path(self, key: str) -> str:
+        """The local file of ``key`` on a ``file://`` volume."""
         from cloudfiles import paths
 
         return os.path.join(paths.asfilepath(paths.extract(self.cloudpath)), *key.split("/"))
@@ -106,6 +143,10 @@ class Volume:
         else:
             self.cf.put(key, text.encode("utf-8"), content_type="application/json",
                         cache_control="no-cache", compress=None)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """A plain put, for protocols without files (``mem://``)."""
+        self.cf.put(key, data, content_type="application/json", cache_control="no-cache", compress=None)
 
     def put_json_if_absent(self, key: str, obj: Any) -> bool:
         """Create-only write; True when this call created the object.
@@ -123,7 +164,7 @@ class Volume:
         return True
 
     def _put_local(self, key: str, data: bytes, exclusive: bool) -> bool:
-        path = self._local(key)
+        path = self.local_path(key)
         directory = os.path.dirname(path)
         os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{_secrets.token_hex(6)}")
@@ -194,9 +235,8 @@ class Volume:
         self.cf.delete(keys)
 
     def read_provenance(self) -> Optional[Dict[str, Any]]:
-        """The ``provenance`` file, None when absent; corrupt raises."""
-        text = self.get_text(PROVENANCE)
-        return None if text is None else parse_provenance(text, self.cloudpath)
+        """The ``provenance`` file, None when absent; corrupt (invalid for about a second) raises."""
+        return read_parsed(lambda: (self.get_bytes(PROVENANCE), None), self.cloudpath)[0]
 
     def check_readable(self) -> None:
         """Fail before any user code runs if the volume is unreachable or its provenance corrupt.
@@ -215,6 +255,25 @@ class Volume:
 
 
 _checked_sizes: Dict[str, int] = {}
+
+
+def _fresh_connections_in_child() -> None:
+    """After ``fork``, drop the S3/GCS connections CloudFiles pooled in the parent.
+
+    Parent and child would otherwise share sockets and read each other's
+    responses (seen as md5 mismatches on empty bodies). mem:// data is kept.
+    """
+    interfaces = sys.modules.get("cloudfiles.interfaces")
+    if interfaces is None:
+        return
+    from cloudfiles import connectionpools
+
+    saved = dict(connectionpools.MEMORY_DATA)
+    interfaces.reset_connection_pools()
+    connectionpools.MEMORY_DATA.update(saved)
+
+
+os.register_at_fork(after_in_child=_fresh_connections_in_child)
 
 
 def _strip_format(cloudpath: str) -> str:

@@ -69,13 +69,13 @@ def cloud_home(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _flush_pending_ptb_writes() -> None:
-    """Let ptb finish background writes (debounced view updates) while the servers still run.
+    """Let ptb finish background view writes while the servers still run.
 
-    Otherwise they run at interpreter exit against a stopped server and hang on retries.
+    Otherwise they run at interpreter exit against a stopped server and wait on retries.
     """
-    view = sys.modules.get("ptb.view")
-    if view is not None and hasattr(view, "flush"):
-        view.flush()
+    updater = sys.modules.get("ptb.updater")
+    if updater is not None:
+        updater.flush()
 
 
 @pytest.fixture(scope="session")
@@ -192,8 +192,8 @@ def cloudpath(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         path = request.getfixturevalue("gcs_server").root + name
     assert_alias_registered(path)
     yield path
-    if "ptb.view" in sys.modules:  # no debounced view write may outlive the test
-        sys.modules["ptb.view"].flush()
+    if "ptb.updater" in sys.modules:  # no debounced view write may outlive the test
+        sys.modules["ptb.updater"].flush()
     if proto == "mem":  # mem:// lives for the whole process: free it
         from cloudfiles import CloudFiles
 

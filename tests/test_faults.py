@@ -31,7 +31,7 @@ import ptb
 from ptb.errors import CorruptProvenanceError, InvalidInputError, ProvenanceError, VolumeUnavailableError
 from ptb.journal import JOURNAL, MAX_RECORD_BYTES
 from ptb.spool import SpoolWarning
-from ptb.view import ViewWarning
+from ptb.updater import ViewWarning
 
 try:
     from ptb import documented, provenance
@@ -60,7 +60,7 @@ def volume_on(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def settle_views() -> None:
     """Write pending (debounced) view updates now, so no background write races the test."""
-    ptb.view.flush()
+    ptb.updater.flush()
 
 
 # ---------------------------------------------------------------------------------------- SIGKILL
@@ -93,7 +93,8 @@ def test_a_writer_killed_mid_run_shows_as_started_and_never_finished(kind, reque
     assert failures.returncode == 0 and "never finished" in failures.stdout and "a step that hangs" in failures.stdout
 
     synced = ptb.sync(cloudpath)
-    assert [(r["id"], r["status"]) for r in synced["ptb"]["runs"]] == [(run.id, "running")]
+    (entry,) = [e for e in synced["processing"] if "ptb" in e]
+    assert entry["ptb"]["runs"]["running"] == [run.id] and entry["ptb"]["runs"]["count"] == 1
 
 
 # ---------------------------------------------------------------------- server gone mid-run
@@ -141,7 +142,9 @@ def test_server_stopped_between_entry_and_exit_spools_and_flush_loses_nothing(ki
     ]
     view = CloudVolume(cloudpath).provenance
     view.validate()
-    assert [(r["id"], r["status"]) for r in view["ptb"]["runs"]] == [(run.id, "succeeded")]
+    (entry,) = [e for e in view["processing"] if "ptb" in e]
+    runs = entry["ptb"]["runs"]
+    assert (runs["count"], runs["succeeded"], runs["running"], runs["last"]["id"]) == (1, 1, [], run.id)
     assert {n["content"] for n in view["ptb"]["notes"]} == {n.content for n in history.notes}
 
 

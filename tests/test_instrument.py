@@ -22,7 +22,7 @@ from cloudvolume import CloudVolume
 
 import ptb
 import ptb.testing
-from ptb import view
+from ptb import updater
 from ptb.errors import CorruptProvenanceError, InvalidInputError, ProvenanceError, VolumeUnavailableError
 from ptb.instrument import RecordingWarning, current_run, documented, provenance
 from ptb.records import NoteType, RunRecord
@@ -275,7 +275,7 @@ def test_a_volume_that_cannot_be_written_fails_before_the_code_runs(vol, tmp_pat
         ran.append(True)
 
     step()                                   # the journal directory exists now
-    view.flush()                             # its view merge is done before the journal breaks
+    updater.flush()                             # its view merge is done before the journal breaks
     break_journal(tmp_path / "v")
     with pytest.raises(VolumeUnavailableError, match="cannot write"):
         step()
@@ -464,11 +464,10 @@ def test_the_view_shows_processes_and_notes(vol):
         return mip
 
     step(3)
-    view.flush()
-    fresh = CloudVolume(vol.cloudpath)
-    assert any(e.get("task") == "visible" and e["parameters"] == {"mip": 3} for e in fresh.provenance.processing)
-    section = fresh.provenance["ptb"]
-    assert [r["status"] for r in section["runs"]] == ["succeeded"] and len(section["notes"]) == 2
+    fresh = CloudVolume(vol.cloudpath)          # no flush: the view is current when the call returns
+    (entry,) = [e for e in fresh.provenance.processing if e.get("task") == "visible"]
+    assert entry["parameters"] == {"mip": 3} and entry["ptb"]["runs"]["succeeded"] == 1
+    assert len(fresh.provenance["ptb"]["notes"]) == 2
     assert any(e.get("task") == "visible" for e in vol.provenance.processing)   # the object given is kept current
 
 
@@ -590,27 +589,16 @@ def test_a_warm_call_costs_a_few_milliseconds(vol):
     assert sorted(times)[len(times) // 2] < 0.02, times
 
 
-def test_a_call_with_new_parameters_never_merges_the_view_in_the_callers_thread(vol, monkeypatch):
-    merged_in = []
-    merge_now = view.merge_now
-
-    def spy(volume, records):
-        merged_in.append(threading.get_ident())
-        return merge_now(volume, records)
-
-    monkeypatch.setattr(view, "merge_now", spy)
-
+def test_every_call_with_new_parameters_is_in_the_view_when_it_returns(vol):
     @provenance(vol, "distributed task")
     def task(i):
         return i
 
     for i in range(5):              # a new process each call, as workers with different parameters have
         assert task(i) == i
-    assert threading.get_ident() not in merged_in
-    assert len(ptb.history(vol).processes) == 5             # the journal never lags
-    view.flush()                                            # the background updater merged them
-    tasks = [e for e in CloudVolume(vol.cloudpath).provenance.processing if e.get("task") == "distributed task"]
-    assert sorted(e["parameters"]["i"] for e in tasks) == list(range(5))
+        tasks = [e for e in CloudVolume(vol.cloudpath).provenance.processing if e.get("task") == "distributed task"]
+        assert sorted(e["parameters"]["i"] for e in tasks) == list(range(i + 1))
+    assert len(ptb.history(vol).processes) == 5
 
 
 # ----------------------------------------------------------------- bounded notes
@@ -711,7 +699,7 @@ def test_secrets_in_exceptions_tracebacks_and_result_notes_never_reach_the_volum
     with documented(vol, "block") as run:
         run.result(f"used Authorization: Bearer {secret('RUNRESULT')}")
 
-    view.flush()
+    updater.flush()
     hist = ptb.history(vol)
     assert [r.status for r in hist.runs] == ["failed", "failed", "failed", "succeeded", "succeeded"]
     assert all("<redacted>" in r.error["message"] and "<redacted>" in r.error["traceback"] for r in hist.runs[:3])
@@ -731,7 +719,7 @@ def test_the_source_of_a_documented_cell_is_scrubbed(vol, tmp_path):
         exec(compile(source, filename, "exec"), {"ptb": ptb, "vol": vol})
     finally:
         linecache.cache.pop(filename, None)
-    view.flush()
+    updater.flush()
     hist = ptb.history(vol)
     (cell,) = [e for e in hist.envs.values() if e["CodeEnv type"] == "Source"]
     assert cell["source"].startswith("api_token = '<redacted>'\nticket = '<redacted>'\n")

@@ -43,8 +43,8 @@ def test_records_packed_twice_are_read_once(cloudpath):
     """Two packers racing over the same journal objects both write a segment."""
     vol = Volume.resolve(cloudpath)
     written = notes(10)
-    envelopes = journal.append(vol, written)
-    twin = {"v": 1, "records": envelopes}
+    journal.append(vol, written)
+    twin = {"v": 1, "records": list(journal.read_envelopes(vol).values())}
     vol.put_json(journal.SEGMENTS + "0000-racing-packer.json", twin)
     journal.pack(vol)
     assert len(vol.list(journal.SEGMENTS)) == 2
@@ -126,10 +126,11 @@ def test_env_files_are_content_addressed_and_written_once(cloudpath):
 def test_writers_pack_only_a_long_journal(cloudpath):
     vol = Volume.resolve(cloudpath)
     journal.append(vol, notes(3))
-    journal.maybe_pack(vol, chance=1.0, threshold=4)
+    journal.maybe_pack(vol, chance=1.0, threshold=4, min_age=0)
     assert vol.list(journal.SEGMENTS) == []
     journal.append(vol, notes(1, "more"))
-    journal.maybe_pack(vol, chance=1.0, threshold=4)
+    assert journal.maybe_pack(vol, chance=1.0, threshold=4) == []     # young records stay for healing
+    assert len(journal.maybe_pack(vol, chance=1.0, threshold=4, min_age=0)) == 4
     assert vol.list(journal.JOURNAL) == [] and len(journal.read(vol)) == 4
 
 

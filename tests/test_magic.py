@@ -146,7 +146,7 @@ def test_secrets_in_a_cell_its_exception_and_its_traceback_never_reach_the_volum
             f'raise PermissionError("401 with Authorization: Bearer {bearer}")\n')
     result = run_cell(shell, cell)
     assert not result.success and bearer in str(result.error_in_exec)      # the user's own exception
-    ptb.view.flush()
+    ptb.updater.flush()
     hist = ptb.history(vol)
     (run,) = hist.runs
     assert run.status == "failed" and "<redacted>" in run.error["traceback"]

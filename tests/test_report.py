@@ -14,7 +14,7 @@ import pytest
 import volumes
 
 import ptb
-from ptb import diff, journal, report, view
+from ptb import diff, journal, report, updater
 from ptb.env import DockerEnv, PythonGithubEnv
 from ptb.history import history
 from ptb.records import Note, NoteType, RunRecord, new_id
@@ -61,7 +61,7 @@ def documented_volume(cloudpath, *, repo=None, sources=(SOURCE,), motivation=Tru
     params = {"mip": 2, "simplification": 40} if parameters is None else parameters
     process = ptb.logprocess(cloudpath, ptb.Process("meshing at 16x16x40", params, *envs))
     ids = add_runs(cloudpath, process) if runs else []
-    view.flush()      # the motivation note's view update, so later edits of the volume race with nothing
+    updater.flush()      # the motivation note's view update, so later edits of the volume race with nothing
     return process, ids
 
 

@@ -11,7 +11,7 @@ import pytest
 from volumes import make_volume
 
 import ptb
-from ptb import view
+from ptb import updater
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_logprocess_records_process_params_and_environment(cloudpath, token_repo
     stored = found.envs[record.code_envfiles[0]]
     assert stored["CodeEnv type"] == "PythonGithub" and stored["commit hash"] == env.commithash
     assert stored["diff"] == env.diff and ["wrapt", __import__("wrapt").__version__] in stored["packages"]
-    view.flush()
+    updater.flush()
     blob = every_stored_byte(cloudpath)
     assert b"SECRETTOKEN" not in blob and b"abc123" not in blob
 

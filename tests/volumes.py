@@ -78,3 +78,15 @@ def add_foreign_entries(cloudpath: str):
     vol.provenance["lab_field"] = {"kept": True}
     vol.commit_provenance()
     return vol
+
+
+def assert_same(view_now: dict, synced: dict) -> None:
+    """The view equals what ``ptb sync`` writes; if not, say where (a unified diff of their JSON)."""
+    if json.loads(json.dumps(view_now)) != json.loads(json.dumps(synced)):
+        import difflib
+
+        import pytest
+
+        lines = [json.dumps(v, indent=1, sort_keys=True).splitlines() for v in (view_now, synced)]
+        diff = "\n".join(difflib.unified_diff(*lines, "view", "ptb sync", lineterm="", n=2))
+        pytest.fail(f"the view differs from what `ptb sync` writes:\n{diff[:6000]}")

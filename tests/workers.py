@@ -7,6 +7,10 @@
     python workers.py run CLOUDPATH COUNT TAG         one documented run (ptb.documented) making COUNT
                                                       notes tagged TAG through run.note
     python workers.py hang CLOUDPATH                  enter a documented run, print "inside", sleep forever
+    python workers.py calls CLOUDPATH COUNT TAG       COUNT calls of a decorated step; every 5th one fails
+    python workers.py cvwriter CLOUDPATH COUNT TAG    append COUNT processing entries as igneous does: a fresh
+                                                      CloudVolume, append, commit_provenance (no ptb at all)
+    python workers.py view CLOUDPATH                  print what a fresh CloudVolume(path).provenance holds
     python workers.py watchview CLOUDPATH STOPFILE [DIR]
                                                       like watch, printing "ready" first, and the view
                                                       must be a provenance object. With DIR (a local
@@ -37,8 +41,7 @@ def spin(cloudpath: str) -> None:
     filler = "x" * 200_000
     i = 0
     while True:
-        ptb.addgeneric(cloudpath, f"spin-{i} {filler}")
-        ptb.view.merge_now(ptb.storage.Volume.resolve(cloudpath), [])
+        ptb.addgeneric(cloudpath, f"spin-{i} {filler}")   # each note rewrites the view before it returns
         i += 1
 
 
@@ -82,6 +85,42 @@ def hang(cloudpath: str) -> None:
         print("inside", flush=True)
         while True:
             time.sleep(1)
+
+
+def calls(cloudpath: str, count: int, tag: str) -> None:
+    import ptb
+
+    @ptb.provenance("dst", f"step {tag}")
+    def step(dst: str, i: int) -> int:
+        if i % 5 == 4:
+            raise ValueError(f"chunk {i} failed")
+        return i
+
+    for i in range(count):
+        try:
+            step(cloudpath, i % 2 if i % 5 != 4 else 4)
+        except ValueError:
+            pass
+
+
+def cvwriter(cloudpath: str, count: int, tag: str) -> None:
+    from cloudvolume import CloudVolume
+
+    for i in range(count):
+        vol = CloudVolume(cloudpath)
+        vol.provenance.processing.append({"method": {"task": "DownsampleTask", "tag": tag, "i": i}, "by": "igneous"})
+        vol.commit_provenance()
+
+
+def view(cloudpath: str) -> None:
+    """What any CloudVolume reader sees: the processes, and each one's run digest."""
+    from cloudvolume import CloudVolume
+
+    prov = CloudVolume(cloudpath).provenance
+    ours = {e["task"] + " " + json.dumps(e["parameters"], sort_keys=True): e["ptb"]["runs"]
+            for e in prov["processing"] if isinstance(e.get("ptb"), dict)}
+    print(json.dumps({"processes": ours, "notes": len(prov["ptb"]["notes"]) if "ptb" in prov else 0,
+                      "foreign": [e for e in prov["processing"] if not isinstance(e.get("ptb"), dict)]}))
 
 
 class WriteCounter:
@@ -161,6 +200,12 @@ if __name__ == "__main__":
         run(args[0], int(args[1]), args[2])
     elif command == "hang":
         hang(args[0])
+    elif command == "calls":
+        calls(args[0], int(args[1]), args[2])
+    elif command == "cvwriter":
+        cvwriter(args[0], int(args[1]), args[2])
+    elif command == "view":
+        view(args[0])
     elif command == "watchview":
         watchview(*args)
     else:

@@ -1,0 +1,338 @@
+"""Compare-and-swap on one object of a volume: the ``provenance`` view.
+
+CloudFiles has no conditional write, so a read-modify-write through it can
+overwrite what another tool wrote in between (CloudVolume's
+``commit_provenance``, igneous, another ptb writer). This module reads the
+object together with a version token and writes it back only if that version
+is still current:
+
+* ``gs://``: google-cloud-storage with ``if_generation_match``;
+* ``s3://`` (and CloudFiles aliases of it): boto3 with ``If-Match`` /
+  ``If-None-Match``;
+* ``file://``: an ``flock`` that ptb writers share, a check that no one else
+  changed the file, then an atomic rename (readers never see it half-written),
+  and a look at the replaced file for a foreign in-place write that raced us;
+* ``mem://``: a process-wide lock (mem:// lives in one process).
+
+The clients are built with CloudFiles' own conventions (its secrets files,
+endpoints and aliases), for this one object only; everything else goes
+through CloudFiles.
+"""
+from __future__ import annotations
+
+import abc
+import contextlib
+import fcntl
+import os
+import posixpath
+import secrets as _secrets
+import threading
+import time
+from typing import Any, Dict, Iterator, Optional, Tuple, Type
+
+from .storage import Volume
+
+Token = Any        # an opaque version: a generation, an ETag, a stat signature, the bytes themselves
+ABSENT = "absent"  # the token of an object that does not exist
+
+
+class Busy(Exception):
+    """The store asked us to slow down (429, SlowDown) or a lock was not had in time; retry later."""
+
+
+class VersionedObject(abc.ABC):
+    """One object of one volume, read with its version and written only over that version."""
+
+    def __init__(self, vol: Volume, key: str):
+        self.vol, self.key = vol, key
+
+    @abc.abstractmethod
+    def read(self) -> Tuple[Optional[bytes], Token]:
+        """The object's bytes (None when absent) and its version."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes, token: Token) -> bool:
+        """Write ``data`` if the object is still at ``token``; False if someone changed it."""
+
+    @contextlib.contextmanager
+    def exclusive(self, timeout: float) -> Iterator[None]:
+        """Held around read-merge-write; only ``file://`` needs more than the token."""
+        yield
+
+
+class _FileObject(VersionedObject):
+    def __init__(self, vol: Volume, key: str):
+        super().__init__(vol, key)
+        self.path = vol.local_path(key)
+
+    @contextlib.contextmanager
+    def exclusive(self, timeout: float) -> Iterator[None]:
+        lock = self.vol.local_path("ptb/view.lock")
+        os.makedirs(os.path.dirname(lock), exist_ok=True)
+        with open(lock, "a") as handle:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise Busy(f"another ptb writer held {lock} for over {timeout:.0f} s") from None
+                    time.sleep(0.002)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def read(self) -> Tuple[Optional[bytes], Token]:
+        if self._displaced is not None:
+            found, self._displaced = self._displaced, None
+            return found
+        try:
+            with open(self.path, "rb") as handle:
+                st = os.fstat(handle.fileno())
+                data = handle.read()
+        except FileNotFoundError:
+            return None, ABSENT
+        return data, (st.st_ino, st.st_size, st.st_mtime_ns, data)
+
+    _displaced: Optional[Tuple[bytes, Token]] = None
+
+    def write(self, data: bytes, token: Token) -> bool:
+        """Rename a whole new file into place, unless the file changed since it was read.
+
+        ptb writers hold the lock; a foreign writer (CloudVolume) does not, and
+        writes in place. So the replaced file stays open: a foreign write that
+        lands in it after the last look is seen there, and its content is what
+        the next ``read`` returns, to be merged again over what we just wrote.
+        """
+        directory = os.path.dirname(self.path)
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, f".{os.path.basename(self.path)}.tmp-{_secrets.token_hex(6)}")
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+            try:
+                old = open(self.path, "rb")
+            except FileNotFoundError:
+                if token != ABSENT:
+                    return False
+                os.replace(tmp, self.path)     # a writer racing a creation is out of our reach here
+                return True
+            with old:
+                if token == ABSENT or _state(old) != token:
+                    return False
+                os.replace(tmp, self.path)
+                if _state(old) != token:
+                    self._displaced = (_settled(old), self._current_token())
+                    return False
+            return True
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def _current_token(self) -> Token:
+        return self.read()[1]
+
+
+def _state(handle: Any) -> Token:
+    """The version of an open file: its stat and its bytes (mtimes are too coarse alone)."""
+    st = os.fstat(handle.fileno())
+    handle.seek(0)
+    return (st.st_ino, st.st_size, st.st_mtime_ns, handle.read())
+
+
+def _settled(handle: Any, seconds: float = 1.0) -> bytes:
+    """What a foreign writer left in ``handle`` once it is whole JSON (or after ``seconds``)."""
+    import json
+
+    deadline = time.monotonic() + seconds
+    while True:
+        handle.seek(0)
+        data = handle.read()
+        try:
+            json.loads(data)
+            return data
+        except ValueError:
+            if time.monotonic() > deadline:
+                return data
+            time.sleep(0.01)
+
+
+_mem_lock = threading.Lock()
+
+
+class _MemObject(VersionedObject):
+    def read(self) -> Tuple[Optional[bytes], Token]:
+        data = self.vol.get_bytes(self.key)
+        return data, (ABSENT if data is None else data)
+
+    def write(self, data: bytes, token: Token) -> bool:
+        with _mem_lock:
+            current = self.vol.get_bytes(self.key)
+            if (ABSENT if current is None else current) != token:
+                return False
+            self.vol.put_bytes(self.key, data)
+            return True
+
+
+_clients: Dict[Tuple[Any, ...], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(kind: str, *key: Any, make: Any) -> Any:
+    with _clients_lock:
+        if (kind, *key) not in _clients:
+            if len(_clients) > 64:
+                _clients.clear()
+            _clients[(kind, *key)] = make()
+        return _clients[(kind, *key)]
+
+
+def _forget_clients() -> None:
+    global _clients_lock
+    _clients.clear()           # a forked child must not share its parent's connections
+    _clients_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_clients)
+
+
+class _S3Object(VersionedObject):
+    def __init__(self, vol: Volume, key: str):
+        super().__init__(vol, key)
+        from cloudfiles import paths
+
+        path = paths.extract(vol.cloudpath)
+        self.bucket = path.bucket
+        self.name = posixpath.join(path.path, key)
+        self.client = _client("s3", path.alias, path.host, path.bucket, repr(vol.secrets),
+                              make=lambda: _make_s3(path, vol.secrets))
+
+    def read(self) -> Tuple[Optional[bytes], Token]:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.name)
+        except ClientError as exc:
+            if _s3_code(exc) in ("NoSuchKey", "404"):
+                return None, ABSENT
+            _raise_if_busy(exc)
+            raise
+        return response["Body"].read(), response["ETag"]
+
+    def write(self, data: bytes, token: Token) -> bool:
+        from botocore.exceptions import ClientError
+
+        condition = {"IfNoneMatch": "*"} if token == ABSENT else {"IfMatch": token}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.name, Body=data, ContentType="application/json",
+                                   CacheControl="no-cache", **condition)
+        except ClientError as exc:
+            if _s3_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                return False
+            _raise_if_busy(exc)
+            raise
+        return True
+
+
+def _make_s3(path: Any, secrets: Any) -> Any:
+    """A boto3 client as CloudFiles makes one: same credentials lookup, same endpoint handling."""
+    import json
+
+    import boto3
+    from botocore.config import Config
+    from cloudfiles.secrets import aws_credentials
+
+    creds = secrets if secrets is not None else aws_credentials(path.bucket, path.alias or "s3")
+    if isinstance(creds, str):
+        creds = json.loads(creds)
+    options: Dict[str, Any] = {"retries": {"max_attempts": 3, "mode": "standard"}}
+    extra: Dict[str, Any] = {}
+    if path.host:
+        extra["endpoint_url"] = path.host
+        options["request_checksum_calculation"] = "when_required"
+    return boto3.client(
+        "s3", aws_access_key_id=creds.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=creds.get("AWS_SECRET_ACCESS_KEY"), aws_session_token=creds.get("AWS_SESSION_TOKEN"),
+        region_name=creds.get("AWS_DEFAULT_REGION", "us-east-1"), config=Config(**options), **extra)
+
+
+def _s3_code(exc: Any) -> str:
+    error = getattr(exc, "response", {}).get("Error", {})
+    return str(error.get("Code") or getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode"))
+
+
+def _raise_if_busy(exc: Any) -> None:
+    if _s3_code(exc) in ("SlowDown", "503", "429", "TooManyRequests", "RequestLimitExceeded"):
+        raise Busy(f"the store asked to slow down ({_s3_code(exc)})") from exc
+
+
+class _GCSObject(VersionedObject):
+    def __init__(self, vol: Volume, key: str):
+        super().__init__(vol, key)
+        from cloudfiles import paths
+
+        path = paths.extract(vol.cloudpath)
+        self.name = posixpath.join(path.path, key)
+        self.bucket = _client("gs", path.bucket, repr(vol.secrets), make=lambda: _make_gcs(path.bucket, vol.secrets))
+
+    def read(self) -> Tuple[Optional[bytes], Token]:
+        from google.api_core import exceptions
+
+        blob = self.bucket.blob(self.name)
+        try:
+            data = blob.download_as_bytes()
+        except exceptions.NotFound:
+            return None, ABSENT
+        except exceptions.TooManyRequests as exc:
+            raise Busy("GCS rate limit (429)") from exc
+        return data, blob.generation
+
+    def write(self, data: bytes, token: Token) -> bool:
+        from google.api_core import exceptions
+
+        blob = self.bucket.blob(self.name)
+        blob.cache_control = "no-cache"
+        try:
+            blob.upload_from_string(data, content_type="application/json",
+                                    if_generation_match=0 if token == ABSENT else token)
+        except exceptions.PreconditionFailed:
+            return False
+        except exceptions.TooManyRequests as exc:
+            raise Busy("GCS rate limit (429): about one write per second per object") from exc
+        return True
+
+
+def _make_gcs(bucket: str, secrets: Any) -> Any:
+    """A google-cloud-storage bucket handle as CloudFiles makes one (its secrets lookup)."""
+    import json
+
+    from cloudfiles.secrets import google_credentials
+    from google.cloud.storage import Client
+
+    project, creds = google_credentials(bucket)
+    if secrets is not None:
+        creds = secrets
+    if isinstance(creds, str):
+        creds = json.loads(creds)
+    if isinstance(creds, dict):
+        from google.oauth2 import service_account
+
+        creds = service_account.Credentials.from_service_account_info(creds)
+    return Client(credentials=creds, project=project).bucket(bucket)
+
+
+_BACKENDS: Dict[str, Type[VersionedObject]] = {
+    "file": _FileObject, "mem": _MemObject, "s3": _S3Object, "gs": _GCSObject}
+
+
+def versioned(vol: Volume, key: str) -> VersionedObject:
+    """The compare-and-swap handle of ``key`` on ``vol``."""
+    backend = _BACKENDS.get(vol.protocol)
+    if backend is None:
+        from .errors import VolumeUnavailableError
+
+        raise VolumeUnavailableError(f"ptb cannot update {vol.cloudpath}/{key} safely: the {vol.protocol}:// "
+                                     f"protocol has no conditional write (file, mem, s3 and gs do)")
+    return backend(vol, key)

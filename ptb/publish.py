@@ -1,0 +1,123 @@
+"""Bringing journal records into the ``provenance`` view, by compare-and-swap.
+
+Data flows one way: records are journalled first, then published here; this
+module reads the journal (to rebuild or heal) and never writes it. Every
+write goes over the version it merged (``ptb.cas``), so nothing another tool
+wrote in between is lost, and a file that does not parse is read again for
+about a second before it is called corrupt, and then never written.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from . import cas, journal
+from .errors import VolumeUnavailableError
+from .records import record_from_json, rid_age_seconds
+from .storage import PROVENANCE, Volume, dumps, read_parsed
+from .view import Entry, decided, is_current, merge_into, rebuilt
+
+HEAL_MIN_AGE = 10.0      # seconds: younger records are still being published by their own writers
+HEAL_LIMIT = 256
+
+
+def read_current(obj: cas.VersionedObject) -> Tuple[Optional[Dict[str, Any]], cas.Token]:
+    """The view and its version (a torn file is read again, see ``storage.read_parsed``)."""
+    return read_parsed(obj.read, obj.vol.cloudpath)
+
+
+def publish(vol: Volume, entries: Sequence[Entry], timeout: float) -> bool:
+    """Merge ``entries`` into the view within about ``timeout`` seconds; False if that was not enough.
+
+    Writes nothing when the view already holds them. Raises
+    ``CorruptProvenanceError`` for a file that stays invalid, ``cas.Busy``
+    when the store rate-limits, and storage errors as they come.
+    """
+    return _swap(vol, lambda prov: _merged(vol, prov, entries), timeout)
+
+
+def _merged(vol: Volume, prov: Optional[Dict[str, Any]], entries: Sequence[Entry]) -> Optional[Dict[str, Any]]:
+    if prov is not None and not is_current(prov) and has_history(vol):
+        # a view of another format, or one a stale writer put back without ptb's section: start over exactly
+        return rebuilt(prov, _journal_entries(vol), vol.cloudpath)
+    prov = dict(prov or {})
+    return prov if merge_into(prov, entries, vol.cloudpath) else None
+
+
+def _swap(vol: Volume, change: Any, timeout: float) -> bool:
+    """Read, change, write over the version read; again on a conflict, until ``timeout``."""
+    obj = cas.versioned(vol, PROVENANCE)
+    deadline = time.monotonic() + timeout
+    with obj.exclusive(timeout):
+        for attempt in range(1000):
+            prov, token = read_current(obj)
+            new = change(prov)
+            if new is None:
+                return True
+            if obj.write(dumps(new).encode("utf-8"), token):
+                _show_in_memory(vol, new)
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(random.uniform(0.005, 0.05) * min(attempt + 1, 8))
+    return False
+
+
+def _show_in_memory(vol: Volume, prov: Dict[str, Any]) -> None:
+    """Keep the CloudVolume object the user gave in step with what was written."""
+    current = getattr(vol.cloudvolume, "provenance", None)
+    if isinstance(current, dict):
+        current.clear()
+        current.update(json.loads(dumps(prov)))
+
+
+def has_history(vol: Volume) -> bool:
+    return bool(vol.list(journal.JOURNAL) or vol.list(journal.SEGMENTS))
+
+
+def _journal_entries(vol: Volume) -> List[Entry]:
+    return [(env["rid"], record) for env, record in journal.read_entries(vol)]
+
+
+def rebuild(vol: Volume, timeout: float = 60.0) -> Dict[str, Any]:
+    """Write the exact view of the whole journal (foreign content kept) and return it."""
+    result: Dict[str, Any] = {}
+
+    def change(prov: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+        result["view"] = new = rebuilt(prov, _journal_entries(vol), vol.cloudpath)
+        return None if new == prov else new
+
+    if not _swap(vol, change, timeout):
+        raise VolumeUnavailableError(f"{vol.cloudpath}/provenance kept changing while ptb rebuilt it; try again")
+    return result["view"]
+
+
+def heal(vol: Volume, timeout: float, min_age: Optional[float] = None) -> int:
+    """Publish journal records that no writer brought into the view (it died, or gave up); returns how many.
+
+    One listing and a read per missing record, so writers can afford it now
+    and then. Records younger than ``min_age`` (``HEAL_MIN_AGE``) are left to
+    their writers, which are about to publish them.
+    """
+    min_age = HEAL_MIN_AGE if min_age is None else min_age
+    prov, _ = read_current(cas.versioned(vol, PROVENANCE))
+    if prov is None or not is_current(prov):
+        return 0
+    keys = vol.list(journal.JOURNAL)
+    missing = [key for key in keys if not decided(prov, _rid(key)) and rid_age_seconds(_rid(key)) >= min_age]
+    entries: List[Entry] = []
+    for data in vol.get_many(missing[-HEAL_LIMIT:]).values():
+        try:
+            env = json.loads(data or b"null")
+            entries.append((env["rid"], record_from_json(env)))
+        except Exception:   # not a record: reading skips it with a warning, healing just leaves it
+            continue
+    if entries and not publish(vol, entries, timeout):
+        return 0
+    return len(entries)
+
+
+def _rid(key: str) -> str:
+    return key[len(journal.JOURNAL):-len(".json")]
