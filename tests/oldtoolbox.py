@@ -89,10 +89,11 @@ def run(toolbox: str, target: Optional[Path], cwd: Path, name: str, *args: Any, 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def start(toolbox: str, target: Optional[Path], cwd: Path, name: str, *args: Any) -> subprocess.Popen:
-    """Start a fleet program; it prints ``ready``, then waits for its GO file."""
-    return subprocess.Popen(command(name, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=cwd, env=environ(toolbox, target))
+def start(toolbox: str, target: Optional[Path], cwd: Path, stderr: Path, name: str, *args: Any) -> subprocess.Popen:
+    """Start a fleet program (its stderr to a file); it prints ``ready``, then waits for its GO file."""
+    with open(stderr, "w") as err:
+        return subprocess.Popen(command(name, *args), stdout=subprocess.PIPE, stderr=err, text=True,
+                                cwd=cwd, env=environ(toolbox, target))
 
 
 def ptb_cli(cwd: Path, *args: Any, timeout: float = 120) -> subprocess.CompletedProcess:

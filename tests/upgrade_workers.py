@@ -9,7 +9,8 @@ programs use ptb itself. Each prints one JSON line last.
 
     old-write PATH                      make a volume and document it the 0.1.x way
     old-read PATH EXPECT-JSON           read it back the 0.1.x way, then log one more process and note
-    old-notes PATH COUNT TAG GO [LOCK]  a fleet writer: COUNT notes (and a process every 4th), fast
+    old-notes PATH TAG PACE GO STOP [LOCK]
+                                        a fleet writer: notes (and a process every 4th) until STOP exists
     ptb-continue PATH                   decorated runs (one fails), a documented block, notes
     ptb-writer PATH COUNT TAG GO        a fleet writer: COUNT decorated runs, each with a note, and notes
 """
@@ -22,6 +23,7 @@ import time
 from typing import Any, Dict, List
 
 SOURCES = ["gs://lab/pinky/image"]
+MAX_OLD_CALLS = 1000
 
 
 def _toolbox() -> Any:
@@ -108,11 +110,13 @@ def old_read(path: str, expect: str) -> Dict[str, Any]:
     return out
 
 
-def old_notes(path: str, count: int, tag: str, go: str, lock: str = "") -> Dict[str, Any]:
-    """A 0.1.5 fleet writer: a fresh CloudVolume (a fresh read) before every call, errors counted.
+def old_notes(path: str, tag: str, pace: str, go: str, stop: str, lock: str = "") -> Dict[str, Any]:
+    """A 0.1.5 fleet writer: notes (and a process every 4th call), PACE seconds apart, until STOP exists.
 
-    With LOCK, the old writers take turns (an flock among themselves only; ptb
-    writers know nothing of it), so no 0.1.5 write can undo another's.
+    A fresh CloudVolume (a fresh read) before every call, and a call that fails
+    is counted, not fatal. With LOCK, the old writers take turns (an flock among
+    themselves only; ptb writers know nothing of it), so no 0.1.5 write can undo
+    another's.
     """
     import fcntl
 
@@ -124,7 +128,9 @@ def old_notes(path: str, count: int, tag: str, go: str, lock: str = "") -> Dict[
     errors: List[str] = []
     handle = open(lock, "a") if lock else None
     _wait(go)
-    for i in range(count):
+    began = time.time()
+    i = 0
+    while not os.path.exists(stop) and i < MAX_OLD_CALLS:
         if handle is not None:
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -140,7 +146,9 @@ def old_notes(path: str, count: int, tag: str, go: str, lock: str = "") -> Dict[
         finally:
             if handle is not None:
                 fcntl.flock(handle, fcntl.LOCK_UN)
-    return {"notes": notes, "processes": processes, "errors": errors}
+        i += 1
+        time.sleep(float(pace))
+    return {"notes": notes, "processes": processes, "errors": errors, "span": [began, time.time()]}
 
 
 # ------------------------------------------------------------------ ptb scripts
@@ -171,10 +179,15 @@ def ptb_continue(path: str) -> Dict[str, Any]:
 
 
 def ptb_writer(path: str, count: int, tag: str, go: str) -> Dict[str, Any]:
-    """A ptb fleet writer: COUNT decorated runs, each with a note of its own, and a note after each."""
+    """A ptb fleet writer: COUNT decorated runs, each with a note of its own, and a note after each.
+
+    A run that ptb refuses before it starts (``CorruptProvenanceError``: the
+    ``provenance`` file does not parse, for good) is counted, not fatal.
+    """
     ptb = _ptb()
     runs: List[str] = []
     notes: List[str] = []
+    refused: List[str] = []
 
     @ptb.provenance("dst", f"{tag} step", motivation=f"fleet writer {tag}")
     def step(dst: str, i: int) -> int:
@@ -185,11 +198,16 @@ def ptb_writer(path: str, count: int, tag: str, go: str) -> Dict[str, Any]:
         return i
 
     _wait(go)
+    began = time.time()
     for i in range(count):
-        step(path, i)
+        try:
+            step(path, i)
+        except ptb.CorruptProvenanceError as exc:
+            refused.append(str(exc)[:300])
         notes.append(ptb.addgeneric(path, f"{tag}-note-{i}").id)
     ptb.view.flush()
-    return {"runs": runs, "notes": notes, "process_description": f"{tag} step"}
+    return {"runs": runs, "notes": notes, "refused": refused, "process_description": f"{tag} step",
+            "span": [began, time.time()]}
 
 
 if __name__ == "__main__":
@@ -199,7 +217,7 @@ if __name__ == "__main__":
     elif command == "old-read":
         result = old_read(*args)
     elif command == "old-notes":
-        result = old_notes(args[0], int(args[1]), *args[2:])
+        result = old_notes(*args)
     elif command == "ptb-continue":
         result = ptb_continue(*args)
     elif command == "ptb-writer":
