@@ -5,6 +5,8 @@ by ``ptb``: notes and processes go to the volume's journal, and the
 ``provenance`` file stays readable by 0.1.x itself. Nothing is added under
 this name; what is new is only in ``ptb``. Importing it warns once.
 """
+# No `from __future__ import annotations` here: there are no annotations, and it would add the
+# name `annotations` to a namespace that holds 0.1.x's names only (as 0.1.x's __init__ had none).
 import warnings as _warnings
 
 from ptb import __version__ as __version__
@@ -27,8 +29,7 @@ from .utils import dockerimageID as dockerimageID
 
 # stacklevel 2 skips importlib's frames: the warning names the line that imported us
 _warnings.warn(
-    "provenancetoolbox is the 0.1.x name of ptb: it keeps working, but write `import ptb` instead "
-    "(the same functions, ptb.Process, ptb.logprocess, ptb.addmotivation, ..., plus @ptb.provenance "
-    "and ptb.documented); see 'Upgrading from 0.1.x' in ptb's README",
+    "provenancetoolbox is the 0.1.x name of ptb and keeps working, but write `import ptb` instead: "
+    "the same functions under the same names, and more (see 'Upgrading from 0.1.x' in ptb's README)",
     DeprecationWarning, stacklevel=2,
 )
