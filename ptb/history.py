@@ -54,15 +54,16 @@ class History:
         return [n for n in self.notes if n.run == run_id]
 
 
-def legacy_notes(description: str) -> List[Note]:
+def legacy_notes(description: str, note_sep: str = LEGACY_NOTE_SEP, field_sep: str = LEGACY_FIELD_SEP) -> List[Note]:
     """Notes as 0.1.x packed them: ``timestamp;TYPE;content`` joined by `` \\n ``.
 
     Content may itself hold ``;`` (split at the first two only). Text that is
     not a note becomes a GENERIC note with no timestamp, as 0.1.x intended.
+    The separators are 0.1.x's ``parsenotes`` arguments.
     """
     notes = []
-    for index, chunk in enumerate(c for c in (description or "").split(LEGACY_NOTE_SEP) if c):
-        parts = chunk.split(LEGACY_FIELD_SEP, 2)
+    for index, chunk in enumerate(c for c in (description or "").split(note_sep) if c):
+        parts = chunk.split(field_sep, 2)
         ident = f"legacy-{index}-{content_hash(chunk, 8)}"
         try:
             if len(parts) != 3 or parts[1] not in NoteType.__members__:

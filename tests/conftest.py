@@ -286,3 +286,19 @@ def foreign_volume(tmp_path: Path) -> str:
     volumes.make_legacy_volume(path)
     volumes.add_foreign_entries(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def toolbox_015(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real provenance-toolbox 0.1.5 from the package index, installed into a session temp dir.
+
+    Run programs under it with ``oldtoolbox.run("0.1.5", toolbox_015, ...)``. Nothing goes to
+    ``~`` (no pip cache) or elsewhere in ``/tmp`` (pip's temporary files stay in the session dir).
+    If the package index cannot be reached, the tests that need it fail: they never skip.
+    """
+    import oldtoolbox
+
+    try:
+        return oldtoolbox.install(tmp_path_factory.mktemp("toolbox-0.1.5"), tmp_path_factory.mktemp("pip-scratch"))
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        pytest.fail(f"provenance-toolbox 0.1.5 is needed from the package index: {exc}", pytrace=False)
