@@ -28,7 +28,7 @@ import posixpath
 import secrets as _secrets
 import threading
 import time
-from typing import Any, Dict, Iterator, Optional, Tuple, Type
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Type
 
 from .storage import Volume
 
@@ -45,6 +45,7 @@ class VersionedObject(abc.ABC):
 
     def __init__(self, vol: Volume, key: str):
         self.vol, self.key = vol, key
+        self.displaced = []
 
     @abc.abstractmethod
     def read(self) -> Tuple[Optional[bytes], Token]:
@@ -58,6 +59,9 @@ class VersionedObject(abc.ABC):
     def exclusive(self, timeout: float) -> Iterator[None]:
         """Held around read-merge-write; only ``file://`` needs more than the token."""
         yield
+
+    #: (what we had read, what a foreign writer wrote over it) for each foreign write our rename displaced
+    displaced: List[Tuple[bytes, bytes]]
 
 
 class _FileObject(VersionedObject):
@@ -85,9 +89,6 @@ class _FileObject(VersionedObject):
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def read(self) -> Tuple[Optional[bytes], Token]:
-        if self._displaced is not None:
-            found, self._displaced = self._displaced, None
-            return found
         try:
             with open(self.path, "rb") as handle:
                 st = os.fstat(handle.fileno())
@@ -96,15 +97,14 @@ class _FileObject(VersionedObject):
             return None, ABSENT
         return data, (st.st_ino, st.st_size, st.st_mtime_ns, data)
 
-    _displaced: Optional[Tuple[bytes, Token]] = None
 
     def write(self, data: bytes, token: Token) -> bool:
         """Rename a whole new file into place, unless the file changed since it was read.
 
         ptb writers hold the lock; a foreign writer (CloudVolume) does not, and
         writes in place. So the replaced file stays open: a foreign write that
-        lands in it after the last look is seen there, and its content is what
-        the next ``read`` returns, to be merged again over what we just wrote.
+        lands in it after the last look is seen there, and kept in
+        ``displaced`` for the caller to merge into what it writes next.
         """
         directory = os.path.dirname(self.path)
         os.makedirs(directory, exist_ok=True)
@@ -113,7 +113,7 @@ class _FileObject(VersionedObject):
             with open(tmp, "wb") as handle:
                 handle.write(data)
             try:
-                old = open(self.path, "rb")
+                old = open(self.path, "rb", buffering=0)    # unbuffered: every look reads the file as it is now
             except FileNotFoundError:
                 if token != ABSENT:
                     return False
@@ -123,23 +123,34 @@ class _FileObject(VersionedObject):
                 if token == ABSENT or _state(old) != token:
                     return False
                 os.replace(tmp, self.path)
-                if _state(old) != token:
-                    self._displaced = (_settled(old), self._current_token())
+                self.displaced.clear()            # the caller merged them into what was just written
+                if _changed_after_rename(old, token):
+                    self.displaced.append((token[3], _settled(old)))
                     return False
             return True
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def _current_token(self) -> Token:
-        return self.read()[1]
-
 
 def _state(handle: Any) -> Token:
     """The version of an open file: its stat and its bytes (mtimes are too coarse alone)."""
     st = os.fstat(handle.fileno())
-    handle.seek(0)
-    return (st.st_ino, st.st_size, st.st_mtime_ns, handle.read())
+    return (st.st_ino, st.st_size, st.st_mtime_ns, os.pread(handle.fileno(), st.st_size + 1, 0))
+
+
+def _changed_after_rename(handle: Any, token: Token) -> bool:
+    """Did a foreign write land in the file we just replaced?
+
+    A writer whose ``open`` looked the path up just before our rename may
+    truncate and write a moment after it (it waits on the inode lock the
+    rename held), so look again after letting it run.
+    """
+    for pause in (0.0, 0.0005, 0.002):
+        time.sleep(pause)
+        if _state(handle) != token:
+            return True
+    return False
 
 
 def _settled(handle: Any, seconds: float = 1.0) -> bytes:
@@ -148,8 +159,7 @@ def _settled(handle: Any, seconds: float = 1.0) -> bytes:
 
     deadline = time.monotonic() + seconds
     while True:
-        handle.seek(0)
-        data = handle.read()
+        data = os.pread(handle.fileno(), os.fstat(handle.fileno()).st_size + 1, 0)
         try:
             json.loads(data)
             return data

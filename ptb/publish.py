@@ -17,7 +17,7 @@ from . import cas, journal
 from .errors import VolumeUnavailableError
 from .records import record_from_json, rid_age_seconds
 from .storage import PROVENANCE, Volume, dumps, read_parsed
-from .view import Entry, decided, is_current, merge_into, rebuilt
+from .view import Entry, decided, is_current, merge_foreign, merge_into, rebuilt
 
 HEAL_MIN_AGE = 10.0      # seconds: younger records are still being published by their own writers
 HEAL_LIMIT = 256
@@ -53,16 +53,28 @@ def _swap(vol: Volume, change: Any, timeout: float) -> bool:
     with obj.exclusive(timeout):
         for attempt in range(1000):
             prov, token = read_current(obj)
+            for base, theirs in obj.displaced:       # foreign writes our last rename put aside: merge them back
+                prov = merge_foreign(_parsed(base), _parsed(theirs), prov)
             new = change(prov)
             if new is None:
-                return True
+                if not obj.displaced or prov is None:
+                    return True
+                new = prov                            # nothing of ours to add, but theirs to put back
             if obj.write(dumps(new).encode("utf-8"), token):
                 _show_in_memory(vol, new)
                 return True
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline and not obj.displaced:   # what was put aside is never given up
                 return False
             time.sleep(random.uniform(0.005, 0.05) * min(attempt + 1, 8))
     return False
+
+
+def _parsed(data: bytes) -> Optional[Dict[str, Any]]:
+    try:
+        found = json.loads(data)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def _show_in_memory(vol: Volume, prov: Dict[str, Any]) -> None:

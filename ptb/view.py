@@ -221,6 +221,42 @@ def _iso(value: Any) -> Optional[str]:
     return None if value is None else value.isoformat()
 
 
+def merge_foreign(base: Optional[Dict[str, Any]], theirs: Optional[Dict[str, Any]],
+                  current: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """``current`` with what another tool changed from ``base`` to ``theirs`` (a three-way merge).
+
+    For a foreign write that a rename put aside: what it added to ``processing``
+    is appended, text it appended (0.1.x's notes in ``description``) is
+    appended, other changed values are taken unless ``current`` changed them too.
+    """
+    if theirs is None or current is None or base is None:
+        return current if current is not None else theirs
+    return _merge_value(base, theirs, current)
+
+
+def _merge_value(base: Any, theirs: Any, current: Any) -> Any:
+    if theirs == base or theirs == current:
+        return current
+    if current == base:
+        return theirs
+    if isinstance(theirs, dict) and isinstance(current, dict) and isinstance(base, dict):
+        merged = dict(current)
+        for key in theirs.keys() | base.keys():
+            if key == SECTION:
+                continue                          # ptb's own section: ours is the newer
+            if key not in theirs:
+                merged.pop(key, None) if base.get(key) == current.get(key) else None
+            else:
+                merged[key] = _merge_value(base.get(key), theirs[key], current.get(key))
+        return merged
+    if isinstance(theirs, list) and isinstance(current, list) and isinstance(base, list):
+        return current + [x for x in theirs if x not in base and x not in current and not is_ptb_entry(x)]
+    if isinstance(theirs, str) and isinstance(current, str) and isinstance(base, str) and \
+            theirs.startswith(base) and current.startswith(base):
+        return current + theirs[len(base):]
+    return current
+
+
 def counts(prov: Dict[str, Any]) -> Dict[str, int]:
     """What a view holds, for people: processes, runs (by their digests), notes kept, others' entries."""
     processing: List[Any] = prov["processing"] if isinstance(prov.get("processing"), list) else []
