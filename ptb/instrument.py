@@ -450,7 +450,9 @@ def provenance(volume: Any, description: str, *, motivation: Optional[str] = Non
         return Run(vols, description, raw, motivation=motivation, result=result, redact=redact, exclude=exclude,
                    source_file=source_file, func=func)
 
-    return decorator(targets, new_run, parameters=parameters, secrets=secrets)
+    remake = functools.partial(provenance, volume, description, motivation=motivation, result=result,
+                               parameters=parameters, exclude=exclude, redact=redact, secrets=secrets)
+    return decorator(targets, new_run, parameters=parameters, secrets=secrets, remake=remake)
 
 
 # ------------------------------------------------------------- the context manager
