@@ -63,6 +63,7 @@ def decorator(targets: Sequence[Any], new_run: Callable[..., Run], *, parameters
     fixed = [Volume.resolve(t, secrets) for t, name in zip(targets, is_name) if not name]
 
     def decorate(func: Callable) -> Callable:
+        _refuse_lazy(func)
         target = _unwrap(func)      # for the signature and the source; the kind is func's own
         if not callable(target):
             raise InvalidInputError(f"@ptb.provenance decorates functions, not {type(func).__name__}")
@@ -107,6 +108,21 @@ def decorator(targets: Sequence[Any], new_run: Callable[..., Run], *, parameters
         return decorated
 
     return decorate
+
+
+_LAZY = {("ray.remote_function", "RemoteFunction"): "@ray.remote",
+         ("dask.delayed", "DelayedLeaf"): "@dask.delayed", ("dask.delayed", "Delayed"): "@dask.delayed"}
+
+
+def _refuse_lazy(func: Any) -> None:
+    """Refuse to decorate an engine's task object: calling it only builds the task, which runs undocumented."""
+    engine = _LAZY.get((type(func).__module__, type(func).__name__))
+    if engine is not None:
+        name = getattr(func, "__name__", None) or getattr(func, "_function_name", None) or repr(func)
+        raise InvalidInputError(
+            f"@ptb.provenance is above {engine} on {name}: calling the result would only build a task, and the "
+            f"task itself would run undocumented. Put {engine} above @ptb.provenance (it decorates the function "
+            f"the engine runs)")
 
 
 def _register_with_taskqueue(func: Any, decorated: Any) -> None:

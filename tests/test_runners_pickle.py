@@ -205,3 +205,35 @@ def test_task_queue_runs_the_decorated_function_in_either_decorator_order(tmp_pa
         sys.modules.pop(name, None)
         for key in [k for k in REGISTRY if k[0] == name]:
             del REGISTRY[key]
+
+
+# ------------------------------------------------------------------ decorator order
+def test_ptb_over_an_engine_task_object_is_refused_with_the_order_to_use(tmp_path):
+    """Under @ptb.provenance, @dask.delayed would make the documented call build the task, not run it."""
+    dask = pytest.importorskip("dask")
+    volume = f"file://{tmp_path / 'v'}"
+
+    with pytest.raises(ptb.InvalidInputError, match=r"above @dask\.delayed on step.*Put @dask\.delayed above "
+                                                    r"@ptb\.provenance"):
+        @ptb.provenance(volume, "step")
+        @dask.delayed
+        def step(i):
+            return i
+
+    @dask.delayed
+    @ptb.provenance(volume, "step")
+    def ordered(i):
+        return i + 1
+
+    (tmp_path / "v").mkdir()
+    assert ordered(1).compute(scheduler="sync") == 2
+    assert descriptions(volume) == ["step"]
+
+
+def test_ptb_over_ray_remote_is_refused(tmp_path):
+    ray = pytest.importorskip("ray")
+    with pytest.raises(ptb.InvalidInputError, match=r"Put @ray\.remote above @ptb\.provenance"):
+        @ptb.provenance(f"file://{tmp_path}", "step")
+        @ray.remote
+        def step(i):
+            return i
