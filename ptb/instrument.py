@@ -435,9 +435,11 @@ def provenance(volume: Any, description: str, *, motivation: Optional[str] = Non
     async code, the run's start (environment capture, a few small writes)
     runs synchronously in the event loop on first await. The decorated
     function pickles by reference, as a plain function does, so it can be
-    sent to process pools. Exception messages, tracebacks and the result note
-    are scrubbed of secrets (and of the ``redact`` names) before they are
-    stored, and notes are bounded to ``MAX_NOTE`` characters.
+    sent to process pools; cloudpickle (Dask, joblib, Ray) sends one it
+    cannot import by value, with its decoration. Exception messages,
+    tracebacks and the result note are scrubbed of secrets (and of the
+    ``redact`` names) before they are stored, and notes are bounded to
+    ``MAX_NOTE`` characters.
     """
     from .params import parameters_from
     from .runners import decorator

@@ -53,19 +53,20 @@ def make_volume(path: Path) -> str:
 def engine_env(scratch: Path) -> Dict[str, str]:
     """The environment of every process the tests start: our ptb, and all scratch space under ``scratch``.
 
-    Nothing lands in ``~`` or ``/tmp``: temporary files (multiprocessing, loky,
-    Ray), Dask's config and worker directories, joblib's memmaps, CloudFiles'
-    and CloudVolume's config directories and ptb's spool.
+    Nothing lands in ``~`` or ``/tmp``: the home directory, temporary files
+    (multiprocessing, loky, Ray), Dask's config and worker directories,
+    joblib's memmaps, CloudFiles' and CloudVolume's config directories and
+    ptb's spool.
     """
-    for name in ("tmp", "dask", "cloud", "spool"):
+    for name in ("home", "tmp", "dask", "cloud", "spool"):
         (scratch / name).mkdir(parents=True, exist_ok=True)
-    return {**os.environ,
+    return {**os.environ, "HOME": str(scratch / "home"),       # Ray keeps a token in ~/.ray
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
             "TMPDIR": str(scratch / "tmp"), "JOBLIB_TEMP_FOLDER": str(scratch / "tmp"),
             "RAY_TMPDIR": str(scratch / "tmp"),
             "DASK_CONFIG": str(scratch / "dask"), "DASK_TEMPORARY_DIRECTORY": str(scratch / "dask"),
             "CLOUD_FILES_DIR": str(scratch / "cloud"), "CLOUD_VOLUME_DIR": str(scratch / "cloud"),
-            "PTB_SPOOL_DIR": str(scratch / "spool"), "PYTHONUNBUFFERED": "1"}
+            "PTB_SPOOL_DIR": str(scratch / "spool"), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def start(args: List[str], env: Dict[str, str], cwd: Path, **kwargs: Any) -> subprocess.Popen:
@@ -413,6 +414,7 @@ def test_the_view_holds_every_process_and_run_without_sync(engine, name):
     ran = engine(name)
     hist = ptb.history(ran.cloudpath)
     prov = CloudVolume(ran.cloudpath, progress=False).provenance      # fresh: read from the volume now
+    prov.validate()
     entries = [e for e in prov.processing if isinstance(e, dict) and isinstance(e.get("ptb"), dict)]
     assert len(entries) == len(hist.processes)
     for proc in hist.processes:
