@@ -9,6 +9,7 @@ from .errors import (
     DuplicateProcessError,
     InvalidInputError,
     MissingDependencyError,
+    NotPicklableError,
     ProvenanceError,
     VolumeUnavailableError,
 )
@@ -26,7 +27,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "CheckReport", "CorruptProvenanceError", "DockerEnv", "DuplicateProcessError", "History",
-    "InvalidInputError", "MissingDependencyError", "Note", "NoteType", "Process", "ProcessRecord",
+    "InvalidInputError", "MissingDependencyError", "Note", "NoteType", "NotPicklableError", "Process", "ProcessRecord",
     "ProvenanceError", "PythonGithubEnv", "RecordingWarning", "Run", "RunRecord", "SpoolWarning",
     "ViewWarning", "VolumeUnavailableError",
     "addgeneric", "addmotivation", "addnote", "addresult", "check", "current_run",

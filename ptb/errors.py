@@ -5,6 +5,8 @@ and what to do about it. A user's own exceptions never pass through here.
 """
 from __future__ import annotations
 
+import pickle
+
 
 class ProvenanceError(Exception):
     """Base class of every error ptb raises on its own account."""
@@ -31,3 +33,7 @@ class InvalidInputError(ProvenanceError, ValueError):
 
 class MissingDependencyError(ProvenanceError, ImportError):
     """An optional dependency (an extra of provenance-toolbox) is not installed; the message names it."""
+
+
+class NotPicklableError(ProvenanceError, pickle.PicklingError):
+    """A decorated function cannot be sent to another process as it is; the message says what to change."""

@@ -439,9 +439,11 @@ def provenance(volume: Any, description: str, *, motivation: Optional[str] = Non
     async code, the run's start (environment capture, a few small writes)
     runs synchronously in the event loop on first await. The decorated
     function pickles by reference, as a plain function does, so it can be
-    sent to process pools. Exception messages, tracebacks and the result note
-    are scrubbed of secrets (and of the ``redact`` names) before they are
-    stored, and notes are bounded to ``MAX_NOTE`` characters.
+    sent to process pools; cloudpickle (Dask, joblib, Ray) sends one it
+    cannot import by value, with its decoration. Exception messages,
+    tracebacks and the result note are scrubbed of secrets (and of the
+    ``redact`` names) before they are stored, and notes are bounded to
+    ``MAX_NOTE`` characters.
     """
     from .params import parameters_from
     from .runners import decorator
@@ -454,7 +456,9 @@ def provenance(volume: Any, description: str, *, motivation: Optional[str] = Non
         return Run(vols, description, raw, motivation=motivation, result=result, redact=redact, exclude=exclude,
                    source_file=source_file, func=func)
 
-    return decorator(targets, new_run, parameters=parameters, secrets=secrets)
+    remake = functools.partial(provenance, volume, description, motivation=motivation, result=result,
+                               parameters=parameters, exclude=exclude, redact=redact, secrets=secrets)
+    return decorator(targets, new_run, parameters=parameters, secrets=secrets, remake=remake)
 
 
 # ------------------------------------------------------------- the context manager
