@@ -422,9 +422,18 @@ def test_the_view_holds_every_process_and_run_without_sync(engine, name):
         runs = sorted(hist.runs_of(proc.key), key=lambda r: (r.started, r.id))
         digest = entry["ptb"]["runs"]
         by_status = collections.Counter(r.status for r in runs)
-        assert digest["count"] == len(runs), (proc.description, digest)
+        # every call that returned is there; a run killed mid-task is published by the next writer
+        # that heals (its start is over 10 s old) or by `ptb sync`, since only a run's end writes the view
+        never_finished = {r.id for r in runs if r.status == "running"}
+        assert set(digest["running"]) <= never_finished, (proc.description, digest)
+        assert digest["count"] == len(runs) - len(never_finished) + len(digest["running"]), (proc.description, digest)
         for status in ("succeeded", "failed", "interrupted"):
             assert digest[status] == by_status[status], (proc.description, status, digest)
-        assert sorted(digest["running"]) == sorted(r.id for r in runs if r.status == "running")
-        assert _mentions(digest["first"], runs[0]) and _mentions(digest["last"], runs[-1])
+        shown = [r for r in runs if r.finished or r.id in digest["running"]]
+        assert _mentions(digest["first"], shown[0]) and _mentions(digest["last"], shown[-1])
         assert "last_failure" in digest and not digest["last_failure"]     # none of these runs failed
+    from ptb import publish
+    from ptb.storage import Volume
+
+    publish.heal(Volume.resolve(ran.cloudpath), 30.0, min_age=0.0)       # what a later writer's healing adds
+    assert Volume.resolve(ran.cloudpath).read_provenance() == ptb.sync(ran.cloudpath)
