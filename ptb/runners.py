@@ -103,7 +103,7 @@ def decorator(targets: Sequence[Any], new_run: Callable[..., Run], *, parameters
             return RUNNERS[kind](run, wrapped(*args, **kwargs))
 
         decorated = wrapper(func)
-        decorated._self_remake = remake
+        decorated._self_remake = remake  # type: ignore[attr-defined]
         _register_with_taskqueue(func, decorated)
         return decorated
 
@@ -227,7 +227,7 @@ def _importable(obj: Any, pickler_module: str) -> bool:
     if found is not obj:
         return False
     registry = getattr(sys.modules.get(pickler_module), "list_registry_pickle_by_value", lambda: ())()
-    return not any(module_name == name or module_name.startswith(name + ".") for name in registry)
+    return not any(module_name == name or str(module_name).startswith(name + ".") for name in registry)
 
 
 Origin = Tuple[str, int, Tuple[str, ...]]       # a function's file, first line, and source lines

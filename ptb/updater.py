@@ -20,7 +20,7 @@ import time
 import warnings
 from typing import Any, Dict, List, Sequence, Tuple
 
-from . import cas, journal, publish
+from . import journal, publish
 from .errors import CorruptProvenanceError, VolumeUnavailableError
 from .storage import Volume
 from .view import Entry
@@ -29,6 +29,7 @@ WAIT_SECONDS = 5.0          # the most a call waits for its view write before le
 RETRY_SECONDS = 1.0         # the thread's pause between rounds (GCS allows about one write per second)
 GIVE_UP_SECONDS = 120.0     # the thread stops retrying a record this old; healing or `ptb sync` take over
 HEAL_EVERY_SECONDS = 30.0
+HEAL_FOR_SECONDS = 600.0    # how long after its last write to a volume a process keeps healing it
 SHUTDOWN_SECONDS = 10.0
 MAX_QUEUED = 100_000
 
@@ -61,7 +62,7 @@ def update(vol: Volume, entries: Sequence[Entry]) -> bool:
     except CorruptProvenanceError as exc:
         _stale(vol, exc)
         return False
-    except (cas.Busy, VolumeUnavailableError, OSError, Exception):  # noqa: B014 - storage errors of any client
+    except Exception:     # cas.Busy, or a storage error of any of the clients: the thread retries
         pass
     _updater().submit(vol, entries)
     return False
@@ -83,7 +84,7 @@ class _Updater:
         self.wake = threading.Event()
         self.stopped = False
         self.queue: Dict[str, Tuple[Volume, Dict[str, Entry]]] = {}
-        self.volumes: Dict[str, Volume] = {}          # volumes this process wrote to, for healing
+        self.volumes: Dict[str, Tuple[Volume, float]] = {}   # volumes this process wrote to, and when
         self.healed: Dict[str, float] = {}
         self.thread: Any = None
         self.finalizer = False
@@ -92,17 +93,19 @@ class _Updater:
     # ------------------------------------------------------------------ intake
     def touched(self, vol: Volume) -> None:
         with self.queue_lock:
-            self.volumes.setdefault(vol.cloudpath, vol)
+            self.volumes[vol.cloudpath] = (vol, time.monotonic())
             self._start()
 
     def submit(self, vol: Volume, entries: Sequence[Entry]) -> None:
         with self.queue_lock:
-            self.volumes.setdefault(vol.cloudpath, vol)
+            self.volumes[vol.cloudpath] = (vol, time.monotonic())
             pending = self.queue.setdefault(vol.cloudpath, (vol, {}))[1]
+            room = MAX_QUEUED - sum(len(p) for _, p in self.queue.values())
             for rid, record in entries:
-                if sum(len(p) for _, p in self.queue.values()) >= MAX_QUEUED:
+                if room <= 0:
                     self.dropped += 1
                     continue
+                room -= rid not in pending
                 pending[rid] = (rid, record)
             self._start()
         if self.dropped:
@@ -148,8 +151,10 @@ class _Updater:
                 with self.queue_lock:
                     self.queue.setdefault(vol.cloudpath, (vol, {}))[1].update((e[0], e) for e in fresh)
         if heal:
-            for vol in list(self.volumes.values()):
-                self._housekeeping(vol, deadline)
+            recent = time.monotonic() - HEAL_FOR_SECONDS
+            for vol, last in list(self.volumes.values()):
+                if last >= recent:          # an idle worker stops looking after a while
+                    self._housekeeping(vol, deadline)
 
     def _publish(self, vol: Volume, entries: List[Entry], deadline: float) -> bool:
         try:
