@@ -146,7 +146,7 @@ def _changed_after_rename(handle: Any, token: Token) -> bool:
     truncate and write a moment after it (it waits on the inode lock the
     rename held), so look again after letting it run.
     """
-    for pause in (0.0, 0.0005, 0.002):
+    for pause in (0.0, 0.0002):
         time.sleep(pause)
         if _state(handle) != token:
             return True
