@@ -53,9 +53,9 @@ def call(args: Dict[str, Any]) -> Dict[str, Any]:
 
     Measured on a fresh volume and on one that already holds ``earlier`` notes, each as the
     best of a few rounds of ``calls`` calls. ptb: ``@ptb.provenance("dst", "step")`` on a
-    function in a git checkout; every call journals its run and notes and captures (cached)
-    its environment; the view follows on the background thread (whose merges during the
-    round are in the time; the flush after it is reported apart, as ``view_flush_s``).
+    function in a git checkout; every call journals its run and notes, captures (cached) its
+    environment, and writes the ``provenance`` view before it returns (all in the time; a
+    flush after the round, ``view_flush_s``, finds nothing left unless a write was deferred).
     0.1.5 has no decorator; the same record is what its users write by hand around the
     call: ``process_absent`` / ``logprocess`` with a ``PythonGithubEnv``, then
     ``addmotivation``, the call, ``addresult``.
@@ -150,10 +150,10 @@ def note(args: Dict[str, Any]) -> Dict[str, Any]:
 
     The volumes are measured in alternation (a note on each in turn), so a busy machine
     slows every size alike; of several rounds of ``notes`` notes, the best round counts.
-    ptb: the note's journal write and in-memory work (its view update is debounced to a
-    background thread; ``view_rewrite_s`` is that rewrite's cost, paid once per interval,
-    not per note). 0.1.5: parse the description, append, rewrite the whole ``provenance``
-    file.
+    ptb: the note's journal write, then its compare-and-swap write of the ``provenance`` view,
+    both before ``addgeneric`` returns; ``view_write_s`` is the second part alone (the mean of
+    ``notes`` publishes of one journalled note each). 0.1.5: parse the description, append,
+    rewrite the whole ``provenance`` file.
     """
     sizes, count, warm = args["sizes"], args["notes"], 3
     paths = {size: f"{args['cloudpath']}-{size}" for size in sizes}
@@ -204,8 +204,11 @@ def note(args: Dict[str, Any]) -> Dict[str, Any]:
 
         for size, path in paths.items():
             vol = Volume.resolve(path)
-            extra = journal.append(vol, [Note(None, NoteType.GENERIC, "one more")])
-            out[str(size)]["view_rewrite_s"] = timed(publish.publish, vol, extra, 60.0)
+            publishes = []
+            for i in range(count):
+                extra = journal.append(vol, [Note(None, NoteType.GENERIC, f"one more {i}")])
+                publishes.append(timed(publish.publish, vol, extra, 60.0))
+            out[str(size)]["view_write_s"] = statistics.fmean(publishes)
             history = ptb.history(path)
             out[str(size)]["recorded"] = len(history.notes)
     else:
@@ -245,11 +248,11 @@ def import_(args: Dict[str, Any]) -> Dict[str, Any]:
     """Time of the first ``import`` in a fresh interpreter, and what it pulled in."""
     name = "ptb" if SIDE == "ptb" else "provenancetoolbox"
     t0 = time.perf_counter()
-    __import__(name)
+    module = __import__(name)
     elapsed = time.perf_counter() - t0
     heavy = [m for m in ("cloudvolume", "cloudfiles", "git", "docker", "numpy", "pkg_resources", "psutil")
              if m in sys.modules]
-    return {"import_s": elapsed, "heavy_modules": heavy}
+    return {"import_s": elapsed, "heavy_modules": heavy, "file": module.__file__, "version": module.__version__}
 
 
 # -------------------------------------------------------------------------- environment
@@ -280,16 +283,19 @@ def env(args: Dict[str, Any]) -> Dict[str, Any]:
 
 # ------------------------------------------------------------ volumes for the writers
 def makevol(args: Dict[str, Any]) -> Dict[str, Any]:
-    make_volume(args["cloudpath"])
+    for path in args["cloudpaths"]:
+        make_volume(path)
     return {}
 
 
 def count(args: Dict[str, Any]) -> Dict[str, Any]:
     """Which of the expected notes a reader finds afterwards, and whether the file still parses.
 
-    ptb: ``ptb.history`` (the journal), and the view's notes after ``ptb.sync``. 0.1.5: the
-    notes packed in the ``provenance`` file's description, read without either library's
-    help (so a corrupt file counts as what a CloudVolume user can read from it: nothing).
+    ptb: ``ptb.history`` (the journal), and whether the view the writers left is exactly what
+    ``ptb.sync`` writes right after (``converged``; the view keeps the newest notes only, so
+    it is compared whole, not counted). 0.1.5: the notes packed in the ``provenance`` file's
+    description, read without either library's help (so a corrupt file counts as what a
+    CloudVolume user can read from it: nothing).
     """
     from cloudfiles import CloudFiles
 
@@ -303,11 +309,12 @@ def count(args: Dict[str, Any]) -> Dict[str, Any]:
     out: Dict[str, Any] = {"corrupt": corrupt}
     if SIDE == "ptb":
         import ptb
+        from ptb.view import counts
 
         out["found"] = len(expected & {n.content for n in ptb.history(path).notes})
-        out["in_view_before_sync"] = len(expected & {n.get("content") for n in prov.get("ptb", {}).get("notes", [])})
-        synced = ptb.sync(path)
-        out["in_view_after_sync"] = len(expected & {n.get("content") for n in synced["ptb"]["notes"]})
+        synced = json.loads(json.dumps(ptb.sync(path)))
+        out["converged"] = prov == synced
+        out["view"], out["synced"] = counts(prov) if prov else {}, counts(synced)
     else:
         chunks = str(prov.get("description") or "").split(" \n ")
         out["found"] = len(expected & {c.split(";", 2)[-1] for c in chunks})

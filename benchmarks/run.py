@@ -38,8 +38,10 @@ class Bench:
         self.repo = self._git_checkout()
         home = self.root / "cloud-home"
         (home / "secrets").mkdir(parents=True)
+        pythonpath = os.pathsep.join(p for p in (str(HERE.parent), os.environ.get("PYTHONPATH")) if p)
         self.env = {**os.environ, "PTB_SPOOL_DIR": str(self.root / "spool"), "CLOUD_FILES_DIR": str(home),
-                    "CLOUD_VOLUME_DIR": str(home), "PYTHONDONTWRITEBYTECODE": "1"}
+                    "CLOUD_VOLUME_DIR": str(home), "PYTHONDONTWRITEBYTECODE": "1",
+                    "PYTHONPATH": pythonpath}     # the ptb of this checkout, whatever is installed
         self.baseline = baseline_dir
         if baseline_dir is not None:
             self.env["PTB_BENCH_BASELINE"] = str(baseline_dir)
@@ -65,15 +67,17 @@ class Bench:
         sys.path.insert(0, str(TESTS))
         from servers import FakeGCS, SeaweedS3  # the test suite's own local servers
 
+        tmp = self.root / "server-tmp"
+        tmp.mkdir()
         if "s3" in protocols:
-            s3 = SeaweedS3().start(self.root / "seaweedfs")
+            s3 = _with_tmpdir(SeaweedS3, tmp)().start(self.root / "seaweedfs")
             self.servers.append(s3)
             (home / "aliases.json").write_text(json.dumps({S3_ALIAS: {"host": f"s3://{s3.endpoint}/"}}))
             self.env.update(AWS_ACCESS_KEY_ID=s3.access_key, AWS_SECRET_ACCESS_KEY=s3.secret_key,
                             AWS_SESSION_TOKEN="", AWS_DEFAULT_REGION=s3.region)
             self.roots["s3"] = f"{S3_ALIAS}://{s3.bucket}"
         if "gs" in protocols:
-            gcs = FakeGCS().start(self.root / "fake-gcs")
+            gcs = _with_tmpdir(FakeGCS, tmp)().start(self.root / "fake-gcs")
             self.servers.append(gcs)
             self.env["STORAGE_EMULATOR_HOST"] = gcs.endpoint
             self.roots["gs"] = f"gs://{gcs.bucket}"
@@ -81,6 +85,9 @@ class Bench:
     def close(self) -> None:
         for server in self.servers:
             server.stop()
+            for port in getattr(server, "ports", {}).values():     # `weed mini` puts these in /tmp, always
+                for sock in Path("/tmp").glob(f"seaweedfs-*-grpc-{port}.sock"):
+                    sock.unlink(missing_ok=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def volume(self, protocol: str = "file") -> str:
@@ -88,8 +95,8 @@ class Bench:
         return f"{self.roots[protocol]}/vol-{os.getpid()}-{self.counter}"
 
     # -------------------------------------------------------------------- probes
-    def start(self, side: str, kind: str, args: Dict[str, Any]) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, str(PROBE), side, kind, json.dumps(args)], cwd=self.root,
+    def start(self, side: str, kind: str, args: Dict[str, Any], script: Path = PROBE) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(script), side, kind, json.dumps(args)], cwd=self.root,
                                 env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def result(self, proc: subprocess.Popen, what: str, timeout: float = 1800) -> Dict[str, Any]:
@@ -99,15 +106,34 @@ class Bench:
             raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{err[-3000:]}")
         return json.loads(lines[-1][len("PTB-BENCH "):])
 
-    def probe(self, side: str, kind: str, args: Dict[str, Any]) -> Dict[str, Any]:
+    def probe(self, side: str, kind: str, args: Dict[str, Any], script: Path = PROBE) -> Dict[str, Any]:
         t0 = time.monotonic()
-        found = self.result(self.start(side, kind, args), f"{side} {kind}")
+        found = self.result(self.start(side, kind, args, script), f"{side} {kind}")
         if self.verbose:
             print(f"  {side} {kind}: {time.monotonic() - t0:.1f}s {json.dumps(found)[:300]}", file=sys.stderr)
         return found
 
+    def together(self, jobs: Dict[str, Tuple[str, str, Dict[str, Any]]], script: Path) -> Dict[str, Any]:
+        """Probes that measure no time, run at once: {name: (side, kind, args)} -> {name: result}."""
+        procs = {name: self.start(side, kind, args, script) for name, (side, kind, args) in jobs.items()}
+        found = {name: self.result(proc, f"{jobs[name][0]} {jobs[name][1]}") for name, proc in procs.items()}
+        if self.verbose:
+            for name, result in found.items():
+                print(f"  {name}: {json.dumps(result)[:300]}", file=sys.stderr)
+        return found
+
     def sides(self) -> Tuple[str, ...]:
         return SIDES if self.baseline is not None else ("ptb",)
+
+
+def _with_tmpdir(server: type, tmp: Path) -> type:
+    """A test-suite server class whose process keeps its temporary files (Go's logs) in ``tmp``."""
+
+    class Server(server):  # type: ignore[valid-type, misc]
+        def _env(self) -> Dict[str, str]:
+            return {**super()._env(), "TMPDIR": str(tmp)}
+
+    return Server
 
 
 # ------------------------------------------------------------------------ benchmarks
@@ -130,20 +156,20 @@ def bench_writers(bench: Bench, protocols: List[str]) -> Dict[str, Any]:
     writers, notes = (4, 5) if bench.quick else (16, 50)
     expected = [f"w{w}-{i}" for w in range(writers) for i in range(notes)]
     out: Dict[str, Any] = {"writers": writers, "notes": notes}
-    for protocol in protocols:
-        for side in bench.sides():
-            path = bench.volume(protocol)
-            bench.probe(side, "makevol", {"cloudpath": path})
-            t0 = time.monotonic()
-            procs = [bench.start(side, "writer", {"cloudpath": path, "notes": notes, "tag": f"w{w}"})
-                     for w in range(writers)]
-            results = [bench.result(p, f"{side} writer") for p in procs]
-            elapsed = time.monotonic() - t0
-            counted = bench.probe(side, "count", {"cloudpath": path, "expected": expected})
-            out[f"{protocol}/{side}"] = {**counted, "expected": len(expected), "seconds": elapsed,
-                                         "writer_errors": sum(r["errors"] for r in results),
-                                         "first_error": next((r["first_error"] for r in results if r["errors"]), None)}
-    return out
+    paths = {f"{protocol}/{side}": bench.volume(protocol) for protocol in protocols for side in bench.sides()}
+    bench.probe("ptb", "makevol", {"cloudpaths": list(paths.values())})
+    for name, path in paths.items():
+        side = name.split("/")[1]
+        t0 = time.monotonic()
+        procs = [bench.start(side, "writer", {"cloudpath": path, "notes": notes, "tag": f"w{w}"})
+                 for w in range(writers)]
+        results = [bench.result(p, f"{side} writer") for p in procs]
+        out[name] = {"expected": len(expected), "seconds": time.monotonic() - t0,
+                     "writer_errors": sum(r["errors"] for r in results),
+                     "first_error": next((r["first_error"] for r in results if r["errors"]), None)}
+    counted = bench.together({name: (name.split("/")[1], "count", {"cloudpath": path, "expected": expected})
+                              for name, path in paths.items()}, PROBE)
+    return {**out, **{name: {**out[name], **counted[name]} for name in paths}}
 
 
 def bench_import(bench: Bench) -> Dict[str, Any]:
@@ -152,7 +178,7 @@ def bench_import(bench: Bench) -> Dict[str, Any]:
     for side in bench.sides():
         samples = [bench.probe(side, "import", {}) for _ in range(runs)]
         out[side] = {"import_s": statistics.median(s["import_s"] for s in samples),
-                     "heavy_modules": samples[-1]["heavy_modules"]}
+                     **{k: samples[-1][k] for k in ("heavy_modules", "file", "version")}}
     return out
 
 
@@ -189,14 +215,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         except RuntimeError as exc:
             print(f"warning: measuring ptb only: {exc}", file=sys.stderr)
 
-    started, load_before = time.monotonic(), os.getloadavg()[0]
+    started, loads = time.monotonic(), [os.getloadavg()[0]]
     bench = Bench(args.quick, baseline_dir, protocols, args.verbose)
     try:
-        results = {"quick": args.quick, "protocols": protocols}
+        results: Dict[str, Any] = {"quick": args.quick, "protocols": protocols, "loads": loads}
         for name, run in (("import", bench_import), ("env", bench_env), ("call", bench_call),
                           ("note", bench_note), ("writers", lambda b: bench_writers(b, protocols))):
-            print(f"benchmark: {name} ...", file=sys.stderr, flush=True)
+            print(f"benchmark: {name} ...", end="", file=sys.stderr, flush=True)
+            t0 = time.monotonic()
             results[name] = run(bench)
+            loads.append(os.getloadavg()[0])
+            print(f" {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
     finally:
         bench.close()
     if args.json:
@@ -204,20 +233,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     from tables import table
 
     text, goals = table(results)
-    load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
-    print(f"ptb {_version()} vs provenance-toolbox 0.1.5{' (quick)' if args.quick else ''}, "
+    load = f"1-minute load average {loads[0]:.1f} at the start, {min(loads):.1f} to {max(loads):.1f} during the run"
+    where = Path(results["import"]["ptb"]["file"]).parent.parent
+    print(f"ptb {results['import']['ptb']['version']} (from {where}) vs provenance-toolbox 0.1.5"
+          f"{' (quick)' if args.quick else ''}, "
           f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {time.monotonic() - started:.0f} s, {load}\n")
     print(text)
     print()
     for goal in goals:
         print(f"* {goal}")
     return 0
-
-
-def _version() -> str:
-    from importlib.metadata import version
-
-    return version("provenance-toolbox")
 
 
 if __name__ == "__main__":
