@@ -5,7 +5,8 @@
 SIDE is ``ptb`` or ``baseline`` (provenance-toolbox 0.1.5, imported from the directory
 named by ``$PTB_BENCH_BASELINE``; both distributions are called provenance-toolbox, so the
 baseline never shares an interpreter with ptb). KIND is one of ``call``, ``note``, ``writer``,
-``import``, ``env``. ``run.py`` starts these; nothing here is meant to be imported.
+``import``, ``env``, ``makevol``, ``count``. ``run.py`` starts these; the view's probes
+(``view.py``) import the helpers here, and nothing else is meant to import this.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List
 
-SIDE = sys.argv[1] if __name__ == "__main__" else "ptb"
+SIDE = sys.argv[1] if len(sys.argv) > 2 and sys.argv[1] in ("ptb", "baseline") else "ptb"  # probe.py SIDE KIND
 if SIDE == "baseline":
     sys.path.insert(0, os.environ["PTB_BENCH_BASELINE"])
 
@@ -68,7 +69,7 @@ def call(args: Dict[str, Any]) -> Dict[str, Any]:
     for name, path in paths.items():
         make_volume(path)
         if name == "seeded":
-            (_seed_ptb if SIDE == "ptb" else _seed_baseline)(path, args["earlier"])
+            (seed_ptb if SIDE == "ptb" else seed_baseline)(path, args["earlier"])
     if SIDE == "ptb":
         import ptb
 
@@ -122,7 +123,7 @@ def call(args: Dict[str, Any]) -> Dict[str, Any]:
 
 
 # ------------------------------------------------------- one note after K earlier ones
-def _seed_ptb(path: str, earlier: int) -> None:
+def seed_ptb(path: str, earlier: int) -> None:
     import ptb
     from ptb import journal
     from ptb.records import Note, NoteType
@@ -135,7 +136,7 @@ def _seed_ptb(path: str, earlier: int) -> None:
     ptb.sync(path)                       # packed into a segment; the view holds them all
 
 
-def _seed_baseline(path: str, earlier: int) -> None:
+def seed_baseline(path: str, earlier: int) -> None:
     from cloudvolume import CloudVolume
 
     vol = CloudVolume(path)
@@ -163,7 +164,7 @@ def note(args: Dict[str, Any]) -> Dict[str, Any]:
 
         for size, path in paths.items():
             make_volume(path)
-            _seed_ptb(path, size)
+            seed_ptb(path, size)
 
         def add(size: int, text: str) -> None:
             ptb.addgeneric(paths[size], text)
@@ -174,7 +175,7 @@ def note(args: Dict[str, Any]) -> Dict[str, Any]:
         vols = {}
         for size, path in paths.items():
             make_volume(path)
-            _seed_baseline(path, size)
+            seed_baseline(path, size)
             vols[size] = CloudVolume(path)
 
         def add(size: int, text: str) -> None:
@@ -324,7 +325,12 @@ def count(args: Dict[str, Any]) -> Dict[str, Any]:
 PROBES = {"call": call, "note": note, "writer": writer, "import": import_, "env": env, "makevol": makevol,
           "count": count}
 
-if __name__ == "__main__":
-    result = PROBES[sys.argv[2]](json.loads(sys.argv[3]) if len(sys.argv) > 3 else {})
+
+def main(probes: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]]) -> None:
+    result = probes[sys.argv[2]](json.loads(sys.argv[3]) if len(sys.argv) > 3 else {})
     sys.stdout.flush()
     print("PTB-BENCH " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main(PROBES)

@@ -4,8 +4,9 @@
     python benchmarks/run.py --quick    # small sizes, file:// only, well under a minute
 
 Installs 0.1.5 into ``~/.cache/ptb-bench/baseline`` the first time (see ``baseline.py``).
-Every measurement runs in a fresh OS process (``probe.py``), one side at a time, on volumes
-in a temporary directory; the concurrent writers are real OS processes started together.
+Every measurement runs in a fresh OS process (``probe.py``, and ``view.py`` for what other tools
+see of the ``provenance`` file), one side at a time, on volumes in a temporary directory; the
+concurrent writers are real OS processes started together.
 Prints one table of figures and ratios (reStructuredText, so it pastes into README.rst).
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
 PROBE = HERE / "probe.py"
+VIEW = HERE / "view.py"
 TESTS = HERE.parent / "tests"
 S3_ALIAS = "labs3"
 SIDES = ("ptb", "baseline")
@@ -55,7 +57,8 @@ class Bench:
     def _git_checkout(self) -> Path:
         repo = self.root / "pipeline"
         repo.mkdir()
-        (repo / "pipeline.py").write_text("def step(x, dst=None):\n    return x + 1\n")
+        (repo / "pipeline.py").write_text("def step(x, dst=None):\n    return x + 1\n\n\n"
+                                          "def fail(x, dst=None):\n    raise ValueError(f'chunk {x} failed')\n")
         for args in (["init", "-q"], ["add", "pipeline.py"], ["commit", "-q", "-m", "first step"],
                      ["remote", "add", "origin", "https://github.com/lab/pipeline.git"]):
             subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.org",
@@ -172,6 +175,82 @@ def bench_writers(bench: Bench, protocols: List[str]) -> Dict[str, Any]:
     return {**out, **{name: {**out[name], **counted[name]} for name in paths}}
 
 
+def bench_stale(bench: Bench, protocols: List[str]) -> Dict[str, Any]:
+    trials = 4 if bench.quick else 20
+    return bench.together({f"{protocol}/{side}": (side, "stale", {"repo": str(bench.repo), "trials": trials,
+                                                                  "cloudpath": bench.volume(protocol)})
+                           for protocol in protocols for side in bench.sides()}, VIEW)
+
+
+def bench_writes(bench: Bench) -> Dict[str, Any]:
+    count = 10 if bench.quick else 50
+    return bench.together({side: (side, "writes", {"repo": str(bench.repo), "count": count,
+                                                   "cloudpath": bench.volume()}) for side in bench.sides()}, VIEW)
+
+
+def bench_open(bench: Bench) -> Dict[str, Any]:
+    sizes, repeat = ([100, 10_000], 9) if bench.quick else ([100, 10_000, 20_000, 30_000], 31)
+    return {side: bench.probe(side, "opentime", {"sizes": sizes, "repeat": repeat, "cloudpath": bench.volume()},
+                              VIEW) for side in bench.sides()} | {"sizes": sizes, "repeat": repeat}
+
+
+def _ready(bench: Bench, procs: List[subprocess.Popen]) -> None:
+    """Wait until every process has said it is ready (imports done, waiting for the go file)."""
+    for proc in procs:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "ready":
+                break
+        else:
+            bench.result(proc, "a writer that did not start")
+
+
+def bench_native(bench: Bench) -> Dict[str, Any]:
+    """One CloudVolume-native writer racing 4 ptb writers, 4 0.1.5 writers (2 with --quick), or one more."""
+    entries, runs, rivals = (20, 1, 2) if bench.quick else (50, 5, 4)
+    out: Dict[str, Any] = {"entries": entries, "runs": runs, "rivals": rivals}
+    for name, side in (("ptb", "ptb"), ("baseline", "baseline"), ("native", "ptb")):
+        if side not in bench.sides():
+            continue
+        tally: Dict[str, Any] = {"kept": 0, "total": 0, "corrupt": 0, "native_errors": 0, "native_s": 0.0,
+                                 "rival_call_s": [], "rival_errors": 0, "first_error": None}
+        for _ in range(runs):
+            path = bench.volume()
+            go, stop = bench.root / f"go-{bench.counter}", bench.root / f"stop-{bench.counter}"
+            common = {"cloudpath": path, "gofile": str(go), "entries": entries}
+            started = [] if name == "native" else [f"{go}.w{w}" for w in range(rivals)]
+            procs = [bench.start("ptb", "native", {**common, "tag": "measured", "make": True, "started": started,
+                                                   "stopfile": str(stop)}, VIEW)]
+            if name == "native":
+                procs.append(bench.start("ptb", "native", {**common, "tag": "other"}, VIEW))
+            else:
+                procs += [bench.start(side, "contender", {**common, "stopfile": str(stop), "started": started[w],
+                                                          "tag": f"w{w}", "repo": str(bench.repo)}, VIEW)
+                          for w in range(rivals)]
+            _ready(bench, procs)             # imports done, warm, and the volume made: all go at once
+            go.touch()
+            results = [bench.result(p, f"{name} writer") for p in procs]
+            raw = Path(path[len("file://"):], "provenance").read_bytes()
+            try:
+                prov = json.loads(raw)
+                entries_found = [e for e in prov["processing"] if isinstance(e, dict) and e.get("by") == "igneous"]
+            except (ValueError, KeyError, TypeError):
+                tally["corrupt"] += 1
+                entries_found = []
+            tags = {"measured", "other"} if name == "native" else {"measured"}
+            tally["kept"] += len({(e["method"]["tag"], e["method"]["i"]) for e in entries_found
+                                  if e["method"].get("tag") in tags})
+            tally["total"] += entries * len(tags)
+            tally["native_errors"] += sum(r["errors"] for r in results if "seconds" in r)
+            tally["native_s"] = max([tally["native_s"], *(r["seconds"] for r in results if "seconds" in r)])
+            tally["rival_call_s"] += [t for r in results for t in r.get("call_s", [])]
+            tally["rival_errors"] += sum(r["errors"] for r in results if "calls" in r)
+            tally["first_error"] = tally["first_error"] or next((r["first_error"] for r in results if r["errors"]),
+                                                                None)
+        out[name] = tally
+    return out
+
+
 def bench_import(bench: Bench) -> Dict[str, Any]:
     runs = 2 if bench.quick else 7
     out = {}
@@ -220,7 +299,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         results: Dict[str, Any] = {"quick": args.quick, "protocols": protocols, "loads": loads}
         for name, run in (("import", bench_import), ("env", bench_env), ("call", bench_call),
-                          ("note", bench_note), ("writers", lambda b: bench_writers(b, protocols))):
+                          ("note", bench_note), ("writers", lambda b: bench_writers(b, protocols)),
+                          ("stale", lambda b: bench_stale(b, protocols)), ("writes", bench_writes),
+                          ("open", bench_open), ("native", bench_native)):
             print(f"benchmark: {name} ...", end="", file=sys.stderr, flush=True)
             t0 = time.monotonic()
             results[name] = run(bench)

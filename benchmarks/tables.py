@@ -5,7 +5,10 @@ machine: the meaningful part when the machine is busy.
 """
 from __future__ import annotations
 
+import statistics
 from typing import Any, Dict, List, Optional, Tuple
+
+SIDES = ("ptb", "baseline")
 
 
 def ms(seconds: float) -> str:
@@ -78,6 +81,8 @@ def table(results: Dict[str, Any]) -> Tuple[str, List[str]]:
                      + (f"; 0.1.5 lost {total - b['found']}" + (" and corrupted its file" if b["corrupt"] else "")
                         if b else ""))
 
+    view_rows(results, rows, goals)
+
     imp = results["import"]
     p, b = get(imp, "ptb", "import_s"), get(imp, "baseline", "import_s")
     rows.append(("import ptb / import provenancetoolbox", ms(p), ms(b) if b else "n/a", ratio(p, b)))
@@ -91,6 +96,82 @@ def table(results: Dict[str, Any]) -> Tuple[str, List[str]]:
         p, b = get(env, "ptb", key), get(env, "baseline", key)
         rows.append((f"environment capture, {label}", ms(p), ms(b) if b else "n/a", ratio(p, b)))
     return rst_table(rows, ("measure", "ptb", "0.1.5", "ptb / 0.1.5")), goals
+
+
+def _current(found: List[Dict[str, Any]]) -> str:
+    """How many fresh readers saw the call at their first read, and when all of them did."""
+    trials, current = sum(f["trials"] for f in found), sum(f["current"] for f in found)
+    held, until = sum(f["held"] for f in found), max(f["until_s"] for f in found)
+    return f"{current}/{trials} at +0 s, " + (f"all by {until:.1f} s" if held == trials else f"{held} within 10 s")
+
+
+def view_rows(results: Dict[str, Any], rows: List[Tuple[str, ...]], goals: List[str]) -> None:
+    """The rows of what other tools see: the ``provenance`` file (``view.py``'s probes)."""
+    stale = results["stale"]
+    protocols = [k.split("/")[0] for k in stale if k.endswith("/ptb")]
+    for kind, label in (("call", "a decorated call"), ("block", "a ptb.documented block"),
+                        ("note", "addgeneric")):
+        p = [stale[f"{pr}/ptb"][kind] for pr in protocols]
+        b = [stale[f"{pr}/baseline"][kind] for pr in protocols
+             if kind in stale.get(f"{pr}/baseline", {})]
+        rows.append((f"view current after {label} returns ({', '.join(protocols)}; reader in another process)",
+                     _current(p), _current(b) if b else "n/a", ""))
+        for pr, found in zip(protocols, p):
+            if found["current"] < found["trials"]:
+                goals.append(f"{pr}://: after {label}, {found['current']} of {found['trials']} fresh readers saw "
+                             f"it at once (NOT all); all that did took up to {found['until_s']:.2f} s")
+    gaps = [stale[k][kind]["gap_s"] for k in stale for kind in stale[k]]
+    goals.append(f"the view's staleness: the reader's first read starts a median of {ms(statistics.median(gaps))} "
+                 f"after the call returned (IPC), at most {ms(max(gaps))}")
+
+    writes = results["writes"]
+    count = writes["ptb"]["count"]
+    for kind, label in (("call", f"{count} decorated calls of one process"), ("note", f"{count} notes")):
+        p, b = (_dig(writes, (side, kind, "writes")) for side in SIDES)
+        rows.append((f"whole-file writes of provenance per run, {label} (inotify)", f"{p / count:.2f}",
+                     f"{b / count:.2f}" if b is not None else "n/a", ratio(p, b)))
+        if p > count:
+            goals.append(f"{kind}: {p} writes of provenance for {count} (NOT at most one per run end / note)")
+
+    opened = results["open"]
+    sizes = [str(s) for s in opened["sizes"]]
+    for size in sizes:
+        p, b = (_dig(opened, (side, size, "open_s")) for side in SIDES)
+        rows.append((f"CloudVolume(path) open, {int(size):,} notes (file://, median of {opened['repeat']})", ms(p),
+                     ms(b) if b is not None else "n/a", ratio(p, b)))
+    mid, low, high = sizes[min(2, len(sizes) - 1)], sizes[0], sizes[-1]
+    p, b = (ratio(_dig(opened, (side, mid, "open_s")), _dig(opened, (side, low, "open_s"))) for side in SIDES)
+    rows.append((f"open at {int(mid):,} / open at {int(low):,} notes", p, b, ""))
+    goals.append(f"CloudVolume(path) at {int(mid):,} notes costs {p}x its cost at {int(low):,} "
+                 f"({'within' if p != 'n/a' and float(p) <= 1.5 else 'NOT within'} 1.5x)")
+    kib = lambda n: "n/a" if n is None else f"{n / 1024:,.0f} KiB"  # noqa: E731
+    p, b = ([_dig(opened, (side, size, "bytes")) for size in sizes] for side in SIDES)
+    rows.append((f"provenance file size at {' / '.join(f'{int(s):,}' for s in sizes)} notes",
+                 " / ".join(map(kib, p)), " / ".join(map(kib, b)), ratio(p[-1], b[-1])))
+    goals.append(f"the provenance file at {int(high):,} notes is {kib(p[-1])} "
+                 f"({'under' if p[-1] < 256 * 1024 else 'NOT under'} 256 KiB)")
+
+    native = results["native"]
+    n, runs, rivals = native["entries"], native["runs"], native["rivals"]
+
+    def kept(r: Optional[Dict[str, Any]]) -> str:
+        if r is None:
+            return "n/a"
+        return f"{r['kept']}/{r['total']}" + (f", file corrupt ({r['corrupt']} of {runs} runs)" if r["corrupt"] else "")
+
+    p, b, c = native.get("ptb"), native.get("baseline"), native.get("native")
+    rows.append((f"native writer's entries kept ({n} per run, {runs} runs), racing {rivals} writers", kept(p), kept(b),
+                 ratio(p["kept"], b["kept"]) if b and b["kept"] else "-"))
+    rows.append((f"the field's baseline: two native writers, {n} each (no ptb, no 0.1.5)", "", kept(c), ""))
+    for name, r in (("ptb", p), ("0.1.5", b), ("two native writers", c)):
+        if r is None:
+            continue
+        took = r["rival_call_s"]
+        goals.append(f"{name}: the native writer took up to {ms(r['native_s'])} for its {n} entries"
+                     + (f"; its rivals made {len(took)} calls, median {ms(statistics.median(took))}, "
+                        f"longest {ms(max(took))}" if took else "")
+                     + (f"; errors: {r['native_errors']} in native writers, {r['rival_errors']} in rivals, the first: "
+                        f"{r['first_error']}" if r["first_error"] else ""))
 
 
 def _dig(data: Any, keys: Tuple[str, ...]) -> Any:
