@@ -53,7 +53,7 @@ def call(args: Dict[str, Any]) -> Dict[str, Any]:
     """A decorated call vs the bare call, on file://, with a warm environment.
 
     Measured on a fresh volume and on one that already holds ``earlier`` notes, each as the
-    best of a few rounds of ``calls`` calls. ptb: ``@ptb.provenance("dst", "step")`` on a
+    best of a few rounds of ``calls`` calls, the volumes in alternation. ptb: ``@ptb.provenance("dst", "step")`` on a
     function in a git checkout; every call journals its run and notes, captures (cached) its
     environment, and writes the ``provenance`` view before it returns (all in the time; a
     flush after the round, ``view_flush_s``, finds nothing left unless a write was deferred).
@@ -109,16 +109,19 @@ def call(args: Dict[str, Any]) -> Dict[str, Any]:
 
     rounds = args.get("rounds", 3)
     out: Dict[str, Any] = {"bare_s": bare_s, "calls": count, "earlier": args["earlier"], "rounds": rounds}
-    for name, target in targets.items():
-        totals, cpus, flushes = [], [], []
-        for _ in range(rounds):
+    totals: Dict[str, List[float]] = {name: [] for name in targets}
+    cpus: Dict[str, List[float]] = {name: [] for name in targets}
+    flushes: Dict[str, List[float]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, target in targets.items():     # in alternation, so a busy spell slows both volumes alike
             cpu = time.process_time()
-            totals.append(timed(loop, target))
-            cpus.append(time.process_time() - cpu)   # this process's CPU, background thread included
-            flushes.append(timed(finish))        # the view's catch-up, off the caller's path
-        best = min(totals) / count               # timeit's rule: a busy machine only slows a round down
-        out[name] = {"call_s": best, "overhead_s": best - bare_s, "cpu_s": min(cpus) / count,
-                     "view_flush_s": min(flushes)}
+            totals[name].append(timed(loop, target))
+            cpus[name].append(time.process_time() - cpu)   # this process's CPU, background thread included
+            flushes[name].append(timed(finish))  # what was left to the background, if anything
+    for name in targets:
+        best = min(totals[name]) / count         # timeit's rule: a busy machine only slows a round down
+        out[name] = {"call_s": best, "overhead_s": best - bare_s, "cpu_s": min(cpus[name]) / count,
+                     "view_flush_s": min(flushes[name])}
     return out
 
 

@@ -205,50 +205,54 @@ def _ready(bench: Bench, procs: List[subprocess.Popen]) -> None:
             bench.result(proc, "a writer that did not start")
 
 
-def bench_native(bench: Bench) -> Dict[str, Any]:
+def bench_native(bench: Bench, protocols: List[str]) -> Dict[str, Any]:
     """One CloudVolume-native writer racing 4 ptb writers, 4 0.1.5 writers (2 with --quick), or one more."""
-    entries, runs, rivals = (20, 1, 2) if bench.quick else (50, 5, 4)
+    entries, runs, rivals = (20, 1, 2) if bench.quick else (50, 3, 4)
     out: Dict[str, Any] = {"entries": entries, "runs": runs, "rivals": rivals}
-    for name, side in (("ptb", "ptb"), ("baseline", "baseline"), ("native", "ptb")):
-        if side not in bench.sides():
-            continue
-        tally: Dict[str, Any] = {"kept": 0, "total": 0, "corrupt": 0, "native_errors": 0, "native_s": 0.0,
-                                 "rival_call_s": [], "rival_errors": 0, "first_error": None}
-        for _ in range(runs):
-            path = bench.volume()
-            go, stop = bench.root / f"go-{bench.counter}", bench.root / f"stop-{bench.counter}"
-            common = {"cloudpath": path, "gofile": str(go), "entries": entries}
-            started = [] if name == "native" else [f"{go}.w{w}" for w in range(rivals)]
-            procs = [bench.start("ptb", "native", {**common, "tag": "measured", "make": True, "started": started,
-                                                   "stopfile": str(stop)}, VIEW)]
-            if name == "native":
-                procs.append(bench.start("ptb", "native", {**common, "tag": "other"}, VIEW))
-            else:
-                procs += [bench.start(side, "contender", {**common, "stopfile": str(stop), "started": started[w],
-                                                          "tag": f"w{w}", "repo": str(bench.repo)}, VIEW)
-                          for w in range(rivals)]
-            _ready(bench, procs)             # imports done, warm, and the volume made: all go at once
-            go.touch()
-            results = [bench.result(p, f"{name} writer") for p in procs]
-            raw = Path(path[len("file://"):], "provenance").read_bytes()
-            try:
-                prov = json.loads(raw)
-                entries_found = [e for e in prov["processing"] if isinstance(e, dict) and e.get("by") == "igneous"]
-            except (ValueError, KeyError, TypeError):
-                tally["corrupt"] += 1
-                entries_found = []
-            tags = {"measured", "other"} if name == "native" else {"measured"}
-            tally["kept"] += len({(e["method"]["tag"], e["method"]["i"]) for e in entries_found
-                                  if e["method"].get("tag") in tags})
-            tally["total"] += entries * len(tags)
-            tally["native_errors"] += sum(r["errors"] for r in results if "seconds" in r)
-            tally["native_s"] = max([tally["native_s"], *(r["seconds"] for r in results if "seconds" in r)])
-            tally["rival_call_s"] += [t for r in results for t in r.get("call_s", [])]
-            tally["rival_errors"] += sum(r["errors"] for r in results if "calls" in r)
-            tally["first_error"] = tally["first_error"] or next((r["first_error"] for r in results if r["errors"]),
-                                                                None)
-        out[name] = tally
+    for protocol in protocols:
+        for name, side in (("ptb", "ptb"), ("baseline", "baseline"), ("native", "ptb")):
+            if side in bench.sides():
+                out[f"{protocol}/{name}"] = _race(bench, protocol, name, side, entries, runs, rivals)
     return out
+
+
+def _race(bench: Bench, protocol: str, name: str, side: str, entries: int, runs: int, rivals: int) -> Dict[str, Any]:
+    tally: Dict[str, Any] = {"kept": 0, "total": 0, "corrupt": 0, "native_errors": 0, "native_s": 0.0,
+                             "rival_call_s": [], "rival_errors": 0, "first_error": None}
+    for _ in range(runs):
+        path = bench.volume(protocol)
+        go, stop = bench.root / f"go-{bench.counter}", bench.root / f"stop-{bench.counter}"
+        common = {"cloudpath": path, "gofile": str(go), "entries": entries}
+        started = [] if name == "native" else [f"{go}.w{w}" for w in range(rivals)]
+        procs = [bench.start("ptb", "native", {**common, "tag": "measured", "make": True, "started": started,
+                                               "stopfile": str(stop)}, VIEW)]
+        if name == "native":
+            procs.append(bench.start("ptb", "native", {**common, "tag": "other"}, VIEW))
+        else:
+            procs += [bench.start(side, "contender", {**common, "stopfile": str(stop), "started": started[w],
+                                                      "tag": f"w{w}", "repo": str(bench.repo)}, VIEW)
+                      for w in range(rivals)]
+        _ready(bench, procs)             # imports done, warm, and the volume made: all go at once
+        go.touch()
+        results = [bench.result(p, f"{name} writer") for p in procs]
+        if protocol == "file":
+            text = Path(path[len("file://"):], "provenance").read_text(errors="replace")
+        else:
+            text = bench.probe("ptb", "rawprov", {"cloudpath": path}, VIEW)["text"]
+        try:
+            found = [e for e in json.loads(text)["processing"] if isinstance(e, dict) and e.get("by") == "igneous"]
+        except (ValueError, KeyError, TypeError):
+            tally["corrupt"] += 1
+            found = []
+        tags = {"measured", "other"} if name == "native" else {"measured"}
+        tally["kept"] += len({(e["method"]["tag"], e["method"]["i"]) for e in found if e["method"].get("tag") in tags})
+        tally["total"] += entries * len(tags)
+        tally["native_errors"] += sum(r["errors"] for r in results if "seconds" in r)
+        tally["native_s"] = max([tally["native_s"], *(r["seconds"] for r in results if "seconds" in r)])
+        tally["rival_call_s"] += [t for r in results for t in r.get("call_s", [])]
+        tally["rival_errors"] += sum(r["errors"] for r in results if "calls" in r)
+        tally["first_error"] = tally["first_error"] or next((r["first_error"] for r in results if r["errors"]), None)
+    return tally
 
 
 def bench_import(bench: Bench) -> Dict[str, Any]:
@@ -301,12 +305,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         for name, run in (("import", bench_import), ("env", bench_env), ("call", bench_call),
                           ("note", bench_note), ("writers", lambda b: bench_writers(b, protocols)),
                           ("stale", lambda b: bench_stale(b, protocols)), ("writes", bench_writes),
-                          ("open", bench_open), ("native", bench_native)):
-            print(f"benchmark: {name} ...", end="", file=sys.stderr, flush=True)
+                          ("open", bench_open), ("native", lambda b: bench_native(b, protocols))):
+            print(f"benchmark: {name} ...", file=sys.stderr, flush=True)
             t0 = time.monotonic()
             results[name] = run(bench)
             loads.append(os.getloadavg()[0])
-            print(f" {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
+            print(f"benchmark: {name} took {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
     finally:
         bench.close()
     if args.json:

@@ -159,19 +159,20 @@ def view_rows(results: Dict[str, Any], rows: List[Tuple[str, ...]], goals: List[
             return "n/a"
         return f"{r['kept']}/{r['total']}" + (f", file corrupt ({r['corrupt']} of {runs} runs)" if r["corrupt"] else "")
 
-    p, b, c = native.get("ptb"), native.get("baseline"), native.get("native")
-    rows.append((f"native writer's entries kept ({n} per run, {runs} runs), racing {rivals} writers", kept(p), kept(b),
-                 ratio(p["kept"], b["kept"]) if b and b["kept"] else "-"))
-    rows.append((f"the field's baseline: two native writers, {n} each (no ptb, no 0.1.5)", "", kept(c), ""))
-    for name, r in (("ptb", p), ("0.1.5", b), ("two native writers", c)):
-        if r is None:
-            continue
-        took = r["rival_call_s"]
-        goals.append(f"{name}: the native writer took up to {ms(r['native_s'])} for its {n} entries"
-                     + (f"; its rivals made {len(took)} calls, median {ms(statistics.median(took))}, "
-                        f"longest {ms(max(took))}" if took else "")
-                     + (f"; errors: {r['native_errors']} in native writers, {r['rival_errors']} in rivals, the first: "
-                        f"{r['first_error']}" if r["first_error"] else ""))
+    for protocol in [k.split("/")[0] for k in native if k.endswith("/ptb")]:
+        p, b, c = (native.get(f"{protocol}/{name}") for name in ("ptb", "baseline", "native"))
+        rows.append((f"native writer's entries kept, racing {rivals} writers, {runs} x {n} ({protocol}://)", kept(p),
+                     kept(b), ratio(p["kept"], b["kept"]) if b and b["kept"] else "-"))
+        rows.append((f"the field's baseline: two native writers, {runs} x {n} each ({protocol}://)", "", kept(c), ""))
+        for name, r in (("ptb", p), ("0.1.5", b), ("two native writers", c)):
+            if r is None:
+                continue
+            took = r["rival_call_s"]
+            goals.append(f"{protocol}:// {name}: the native writer took up to {ms(r['native_s'])} for its {n} entries"
+                         + (f"; its rivals made {len(took)} calls, median {ms(statistics.median(took))}, "
+                            f"longest {ms(max(took))}" if took else "")
+                         + (f"; errors: {r['native_errors']} in native writers, {r['rival_errors']} in rivals, "
+                            f"the first: {r['first_error']}" if r["first_error"] else ""))
 
 
 def _dig(data: Any, keys: Tuple[str, ...]) -> Any:

@@ -10,7 +10,8 @@ volume: the ``provenance`` file. KIND is one of
 * ``writes``: whole-file writes of ``provenance`` per call and per note, counted with inotify;
 * ``opentime``: ``CloudVolume(path)`` open time and the file's size against history length;
 * ``native`` and ``contender``: a CloudVolume-native writer (as igneous writes) and the
-  writers that race it; ``run.py`` starts them together and counts what the file kept.
+  writers that race it; ``run.py`` starts them together and counts what the file kept
+  (``rawprov`` reads it on S3 and GCS).
 """
 from __future__ import annotations
 
@@ -419,8 +420,16 @@ def contender(args: Dict[str, Any]) -> Dict[str, Any]:
     return {"calls": len(took), "call_s": took, "errors": len(errors), "first_error": errors[0] if errors else None}
 
 
+def rawprov(args: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``provenance`` file as text, for ``run.py`` to parse (it imports no cloud library)."""
+    from cloudfiles import CloudFiles
+
+    data = CloudFiles(args["cloudpath"]).get("provenance")
+    return {"text": None if data is None else data.decode("utf-8", "replace")}
+
+
 PROBES = {"stale": stale, "reader": reader, "writes": writes, "opentime": opentime, "native": native,
-          "contender": contender}
+          "contender": contender, "rawprov": rawprov}
 
 if __name__ == "__main__":
     main(PROBES)
