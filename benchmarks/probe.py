@@ -5,7 +5,8 @@
 SIDE is ``ptb`` or ``baseline`` (provenance-toolbox 0.1.5, imported from the directory
 named by ``$PTB_BENCH_BASELINE``; both distributions are called provenance-toolbox, so the
 baseline never shares an interpreter with ptb). KIND is one of ``call``, ``note``, ``writer``,
-``import``, ``env``. ``run.py`` starts these; nothing here is meant to be imported.
+``import``, ``env``, ``makevol``, ``count``. ``run.py`` starts these; the view's probes
+(``view.py``) import the helpers here, and nothing else is meant to import this.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List
 
-SIDE = sys.argv[1] if __name__ == "__main__" else "ptb"
+SIDE = sys.argv[1] if len(sys.argv) > 2 and sys.argv[1] in ("ptb", "baseline") else "ptb"  # probe.py SIDE KIND
 if SIDE == "baseline":
     sys.path.insert(0, os.environ["PTB_BENCH_BASELINE"])
 
@@ -52,10 +53,10 @@ def call(args: Dict[str, Any]) -> Dict[str, Any]:
     """A decorated call vs the bare call, on file://, with a warm environment.
 
     Measured on a fresh volume and on one that already holds ``earlier`` notes, each as the
-    best of a few rounds of ``calls`` calls. ptb: ``@ptb.provenance("dst", "step")`` on a
-    function in a git checkout; every call journals its run and notes and captures (cached)
-    its environment; the view follows on the background thread (whose merges during the
-    round are in the time; the flush after it is reported apart, as ``view_flush_s``).
+    best of a few rounds of ``calls`` calls, the volumes in alternation. ptb: ``@ptb.provenance("dst", "step")`` on a
+    function in a git checkout; every call journals its run and notes, captures (cached) its
+    environment, and writes the ``provenance`` view before it returns (all in the time; a
+    flush after the round, ``view_flush_s``, finds nothing left unless a write was deferred).
     0.1.5 has no decorator; the same record is what its users write by hand around the
     call: ``process_absent`` / ``logprocess`` with a ``PythonGithubEnv``, then
     ``addmotivation``, the call, ``addresult``.
@@ -68,7 +69,7 @@ def call(args: Dict[str, Any]) -> Dict[str, Any]:
     for name, path in paths.items():
         make_volume(path)
         if name == "seeded":
-            (_seed_ptb if SIDE == "ptb" else _seed_baseline)(path, args["earlier"])
+            (seed_ptb if SIDE == "ptb" else seed_baseline)(path, args["earlier"])
     if SIDE == "ptb":
         import ptb
 
@@ -108,21 +109,24 @@ def call(args: Dict[str, Any]) -> Dict[str, Any]:
 
     rounds = args.get("rounds", 3)
     out: Dict[str, Any] = {"bare_s": bare_s, "calls": count, "earlier": args["earlier"], "rounds": rounds}
-    for name, target in targets.items():
-        totals, cpus, flushes = [], [], []
-        for _ in range(rounds):
+    totals: Dict[str, List[float]] = {name: [] for name in targets}
+    cpus: Dict[str, List[float]] = {name: [] for name in targets}
+    flushes: Dict[str, List[float]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, target in targets.items():     # in alternation, so a busy spell slows both volumes alike
             cpu = time.process_time()
-            totals.append(timed(loop, target))
-            cpus.append(time.process_time() - cpu)   # this process's CPU, background thread included
-            flushes.append(timed(finish))        # the view's catch-up, off the caller's path
-        best = min(totals) / count               # timeit's rule: a busy machine only slows a round down
-        out[name] = {"call_s": best, "overhead_s": best - bare_s, "cpu_s": min(cpus) / count,
-                     "view_flush_s": min(flushes)}
+            totals[name].append(timed(loop, target))
+            cpus[name].append(time.process_time() - cpu)   # this process's CPU, background thread included
+            flushes[name].append(timed(finish))  # what was left to the background, if anything
+    for name in targets:
+        best = min(totals[name]) / count         # timeit's rule: a busy machine only slows a round down
+        out[name] = {"call_s": best, "overhead_s": best - bare_s, "cpu_s": min(cpus[name]) / count,
+                     "view_flush_s": min(flushes[name])}
     return out
 
 
 # ------------------------------------------------------- one note after K earlier ones
-def _seed_ptb(path: str, earlier: int) -> None:
+def seed_ptb(path: str, earlier: int) -> None:
     import ptb
     from ptb import journal
     from ptb.records import Note, NoteType
@@ -135,7 +139,7 @@ def _seed_ptb(path: str, earlier: int) -> None:
     ptb.sync(path)                       # packed into a segment; the view holds them all
 
 
-def _seed_baseline(path: str, earlier: int) -> None:
+def seed_baseline(path: str, earlier: int) -> None:
     from cloudvolume import CloudVolume
 
     vol = CloudVolume(path)
@@ -150,10 +154,10 @@ def note(args: Dict[str, Any]) -> Dict[str, Any]:
 
     The volumes are measured in alternation (a note on each in turn), so a busy machine
     slows every size alike; of several rounds of ``notes`` notes, the best round counts.
-    ptb: the note's journal write and in-memory work (its view update is debounced to a
-    background thread; ``view_rewrite_s`` is that rewrite's cost, paid once per interval,
-    not per note). 0.1.5: parse the description, append, rewrite the whole ``provenance``
-    file.
+    ptb: the note's journal write, then its compare-and-swap write of the ``provenance`` view,
+    both before ``addgeneric`` returns; ``view_write_s`` is the second part alone (the mean of
+    ``notes`` publishes of one journalled note each). 0.1.5: parse the description, append,
+    rewrite the whole ``provenance`` file.
     """
     sizes, count, warm = args["sizes"], args["notes"], 3
     paths = {size: f"{args['cloudpath']}-{size}" for size in sizes}
@@ -163,7 +167,7 @@ def note(args: Dict[str, Any]) -> Dict[str, Any]:
 
         for size, path in paths.items():
             make_volume(path)
-            _seed_ptb(path, size)
+            seed_ptb(path, size)
 
         def add(size: int, text: str) -> None:
             ptb.addgeneric(paths[size], text)
@@ -174,7 +178,7 @@ def note(args: Dict[str, Any]) -> Dict[str, Any]:
         vols = {}
         for size, path in paths.items():
             make_volume(path)
-            _seed_baseline(path, size)
+            seed_baseline(path, size)
             vols[size] = CloudVolume(path)
 
         def add(size: int, text: str) -> None:
@@ -204,8 +208,11 @@ def note(args: Dict[str, Any]) -> Dict[str, Any]:
 
         for size, path in paths.items():
             vol = Volume.resolve(path)
-            extra = journal.append(vol, [Note(None, NoteType.GENERIC, "one more")])
-            out[str(size)]["view_rewrite_s"] = timed(publish.publish, vol, extra, 60.0)
+            publishes = []
+            for i in range(count):
+                extra = journal.append(vol, [Note(None, NoteType.GENERIC, f"one more {i}")])
+                publishes.append(timed(publish.publish, vol, extra, 60.0))
+            out[str(size)]["view_write_s"] = statistics.fmean(publishes)
             history = ptb.history(path)
             out[str(size)]["recorded"] = len(history.notes)
     else:
@@ -245,11 +252,11 @@ def import_(args: Dict[str, Any]) -> Dict[str, Any]:
     """Time of the first ``import`` in a fresh interpreter, and what it pulled in."""
     name = "ptb" if SIDE == "ptb" else "provenancetoolbox"
     t0 = time.perf_counter()
-    __import__(name)
+    module = __import__(name)
     elapsed = time.perf_counter() - t0
     heavy = [m for m in ("cloudvolume", "cloudfiles", "git", "docker", "numpy", "pkg_resources", "psutil")
              if m in sys.modules]
-    return {"import_s": elapsed, "heavy_modules": heavy}
+    return {"import_s": elapsed, "heavy_modules": heavy, "file": module.__file__, "version": module.__version__}
 
 
 # -------------------------------------------------------------------------- environment
@@ -280,16 +287,19 @@ def env(args: Dict[str, Any]) -> Dict[str, Any]:
 
 # ------------------------------------------------------------ volumes for the writers
 def makevol(args: Dict[str, Any]) -> Dict[str, Any]:
-    make_volume(args["cloudpath"])
+    for path in args["cloudpaths"]:
+        make_volume(path)
     return {}
 
 
 def count(args: Dict[str, Any]) -> Dict[str, Any]:
     """Which of the expected notes a reader finds afterwards, and whether the file still parses.
 
-    ptb: ``ptb.history`` (the journal), and the view's notes after ``ptb.sync``. 0.1.5: the
-    notes packed in the ``provenance`` file's description, read without either library's
-    help (so a corrupt file counts as what a CloudVolume user can read from it: nothing).
+    ptb: ``ptb.history`` (the journal), and whether the view the writers left is exactly what
+    ``ptb.sync`` writes right after (``converged``; the view keeps the newest notes only, so
+    it is compared whole, not counted). 0.1.5: the notes packed in the ``provenance`` file's
+    description, read without either library's help (so a corrupt file counts as what a
+    CloudVolume user can read from it: nothing).
     """
     from cloudfiles import CloudFiles
 
@@ -303,11 +313,12 @@ def count(args: Dict[str, Any]) -> Dict[str, Any]:
     out: Dict[str, Any] = {"corrupt": corrupt}
     if SIDE == "ptb":
         import ptb
+        from ptb.view import counts
 
         out["found"] = len(expected & {n.content for n in ptb.history(path).notes})
-        out["in_view_before_sync"] = len(expected & {n.get("content") for n in prov.get("ptb", {}).get("notes", [])})
-        synced = ptb.sync(path)
-        out["in_view_after_sync"] = len(expected & {n.get("content") for n in synced["ptb"]["notes"]})
+        synced = json.loads(json.dumps(ptb.sync(path)))
+        out["converged"] = prov == synced
+        out["view"], out["synced"] = counts(prov) if prov else {}, counts(synced)
     else:
         chunks = str(prov.get("description") or "").split(" \n ")
         out["found"] = len(expected & {c.split(";", 2)[-1] for c in chunks})
@@ -317,7 +328,12 @@ def count(args: Dict[str, Any]) -> Dict[str, Any]:
 PROBES = {"call": call, "note": note, "writer": writer, "import": import_, "env": env, "makevol": makevol,
           "count": count}
 
-if __name__ == "__main__":
-    result = PROBES[sys.argv[2]](json.loads(sys.argv[3]) if len(sys.argv) > 3 else {})
+
+def main(probes: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]]) -> None:
+    result = probes[sys.argv[2]](json.loads(sys.argv[3]) if len(sys.argv) > 3 else {})
     sys.stdout.flush()
     print("PTB-BENCH " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main(PROBES)

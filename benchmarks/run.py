@@ -4,8 +4,9 @@
     python benchmarks/run.py --quick    # small sizes, file:// only, well under a minute
 
 Installs 0.1.5 into ``~/.cache/ptb-bench/baseline`` the first time (see ``baseline.py``).
-Every measurement runs in a fresh OS process (``probe.py``), one side at a time, on volumes
-in a temporary directory; the concurrent writers are real OS processes started together.
+Every measurement runs in a fresh OS process (``probe.py``, and ``view.py`` for what other tools
+see of the ``provenance`` file), one side at a time, on volumes in a temporary directory; the
+concurrent writers are real OS processes started together.
 Prints one table of figures and ratios (reStructuredText, so it pastes into README.rst).
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
 PROBE = HERE / "probe.py"
+VIEW = HERE / "view.py"
 TESTS = HERE.parent / "tests"
 S3_ALIAS = "labs3"
 SIDES = ("ptb", "baseline")
@@ -38,8 +40,10 @@ class Bench:
         self.repo = self._git_checkout()
         home = self.root / "cloud-home"
         (home / "secrets").mkdir(parents=True)
+        pythonpath = os.pathsep.join(p for p in (str(HERE.parent), os.environ.get("PYTHONPATH")) if p)
         self.env = {**os.environ, "PTB_SPOOL_DIR": str(self.root / "spool"), "CLOUD_FILES_DIR": str(home),
-                    "CLOUD_VOLUME_DIR": str(home), "PYTHONDONTWRITEBYTECODE": "1"}
+                    "CLOUD_VOLUME_DIR": str(home), "PYTHONDONTWRITEBYTECODE": "1",
+                    "PYTHONPATH": pythonpath}     # the ptb of this checkout, whatever is installed
         self.baseline = baseline_dir
         if baseline_dir is not None:
             self.env["PTB_BENCH_BASELINE"] = str(baseline_dir)
@@ -53,7 +57,8 @@ class Bench:
     def _git_checkout(self) -> Path:
         repo = self.root / "pipeline"
         repo.mkdir()
-        (repo / "pipeline.py").write_text("def step(x, dst=None):\n    return x + 1\n")
+        (repo / "pipeline.py").write_text("def step(x, dst=None):\n    return x + 1\n\n\n"
+                                          "def fail(x, dst=None):\n    raise ValueError(f'chunk {x} failed')\n")
         for args in (["init", "-q"], ["add", "pipeline.py"], ["commit", "-q", "-m", "first step"],
                      ["remote", "add", "origin", "https://github.com/lab/pipeline.git"]):
             subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.org",
@@ -65,15 +70,17 @@ class Bench:
         sys.path.insert(0, str(TESTS))
         from servers import FakeGCS, SeaweedS3  # the test suite's own local servers
 
+        tmp = self.root / "server-tmp"
+        tmp.mkdir()
         if "s3" in protocols:
-            s3 = SeaweedS3().start(self.root / "seaweedfs")
+            s3 = _with_tmpdir(SeaweedS3, tmp)().start(self.root / "seaweedfs")
             self.servers.append(s3)
             (home / "aliases.json").write_text(json.dumps({S3_ALIAS: {"host": f"s3://{s3.endpoint}/"}}))
             self.env.update(AWS_ACCESS_KEY_ID=s3.access_key, AWS_SECRET_ACCESS_KEY=s3.secret_key,
                             AWS_SESSION_TOKEN="", AWS_DEFAULT_REGION=s3.region)
             self.roots["s3"] = f"{S3_ALIAS}://{s3.bucket}"
         if "gs" in protocols:
-            gcs = FakeGCS().start(self.root / "fake-gcs")
+            gcs = _with_tmpdir(FakeGCS, tmp)().start(self.root / "fake-gcs")
             self.servers.append(gcs)
             self.env["STORAGE_EMULATOR_HOST"] = gcs.endpoint
             self.roots["gs"] = f"gs://{gcs.bucket}"
@@ -81,6 +88,9 @@ class Bench:
     def close(self) -> None:
         for server in self.servers:
             server.stop()
+            for port in getattr(server, "ports", {}).values():     # `weed mini` puts these in /tmp, always
+                for sock in Path("/tmp").glob(f"seaweedfs-*-grpc-{port}.sock"):
+                    sock.unlink(missing_ok=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def volume(self, protocol: str = "file") -> str:
@@ -88,8 +98,8 @@ class Bench:
         return f"{self.roots[protocol]}/vol-{os.getpid()}-{self.counter}"
 
     # -------------------------------------------------------------------- probes
-    def start(self, side: str, kind: str, args: Dict[str, Any]) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, str(PROBE), side, kind, json.dumps(args)], cwd=self.root,
+    def start(self, side: str, kind: str, args: Dict[str, Any], script: Path = PROBE) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(script), side, kind, json.dumps(args)], cwd=self.root,
                                 env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def result(self, proc: subprocess.Popen, what: str, timeout: float = 1800) -> Dict[str, Any]:
@@ -99,15 +109,34 @@ class Bench:
             raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{err[-3000:]}")
         return json.loads(lines[-1][len("PTB-BENCH "):])
 
-    def probe(self, side: str, kind: str, args: Dict[str, Any]) -> Dict[str, Any]:
+    def probe(self, side: str, kind: str, args: Dict[str, Any], script: Path = PROBE) -> Dict[str, Any]:
         t0 = time.monotonic()
-        found = self.result(self.start(side, kind, args), f"{side} {kind}")
+        found = self.result(self.start(side, kind, args, script), f"{side} {kind}")
         if self.verbose:
             print(f"  {side} {kind}: {time.monotonic() - t0:.1f}s {json.dumps(found)[:300]}", file=sys.stderr)
         return found
 
+    def together(self, jobs: Dict[str, Tuple[str, str, Dict[str, Any]]], script: Path) -> Dict[str, Any]:
+        """Probes that measure no time, run at once: {name: (side, kind, args)} -> {name: result}."""
+        procs = {name: self.start(side, kind, args, script) for name, (side, kind, args) in jobs.items()}
+        found = {name: self.result(proc, f"{jobs[name][0]} {jobs[name][1]}") for name, proc in procs.items()}
+        if self.verbose:
+            for name, result in found.items():
+                print(f"  {name}: {json.dumps(result)[:300]}", file=sys.stderr)
+        return found
+
     def sides(self) -> Tuple[str, ...]:
         return SIDES if self.baseline is not None else ("ptb",)
+
+
+def _with_tmpdir(server: type, tmp: Path) -> type:
+    """A test-suite server class whose process keeps its temporary files (Go's logs) in ``tmp``."""
+
+    class Server(server):  # type: ignore[valid-type, misc]
+        def _env(self) -> Dict[str, str]:
+            return {**super()._env(), "TMPDIR": str(tmp)}
+
+    return Server
 
 
 # ------------------------------------------------------------------------ benchmarks
@@ -130,20 +159,100 @@ def bench_writers(bench: Bench, protocols: List[str]) -> Dict[str, Any]:
     writers, notes = (4, 5) if bench.quick else (16, 50)
     expected = [f"w{w}-{i}" for w in range(writers) for i in range(notes)]
     out: Dict[str, Any] = {"writers": writers, "notes": notes}
+    paths = {f"{protocol}/{side}": bench.volume(protocol) for protocol in protocols for side in bench.sides()}
+    bench.probe("ptb", "makevol", {"cloudpaths": list(paths.values())})
+    for name, path in paths.items():
+        side = name.split("/")[1]
+        t0 = time.monotonic()
+        procs = [bench.start(side, "writer", {"cloudpath": path, "notes": notes, "tag": f"w{w}"})
+                 for w in range(writers)]
+        results = [bench.result(p, f"{side} writer") for p in procs]
+        out[name] = {"expected": len(expected), "seconds": time.monotonic() - t0,
+                     "writer_errors": sum(r["errors"] for r in results),
+                     "first_error": next((r["first_error"] for r in results if r["errors"]), None)}
+    counted = bench.together({name: (name.split("/")[1], "count", {"cloudpath": path, "expected": expected})
+                              for name, path in paths.items()}, PROBE)
+    return {**out, **{name: {**out[name], **counted[name]} for name in paths}}
+
+
+def bench_stale(bench: Bench, protocols: List[str]) -> Dict[str, Any]:
+    trials = 4 if bench.quick else 20
+    return bench.together({f"{protocol}/{side}": (side, "stale", {"repo": str(bench.repo), "trials": trials,
+                                                                  "cloudpath": bench.volume(protocol)})
+                           for protocol in protocols for side in bench.sides()}, VIEW)
+
+
+def bench_writes(bench: Bench) -> Dict[str, Any]:
+    count = 10 if bench.quick else 50
+    return bench.together({side: (side, "writes", {"repo": str(bench.repo), "count": count,
+                                                   "cloudpath": bench.volume()}) for side in bench.sides()}, VIEW)
+
+
+def bench_open(bench: Bench) -> Dict[str, Any]:
+    sizes, repeat = ([100, 10_000], 9) if bench.quick else ([100, 10_000, 20_000, 30_000], 31)
+    return {side: bench.probe(side, "opentime", {"sizes": sizes, "repeat": repeat, "cloudpath": bench.volume()},
+                              VIEW) for side in bench.sides()} | {"sizes": sizes, "repeat": repeat}
+
+
+def _ready(bench: Bench, procs: List[subprocess.Popen]) -> None:
+    """Wait until every process has said it is ready (imports done, waiting for the go file)."""
+    for proc in procs:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "ready":
+                break
+        else:
+            bench.result(proc, "a writer that did not start")
+
+
+def bench_native(bench: Bench, protocols: List[str]) -> Dict[str, Any]:
+    """One CloudVolume-native writer racing 4 ptb writers, 4 0.1.5 writers (2 with --quick), or one more."""
+    entries, runs, rivals = (20, 1, 2) if bench.quick else (50, 3, 4)
+    out: Dict[str, Any] = {"entries": entries, "runs": runs, "rivals": rivals}
     for protocol in protocols:
-        for side in bench.sides():
-            path = bench.volume(protocol)
-            bench.probe(side, "makevol", {"cloudpath": path})
-            t0 = time.monotonic()
-            procs = [bench.start(side, "writer", {"cloudpath": path, "notes": notes, "tag": f"w{w}"})
-                     for w in range(writers)]
-            results = [bench.result(p, f"{side} writer") for p in procs]
-            elapsed = time.monotonic() - t0
-            counted = bench.probe(side, "count", {"cloudpath": path, "expected": expected})
-            out[f"{protocol}/{side}"] = {**counted, "expected": len(expected), "seconds": elapsed,
-                                         "writer_errors": sum(r["errors"] for r in results),
-                                         "first_error": next((r["first_error"] for r in results if r["errors"]), None)}
+        for name, side in (("ptb", "ptb"), ("baseline", "baseline"), ("native", "ptb")):
+            if side in bench.sides():
+                out[f"{protocol}/{name}"] = _race(bench, protocol, name, side, entries, runs, rivals)
     return out
+
+
+def _race(bench: Bench, protocol: str, name: str, side: str, entries: int, runs: int, rivals: int) -> Dict[str, Any]:
+    tally: Dict[str, Any] = {"kept": 0, "total": 0, "corrupt": 0, "native_errors": 0, "native_s": 0.0,
+                             "rival_call_s": [], "rival_errors": 0, "first_error": None}
+    for _ in range(runs):
+        path = bench.volume(protocol)
+        go, stop = bench.root / f"go-{bench.counter}", bench.root / f"stop-{bench.counter}"
+        common = {"cloudpath": path, "gofile": str(go), "entries": entries}
+        started = [] if name == "native" else [f"{go}.w{w}" for w in range(rivals)]
+        procs = [bench.start("ptb", "native", {**common, "tag": "measured", "make": True, "started": started,
+                                               "stopfile": str(stop)}, VIEW)]
+        if name == "native":
+            procs.append(bench.start("ptb", "native", {**common, "tag": "other"}, VIEW))
+        else:
+            procs += [bench.start(side, "contender", {**common, "stopfile": str(stop), "started": started[w],
+                                                      "tag": f"w{w}", "repo": str(bench.repo)}, VIEW)
+                      for w in range(rivals)]
+        _ready(bench, procs)             # imports done, warm, and the volume made: all go at once
+        go.touch()
+        results = [bench.result(p, f"{name} writer") for p in procs]
+        if protocol == "file":
+            text = Path(path[len("file://"):], "provenance").read_text(errors="replace")
+        else:
+            text = bench.probe("ptb", "rawprov", {"cloudpath": path}, VIEW)["text"]
+        try:
+            found = [e for e in json.loads(text)["processing"] if isinstance(e, dict) and e.get("by") == "igneous"]
+        except (ValueError, KeyError, TypeError):
+            tally["corrupt"] += 1
+            found = []
+        tags = {"measured", "other"} if name == "native" else {"measured"}
+        tally["kept"] += len({(e["method"]["tag"], e["method"]["i"]) for e in found if e["method"].get("tag") in tags})
+        tally["total"] += entries * len(tags)
+        tally["native_errors"] += sum(r["errors"] for r in results if "seconds" in r)
+        tally["native_s"] = max([tally["native_s"], *(r["seconds"] for r in results if "seconds" in r)])
+        tally["rival_call_s"] += [t for r in results for t in r.get("call_s", [])]
+        tally["rival_errors"] += sum(r["errors"] for r in results if "calls" in r)
+        tally["first_error"] = tally["first_error"] or next((r["first_error"] for r in results if r["errors"]), None)
+    return tally
 
 
 def bench_import(bench: Bench) -> Dict[str, Any]:
@@ -152,7 +261,7 @@ def bench_import(bench: Bench) -> Dict[str, Any]:
     for side in bench.sides():
         samples = [bench.probe(side, "import", {}) for _ in range(runs)]
         out[side] = {"import_s": statistics.median(s["import_s"] for s in samples),
-                     "heavy_modules": samples[-1]["heavy_modules"]}
+                     **{k: samples[-1][k] for k in ("heavy_modules", "file", "version")}}
     return out
 
 
@@ -164,98 +273,6 @@ def bench_env(bench: Bench) -> Dict[str, Any]:
                    for _ in range(runs)]
         out[side] = {k: statistics.median(s[k] for s in samples) for k in ("cold_s", "warm_s")}
     return out
-
-
-# ----------------------------------------------------------------------------- table
-def ms(seconds: float) -> str:
-    if seconds < 0.001:
-        return f"{seconds * 1e6:.2f} µs"
-    return f"{seconds * 1000:.2f} ms" if seconds < 10 else f"{seconds:.0f} s"
-
-
-def ratio(a: Optional[float], b: Optional[float]) -> str:
-    if a is None or b is None or b == 0:
-        return "n/a"
-    return f"{a / b:.3f}" if a / b < 0.1 else f"{a / b:.2f}"
-
-
-def rst_table(rows: List[Tuple[str, ...]], header: Tuple[str, ...]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    rule = "  ".join("=" * w for w in widths)
-    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return "\n".join([rule, line(header), rule, *map(line, rows), rule])
-
-
-def table(results: Dict[str, Any]) -> Tuple[str, List[str]]:
-    rows: List[Tuple[str, ...]] = []
-    goals: List[str] = []
-    get = lambda d, *keys: _dig(d, keys)  # noqa: E731
-
-    call = results["call"]
-    earlier = get(call, "ptb", "earlier")
-    for volume, label in (("fresh", "a new volume"), ("seeded", f"{earlier:,} earlier notes")):
-        p, b = get(call, "ptb", volume, "overhead_s"), get(call, "baseline", volume, "overhead_s")
-        rows.append((f"documented call over the bare call, {label} (file://, warm env)", ms(p),
-                     ms(b) if b is not None else "n/a", ratio(p, b)))
-        p, b = get(call, "ptb", volume, "cpu_s"), get(call, "baseline", volume, "cpu_s")
-        rows.append(("the same call, CPU time of the process per call", ms(p), ms(b) if b is not None else "n/a",
-                     ratio(p, b)))
-    p = max(get(call, "ptb", "fresh", "overhead_s"), get(call, "ptb", "seeded", "overhead_s"))
-    goals.append(f"a decorated call on file:// costs at most {ms(p)} more than the bare call "
-                 f"(which takes {ms(get(call, 'ptb', 'bare_s'))}): {'within' if p < 0.005 else 'NOT within'} "
-                 f"a few milliseconds")
-
-    note = results["note"]
-    small, large = (str(s) for s in note["sizes"])
-    for size in (small, large):
-        p, b = get(note, "ptb", size, "mean"), get(note, "baseline", size, "mean")
-        rows.append((f"one note after {int(size):,} earlier notes (mean)", ms(p), ms(b) if b else "n/a",
-                     ratio(p, b)))
-    pr = ratio(get(note, "ptb", large, "mean"), get(note, "ptb", small, "mean"))
-    br = ratio(get(note, "baseline", large, "mean"), get(note, "baseline", small, "mean"))
-    rows.append((f"note at {int(large):,} / note at {int(small):,} earlier notes", pr, br, ""))
-    goals.append(f"a note at {int(large):,} earlier notes costs {pr}x its cost at {int(small):,} "
-                 f"({'within' if pr != 'n/a' and float(pr) <= 1.5 else 'NOT within'} 1.5x)")
-    rows.append((f"view rewrite after {int(small):,} / {int(large):,} notes (once per interval, not per note)",
-                 f"{ms(get(note, 'ptb', small, 'view_rewrite_s'))} / {ms(get(note, 'ptb', large, 'view_rewrite_s'))}",
-                 "", ""))
-
-    writers = results["writers"]
-    total = writers["writers"] * writers["notes"]
-    for key in sorted(k for k in writers if "/" in k and k.endswith("/ptb")):
-        protocol = key.split("/")[0]
-        p, b = writers[key], writers.get(f"{protocol}/baseline")
-        cell = lambda r: (f"{r['found']}/{total}" + (", file corrupt" if r["corrupt"] else "")  # noqa: E731
-                          + (f", {r['writer_errors']} writer errors" if r["writer_errors"] else ""))
-        rows.append((f"notes surviving {writers['writers']} writers x {writers['notes']} ({protocol}://)", cell(p),
-                     cell(b) if b else "n/a", ratio(p["found"], b["found"]) if b and b["found"] else "-"))
-        goals.append(f"{protocol}://: {total - p['found']} of {total} notes lost by ptb at {writers['writers']} "
-                     f"writers; its provenance view held {p['in_view_before_sync']} of them when the writers "
-                     f"were done and {p['in_view_after_sync']} after ptb sync"
-                     + (f"; 0.1.5 lost {total - b['found']}" + (" and corrupted its file" if b["corrupt"] else "")
-                        if b else ""))
-
-    imp = results["import"]
-    p, b = get(imp, "ptb", "import_s"), get(imp, "baseline", "import_s")
-    rows.append(("import ptb / import provenancetoolbox", ms(p), ms(b) if b else "n/a", ratio(p, b)))
-    heavy = get(imp, "ptb", "heavy_modules") or []
-    goals.append(f"import ptb loads {', '.join(heavy) if heavy else 'none of cloudvolume, cloudfiles, git, numpy'}"
-                 f"{'' if 'cloudvolume' in heavy else ' (not cloudvolume)'}; provenancetoolbox loads "
-                 f"{', '.join(get(imp, 'baseline', 'heavy_modules') or []) or 'n/a'}")
-
-    env = results["env"]
-    for key, label in (("cold_s", "first in the process"), ("warm_s", "again, checkout unchanged")):
-        p, b = get(env, "ptb", key), get(env, "baseline", key)
-        rows.append((f"environment capture, {label}", ms(p), ms(b) if b else "n/a", ratio(p, b)))
-    return rst_table(rows, ("measure", "ptb", "0.1.5", "ptb / 0.1.5")), goals
-
-
-def _dig(data: Any, keys: Tuple[str, ...]) -> Any:
-    for key in keys:
-        if not isinstance(data, dict) or key not in data:
-            return None
-        data = data[key]
-    return data
 
 
 # ------------------------------------------------------------------------------ main
@@ -281,33 +298,36 @@ def main(argv: Optional[List[str]] = None) -> int:
         except RuntimeError as exc:
             print(f"warning: measuring ptb only: {exc}", file=sys.stderr)
 
-    started, load_before = time.monotonic(), os.getloadavg()[0]
+    started, loads = time.monotonic(), [os.getloadavg()[0]]
     bench = Bench(args.quick, baseline_dir, protocols, args.verbose)
     try:
-        results = {"quick": args.quick, "protocols": protocols}
+        results: Dict[str, Any] = {"quick": args.quick, "protocols": protocols, "loads": loads}
         for name, run in (("import", bench_import), ("env", bench_env), ("call", bench_call),
-                          ("note", bench_note), ("writers", lambda b: bench_writers(b, protocols))):
+                          ("note", bench_note), ("writers", lambda b: bench_writers(b, protocols)),
+                          ("stale", lambda b: bench_stale(b, protocols)), ("writes", bench_writes),
+                          ("open", bench_open), ("native", lambda b: bench_native(b, protocols))):
             print(f"benchmark: {name} ...", file=sys.stderr, flush=True)
+            t0 = time.monotonic()
             results[name] = run(bench)
+            loads.append(os.getloadavg()[0])
+            print(f"benchmark: {name} took {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
     finally:
         bench.close()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    from tables import table
+
     text, goals = table(results)
-    load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
-    print(f"ptb {_version()} vs provenance-toolbox 0.1.5{' (quick)' if args.quick else ''}, "
+    load = f"1-minute load average {loads[0]:.1f} at the start, {min(loads):.1f} to {max(loads):.1f} during the run"
+    where = Path(results["import"]["ptb"]["file"]).parent.parent
+    print(f"ptb {results['import']['ptb']['version']} (from {where}) vs provenance-toolbox 0.1.5"
+          f"{' (quick)' if args.quick else ''}, "
           f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {time.monotonic() - started:.0f} s, {load}\n")
     print(text)
     print()
     for goal in goals:
         print(f"* {goal}")
     return 0
-
-
-def _version() -> str:
-    from importlib.metadata import version
-
-    return version("provenance-toolbox")
 
 
 if __name__ == "__main__":
