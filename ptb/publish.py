@@ -17,7 +17,7 @@ from . import cas, journal
 from .errors import VolumeUnavailableError
 from .records import record_from_json, rid_age_seconds
 from .storage import PROVENANCE, Volume, dumps, read_parsed
-from .view import Entry, decided, is_current, merge_foreign, merge_into, rebuilt
+from .view import Entry, is_current, merge_foreign, merge_into, rebuilt, undecided
 
 HEAL_MIN_AGE = 10.0      # seconds: younger records are still being published by their own writers
 HEAL_LIMIT = 256
@@ -117,8 +117,8 @@ def heal(vol: Volume, timeout: float, min_age: Optional[float] = None) -> int:
     prov, _ = read_current(cas.versioned(vol, PROVENANCE))
     if prov is None or not is_current(prov):
         return 0
-    keys = vol.list(journal.JOURNAL)
-    missing = [key for key in keys if not decided(prov, _rid(key)) and rid_age_seconds(_rid(key)) >= min_age]
+    old_enough = {_rid(key): key for key in vol.list(journal.JOURNAL) if rid_age_seconds(_rid(key)) >= min_age}
+    missing = [old_enough[rid] for rid in undecided(prov, old_enough)]
     entries: List[Entry] = []
     for data in vol.get_many(missing[-HEAL_LIMIT:]).values():
         try:

@@ -84,11 +84,12 @@ class _Included:
             self.known.discard(self.rids.pop(0))
 
 
-def decided(prov: Optional[Dict[str, Any]], rid: str) -> bool:
-    """True when merging the record journalled as ``rid`` would change nothing."""
+def undecided(prov: Optional[Dict[str, Any]], rids: Iterable[str]) -> List[str]:
+    """The ``rids`` whose records merging could still change the view (healing fetches only those)."""
     if not is_current(prov):
-        return False
-    return _Included(prov[SECTION].get("included")).decided(rid)  # type: ignore[index]
+        return list(rids)
+    included = _Included(prov[SECTION].get("included"))  # type: ignore[index]
+    return [rid for rid in rids if not included.decided(rid)]
 
 
 def merge_into(prov: Dict[str, Any], entries: Iterable[Entry], cloudpath: str) -> bool:
