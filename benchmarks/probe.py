@@ -80,8 +80,9 @@ def call(args: Dict[str, Any]) -> Dict[str, Any]:
         finish: Callable[[], None] = ptb.updater.flush
         targets: Dict[str, Any] = paths
     else:
-        import provenancetoolbox as pt
         from cloudvolume import CloudVolume
+
+        import provenancetoolbox as pt
 
         env = pt.PythonGithubEnv(args["repo"])
         targets = {name: CloudVolume(path) for name, path in paths.items()}
@@ -172,8 +173,9 @@ def note(args: Dict[str, Any]) -> Dict[str, Any]:
         def add(size: int, text: str) -> None:
             ptb.addgeneric(paths[size], text)
     else:
-        import provenancetoolbox as pt
         from cloudvolume import CloudVolume
+
+        import provenancetoolbox as pt
 
         vols = {}
         for size, path in paths.items():
@@ -236,8 +238,9 @@ def writer(args: Dict[str, Any]) -> Dict[str, Any]:
         for i in range(args["notes"]):
             ptb.addgeneric(path, f"{tag}-{i}")
     else:
-        import provenancetoolbox as pt
         from cloudvolume import CloudVolume
+
+        import provenancetoolbox as pt
 
         for i in range(args["notes"]):
             try:

@@ -50,8 +50,9 @@ def _wait_for(path: str, timeout: float = 300.0) -> None:
 def by_hand(path: str, task: str, params: Dict[str, Any], env: Any, step: Callable[[int], Any]) -> str:
     """0.1.5's equivalent of a documented call, as its users write it (a fresh ``CloudVolume``):
     ``process_absent``/``logprocess``, ``addmotivation``, the call, ``addresult``; returns the result note."""
-    import provenancetoolbox as pt
     from cloudvolume import CloudVolume
+
+    import provenancetoolbox as pt
 
     vol = CloudVolume(path)
     process = pt.Process(task, params, env)
@@ -176,8 +177,9 @@ def stale(args: Dict[str, Any]) -> Dict[str, Any]:
 
         kinds = {"call": call, "block": block, "note": note}
     else:
-        import provenancetoolbox as pt
         from cloudvolume import CloudVolume
+
+        import provenancetoolbox as pt
 
         env = pt.PythonGithubEnv(args["repo"])
 
@@ -265,8 +267,9 @@ def writes(args: Dict[str, Any]) -> Dict[str, Any]:
             else:
                 ptb.addgeneric(path, f"note {i}")
     else:
-        import provenancetoolbox as pt
         from cloudvolume import CloudVolume
+
+        import provenancetoolbox as pt
 
         env = pt.PythonGithubEnv(args["repo"])
 

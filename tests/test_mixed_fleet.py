@@ -133,7 +133,8 @@ def test_ptb_drops_no_entry_of_015_writers(toolbox_015, git_repo, tmp_path, clou
 
     notes, processes, errors = written_by_015(results)
     assert errors == []                     # taking turns, 0.1.5 never reads a half-written file
-    assert len(notes) > 20 * OLD_WRITERS and len(processes) > 5 * OLD_WRITERS
+    # on S3 the old writers, taking turns, make a call every 50 to 200 ms: enough to meet every ptb write
+    assert len(notes) > 5 * OLD_WRITERS and len(processes) >= OLD_WRITERS
     found_notes, found_tasks = in_file(root)
     assert found_notes is not None, "the provenance file is not JSON"
     assert sorted(notes - found_notes) == [], "ptb dropped notes of 0.1.5 writers"
