@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from . import journal, publish
 from .errors import CorruptProvenanceError, VolumeUnavailableError
+from .records import rid_age_seconds
 from .storage import Volume
 from .view import Entry
 
@@ -144,7 +145,7 @@ class _Updater:
         for vol, pending in self._take().values():
             entries = list(pending.values())
             if not self._publish(vol, entries, deadline):
-                fresh = [e for e in entries if _age(e[0]) < GIVE_UP_SECONDS]
+                fresh = [e for e in entries if rid_age_seconds(e[0]) < GIVE_UP_SECONDS]
                 if len(fresh) < len(entries):
                     _stale(vol, f"{len(entries) - len(fresh)} record(s) could not be merged for "
                                 f"{GIVE_UP_SECONDS:.0f} s")
@@ -234,12 +235,6 @@ def _flush_at_exit() -> bool:
         return False
     sys.modules["multiprocessing.util"].Finalize(None, _shutdown, exitpriority=100)
     return True
-
-
-def _age(rid: str) -> float:
-    from .records import rid_age_seconds
-
-    return rid_age_seconds(rid)
 
 
 def sync(volume: Any) -> Dict[str, Any]:
