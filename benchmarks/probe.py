@@ -75,9 +75,9 @@ def call(args: Dict[str, Any]) -> Dict[str, Any]:
 
         decorate = getattr(ptb, "provenance", None)
         if decorate is None:
-            from ptb.instrument import provenance as decorate
+            from ptb.run import provenance as decorate
         documented = decorate("dst", "step", motivation="benchmark")(bare)
-        finish: Callable[[], None] = ptb.updater.flush
+        finish: Callable[[], None] = ptb.store.updater.flush
         targets: Dict[str, Any] = paths
     else:
         from cloudvolume import CloudVolume
@@ -129,9 +129,9 @@ def call(args: Dict[str, Any]) -> Dict[str, Any]:
 # ------------------------------------------------------- one note after K earlier ones
 def seed_ptb(path: str, earlier: int) -> None:
     import ptb
-    from ptb import journal
     from ptb.records import Note, NoteType
-    from ptb.storage import Volume
+    from ptb.store import journal
+    from ptb.store.volume import Volume
 
     vol = Volume.resolve(path)
     start = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
@@ -164,7 +164,7 @@ def note(args: Dict[str, Any]) -> Dict[str, Any]:
     paths = {size: f"{args['cloudpath']}-{size}" for size in sizes}
     if SIDE == "ptb":
         import ptb
-        from ptb.storage import Volume
+        from ptb.store.volume import Volume
 
         for size, path in paths.items():
             make_volume(path)
@@ -190,7 +190,7 @@ def note(args: Dict[str, Any]) -> Dict[str, Any]:
         for size in sizes:
             add(size, f"warm-up {i}")
     if SIDE == "ptb":
-        ptb.updater.flush()
+        ptb.store.updater.flush()
     rounds = args.get("rounds", 3)
     samples: Dict[int, List[List[float]]] = {size: [] for size in sizes}
     for r in range(rounds):
@@ -201,12 +201,12 @@ def note(args: Dict[str, Any]) -> Dict[str, Any]:
             for size in sizes:
                 samples[size][-1].append(timed(add, size, f"measured note {r}-{i}"))
         if SIDE == "ptb":
-            ptb.updater.flush()             # the rewrite happens between rounds, not inside one
+            ptb.store.updater.flush()             # the rewrite happens between rounds, not inside one
     out: Dict[str, Any] = {str(size): summary(s) for size, s in samples.items()}
     if SIDE == "ptb":
-        ptb.updater.flush()
-        from ptb import journal, publish
+        ptb.store.updater.flush()
         from ptb.records import Note, NoteType
+        from ptb.store import journal, publish
 
         for size, path in paths.items():
             vol = Volume.resolve(path)
@@ -266,14 +266,14 @@ def import_(args: Dict[str, Any]) -> Dict[str, Any]:
 def env(args: Dict[str, Any]) -> Dict[str, Any]:
     """Capturing a git checkout's environment: first in the process (cold), then again (warm).
 
-    ptb: ``ptb.env.capture`` (git state, diff, untracked files, installed distributions,
+    ptb: ``ptb.capture.env.capture`` (git state, diff, untracked files, installed distributions,
     Python, platform), cached while the checkout is unchanged. 0.1.5: ``PythonGithubEnv``
     and its ``log()`` (url, commit, diff, ``pkg_resources`` package list), as ``logprocess``
     calls it, every time.
     """
     repo, source = args["repo"], os.path.join(args["repo"], "pipeline.py")
     if SIDE == "ptb":
-        from ptb import env as ptbenv
+        from ptb.capture import env as ptbenv
 
         def capture() -> Any:
             return [e.filename for e in ptbenv.capture(source)]
@@ -316,7 +316,7 @@ def count(args: Dict[str, Any]) -> Dict[str, Any]:
     out: Dict[str, Any] = {"corrupt": corrupt}
     if SIDE == "ptb":
         import ptb
-        from ptb.view import counts
+        from ptb.store.view import counts
 
         out["found"] = len(expected & {n.content for n in ptb.history(path).notes})
         synced = json.loads(json.dumps(ptb.sync(path)))

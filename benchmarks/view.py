@@ -248,7 +248,7 @@ def writes(args: Dict[str, Any]) -> Dict[str, Any]:
     during ``count`` sequential calls, and ``count`` notes.
 
     The calls are of one process, after a first call (the process is then in the view).
-    ptb: a decorated call; ``ptb.updater.flush()`` and a pause before the count is read, so
+    ptb: a decorated call; ``ptb.store.updater.flush()`` and a pause before the count is read, so
     a write left to the background would be counted too. 0.1.5: the hand-written equivalent
     (``process_absent``, ``addmotivation``, the call, ``addresult``) and ``addgeneric``.
     """
@@ -289,7 +289,7 @@ def writes(args: Dict[str, Any]) -> Dict[str, Any]:
             do(kind, path, i)
             counter.poll()
         if SIDE == "ptb":
-            ptb.updater.flush()
+            ptb.store.updater.flush()
         time.sleep(0.3)
         out[kind] = {"writes": counter.poll(), "overflow": counter.overflow}
     return out
@@ -298,9 +298,9 @@ def writes(args: Dict[str, Any]) -> Dict[str, Any]:
 # ----------------------------------------------------- open time against history length
 def seed_ptb_bulk(path: str, count: int) -> None:
     """``count`` notes into the journal in one go, then one view update (as their writers' would be)."""
-    from ptb import journal, updater
     from ptb.records import Note, NoteType
-    from ptb.storage import Volume
+    from ptb.store import journal, updater
+    from ptb.store.volume import Volume
 
     vol = Volume.resolve(path)
     start = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
@@ -419,7 +419,7 @@ def contender(args: Dict[str, Any]) -> Dict[str, Any]:
         if len(took) == 1:
             Path(args["started"]).touch()
     if SIDE == "ptb":
-        ptb.updater.flush()
+        ptb.store.updater.flush()
     return {"calls": len(took), "call_s": took, "errors": len(errors), "first_error": errors[0] if errors else None}
 
 

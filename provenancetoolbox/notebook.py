@@ -14,8 +14,8 @@ import datetime as _datetime
 import typing as _typing
 
 import ptb as _ptb
-from ptb.history import _by_time
-from ptb.history import legacy_notes as _legacy_notes
+from ptb.read.history import _by_time
+from ptb.read.history import legacy_notes as _legacy_notes
 from ptb.records import NoteType
 
 if _typing.TYPE_CHECKING:

@@ -17,10 +17,10 @@ import json as _json
 import typing as _typing
 
 import ptb as _ptb
-from ptb import env as _env
-from ptb import params as _params
+from ptb.capture import env as _env
+from ptb.capture import params as _params
 from ptb.errors import InvalidInputError as _InvalidInputError
-from ptb.storage import Volume as _Volume
+from ptb.store.volume import Volume as _Volume
 
 from . import utils
 
@@ -179,7 +179,7 @@ class Process:
     """A processing step that affects a volume: description, parameters, code environments.
 
     Parameters may also be an ``argparse.Namespace`` or a dataclass; they are
-    stored JSON-safe with secrets redacted (``ptb.params``), and
+    stored JSON-safe with secrets redacted (``ptb.capture.params``), and
     ``logparams()`` returns them as stored.
     """
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json as _json
 import typing as _typing
 
-from ptb.env import dockerimageID as dockerimageID
-from ptb.storage import Volume as _Volume
+from ptb.capture.env import dockerimageID as dockerimageID
+from ptb.store.volume import Volume as _Volume
 
 if _typing.TYPE_CHECKING:
     import cloudvolume as cv

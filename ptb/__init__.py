@@ -1,9 +1,8 @@
 """ptb, the provenance toolbox: document every processing step applied to a volume, inside the volume."""
 from __future__ import annotations
 
-from . import params
-from .check import CheckReport, check
-from .env import DockerEnv, PythonGithubEnv, dockerimageID
+from .capture import params
+from .capture.env import DockerEnv, PythonGithubEnv, dockerimageID
 from .errors import (
     CorruptProvenanceError,
     DuplicateProcessError,
@@ -13,15 +12,16 @@ from .errors import (
     ProvenanceError,
     VolumeUnavailableError,
 )
-from .export import export
-from .history import History, history
-from .instrument import RecordingWarning, Run, current_run, documented, provenance
 from .magic import load_ipython_extension
 from .notes import addgeneric, addmotivation, addnote, addresult, note_absent, parsenotes
 from .process import Process, logprocess, process_absent
+from .read.check import CheckReport, check
+from .read.export import export
+from .read.history import History, history
 from .records import Note, NoteType, ProcessRecord, RunRecord
-from .spool import SpoolWarning, flush
-from .updater import ViewWarning, sync
+from .run import RecordingWarning, Run, current_run, documented, provenance
+from .store.spool import SpoolWarning, flush
+from .store.updater import ViewWarning, sync
 
 __version__ = "0.2.0"
 

@@ -18,10 +18,10 @@ from typing import Any, Callable, List, Optional
 
 import click
 
-from . import report
-from .diff import diff as compare
-from .diff import render_diff
 from .errors import InvalidInputError, ProvenanceError
+from .read import report
+from .read.diff import diff as compare
+from .read.diff import render_diff
 
 
 class Failure(click.ClickException):
@@ -100,7 +100,7 @@ def _quietly(func: Callable, *args: Any, **kwargs: Any) -> Any:
 
 
 def _history(path: str, progress: bool = False) -> Any:
-    from .history import history
+    from .read.history import history
 
     h = _quietly(history, path, progress=progress)
     if not h.provenance and not h.processes and not h.notes and not h.runs:
@@ -177,7 +177,7 @@ def check(paths: List[str], quiet: bool, no_progress: bool, as_json: bool) -> No
     """
     from tqdm import tqdm
 
-    from .check import check as check_volume
+    from .read.check import check as check_volume
 
     reports = []
     with tqdm(paths, desc="Checking", unit="volume", disable=not _progress(no_progress) or len(paths) < 2) as bar:
@@ -205,7 +205,7 @@ def check(paths: List[str], quiet: bool, no_progress: bool, as_json: bool) -> No
 @_progress_option
 def export(path: str, fmt: str, upstream: bool, output: Optional[str], no_progress: bool) -> None:
     """The provenance as W3C PROV, a DOT graph, or one self-contained HTML page."""
-    from .export import export as export_volume
+    from .read.export import export as export_volume
 
     _history(path)
     text = _quietly(export_volume, path, fmt, upstream=upstream, progress=_progress(no_progress))
@@ -225,8 +225,8 @@ def export(path: str, fmt: str, upstream: bool, output: Optional[str], no_progre
 @_json_option
 def note(path: str, motivation: Optional[str], result: Optional[str], generic: Optional[str], as_json: bool) -> None:
     """Add a note to a volume (TEXT "-" reads it from stdin)."""
-    from . import updater
     from .notes import addnote
+    from .store import updater
 
     given = [(kind, text) for kind, text in (("MOTIVATION", motivation), ("RESULT", result), ("GENERIC", generic))
              if text is not None]
@@ -250,10 +250,10 @@ def note(path: str, motivation: Optional[str], result: Optional[str], generic: O
 @_json_option
 def sync(path: str, as_json: bool) -> None:
     """Pack the journal and rebuild the provenance file exactly from it."""
-    from .journal import JOURNAL
-    from .storage import Volume
-    from .updater import sync as sync_view
-    from .view import counts
+    from .store.journal import JOURNAL
+    from .store.updater import sync as sync_view
+    from .store.view import counts
+    from .store.volume import Volume
 
     vol = Volume.resolve(path)
     before = len(_quietly(vol.list, JOURNAL))
@@ -277,8 +277,8 @@ def sync(path: str, as_json: bool) -> None:
 @_json_option
 def flush(no_progress: bool, as_json: bool) -> None:
     """Upload records spooled while a volume was unreachable. Exit status 1 if any remain."""
-    from .spool import flush as flush_spool
-    from .spool import spool_dir
+    from .store.spool import flush as flush_spool
+    from .store.spool import spool_dir
 
     uploaded, remaining = _quietly(flush_spool, progress=_progress(no_progress))
     if as_json:

@@ -10,8 +10,8 @@ import os
 import tempfile
 from typing import Optional
 
-from .instrument import current_run, provenance
 from .notes import addmotivation
+from .run import current_run, provenance
 
 __all__ = ["run_demo"]
 
@@ -65,7 +65,7 @@ def run_demo(path: Optional[str] = None) -> str:
     import numpy as np
     from cloudvolume import CloudVolume
 
-    from . import updater
+    from .store import updater
 
     if path is None:
         path = tempfile.mkdtemp(prefix="ptb-demo-")

@@ -8,7 +8,7 @@ VOLUME is a cloudpath, or the name (or expression) of a notebook variable
 holding a CloudVolume, a cloudpath or a list of them. ``-p`` records the
 values of notebook variables as parameters. The cell runs through the same
 engine as ``ptb.documented``, and its source is recorded with the run, scrubbed
-of secrets (``ptb.params.scrub_text``: ``Authorization:`` headers,
+of secrets (``ptb.capture.params.scrub_text``: ``Authorization:`` headers,
 ``password=...``, URL credentials, the ``--redact`` names). Inside it,
 ``ptb.current_run().note(...)`` adds notes. IPython is imported only here.
 """
@@ -76,10 +76,10 @@ def _compile(shell: Any, cell: str) -> Any:
 
 def prepare(shell: Any, line: str, cell: str) -> Tuple[Any, Any, Any]:
     """The run, and the cell's compiled code; ``InvalidInputError`` for a bad magic line."""
-    from . import instrument
-    from .env import SourceEnv
-    from .params import scrub_text
-    from .storage import Volume
+    from . import run as instrument
+    from .capture.env import SourceEnv
+    from .capture.params import scrub_text
+    from .store.volume import Volume
 
     try:
         words = shlex.split(line)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any, List, Optional, Union
 
-from . import journal, updater
-from .history import history
-from .instrument import current_run
+from .read.history import history
 from .records import Note, NoteType, Timestamp, to_utc, utcnow
-from .storage import Volume
+from .run import current_run
+from .store import journal, updater
+from .store.volume import Volume
 
 
 def addnote(volume: Any, note_type: Union[NoteType, int, str], content: str,

@@ -1,18 +1,18 @@
 """Processes: a processing step with its parameters and code environments.
 
 The 0.1.x API, kept as people write it. Parameters are made JSON-safe and
-redacted (``ptb.params``); code environments are stored once each,
+redacted (``ptb.capture.params``); code environments are stored once each,
 content-addressed, and named by the process record.
 """
 from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
-from . import journal, updater
 from .errors import DuplicateProcessError, InvalidInputError
-from .history import history
+from .read.history import history
 from .records import ProcessRecord, canonical_json, process_key, utcnow
-from .storage import Volume
+from .store import journal, updater
+from .store.volume import Volume
 
 
 class Process:
@@ -25,15 +25,15 @@ class Process:
     """
 
     def __init__(self, description: str, parameters: Any, *code_envs: Any):
-        from .env import CodeEnv
-        from .params import prepare_parameters
+        from .capture.env import CodeEnv
+        from .capture.params import prepare_parameters
 
         if not isinstance(description, str) or not description.strip():
             raise InvalidInputError(f"a process needs a description (a non-empty string), not {description!r}")
         for env in code_envs:
             if not isinstance(env, CodeEnv):
                 raise InvalidInputError(f"code environments must be PythonGithubEnv, DockerEnv or another "
-                                        f"ptb.env.CodeEnv, not {type(env).__name__} ({env!r:.60})")
+                                        f"ptb.capture.env.CodeEnv, not {type(env).__name__} ({env!r:.60})")
         self.description = description
         self.parameters = parameters
         self.code_envs = code_envs

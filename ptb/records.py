@@ -174,7 +174,7 @@ def process_key(description: str, parameters: Mapping[str, Any]) -> str:
 class ProcessRecord:
     """A processing step: what it does, with which parameters, in which code.
 
-    ``parameters`` must already be JSON-safe (see ``ptb.params``);
+    ``parameters`` must already be JSON-safe (see ``ptb.capture.params``);
     ``code_envfiles`` are paths relative to the volume.
     """
 

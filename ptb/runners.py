@@ -1,7 +1,7 @@
 """How a ``@provenance``-decorated callable runs as one documented run.
 
 ``decorator`` takes the volumes from the call's parameters, binds the call
-(``ptb.params.bind_call``) and makes a fresh ``Run`` per call. A plain
+(``ptb.capture.params.bind_call``) and makes a fresh ``Run`` per call. A plain
 function runs inside the run. A coroutine function's run ends after the
 ``await``, not when the coroutine object is returned (STYLE 12).
 Generators and async generators are driven step by step (PEP 380 by hand), so
@@ -41,8 +41,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import wrapt
 
 from .errors import InvalidInputError, NotPicklableError
-from .instrument import Run, _targets, _warn
-from .storage import Volume
+from .run import Run, _targets, _warn
+from .store.volume import Volume
 
 __all__ = ["RUNNERS", "Wrapper", "call_kind", "decorator"]
 
@@ -56,7 +56,7 @@ def decorator(targets: Sequence[Any], new_run: Callable[..., Run], *, parameters
     ``remake()``, picklable, makes this decorator again: it is what a function
     sent by value carries, to be decorated again where it is loaded.
     """
-    from .params import bind_call, parameters_from
+    from .capture.params import bind_call, parameters_from
 
     is_name = [isinstance(t, str) and "://" not in t for t in targets]
     names = [t for t, name in zip(targets, is_name) if name]

@@ -19,7 +19,7 @@ import os
 import tempfile
 from typing import Any, Mapping, Optional, Sequence
 
-from .history import History, history
+from .read.history import History, history
 from .records import NoteType, RunRecord, new_id
 
 __all__ = ["volume", "records", "assert_documented"]
@@ -78,7 +78,7 @@ def assert_documented(vol: Any, description: Optional[str] = None, *, status: Op
     Raises:
         AssertionError: listing what was documented instead.
     """
-    from .params import to_jsonable
+    from .capture.params import to_jsonable
 
     hist = history(vol)
     expected = {k: to_jsonable(v) for k, v in (parameters or {}).items()}

@@ -73,7 +73,7 @@ def _flush_pending_ptb_writes() -> None:
 
     Otherwise they run at interpreter exit against a stopped server and wait on retries.
     """
-    updater = sys.modules.get("ptb.updater")
+    updater = sys.modules.get("ptb.store.updater")
     if updater is not None:
         updater.flush()
 
@@ -192,8 +192,8 @@ def cloudpath(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         path = request.getfixturevalue("gcs_server").root + name
     assert_alias_registered(path)
     yield path
-    if "ptb.updater" in sys.modules:  # no debounced view write may outlive the test
-        sys.modules["ptb.updater"].flush()
+    if "ptb.store.updater" in sys.modules:  # no debounced view write may outlive the test
+        sys.modules["ptb.store.updater"].flush()
     if proto == "mem":  # mem:// lives for the whole process: free it
         from cloudfiles import CloudFiles
 

@@ -8,9 +8,9 @@ import volumes
 from test_report import SOURCE, documented_volume
 
 import ptb
-from ptb.check import CheckReport, check, check_history
-from ptb.env import DockerEnv
-from ptb.history import history
+from ptb.capture.env import DockerEnv
+from ptb.read.check import CheckReport, check, check_history
+from ptb.read.history import history
 
 
 def test_a_well_documented_volume_passes(tmp_path, git_repo):

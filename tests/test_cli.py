@@ -17,10 +17,10 @@ from test_export import parse_html
 from test_report import SOURCE, documented_volume
 
 import ptb
-from ptb import spool
 from ptb.cli import main
-from ptb.history import history
+from ptb.read.history import history
 from ptb.records import Note, NoteType, envelope, utcnow
+from ptb.store import spool
 
 NEVER = "never finished (worker died?)"
 
@@ -212,7 +212,7 @@ def test_export_every_format(volume, request, tmp_path):
     result = ptb_cli("export", path, "-f", "html", "-o", out)
     assert result.exit_code == 0 and result.stdout == "" and f"wrote html of {path}" in result.stderr
     page = parse_html(out.read_text(encoding="utf-8"))
-    assert len(page.rows) == len(ptb.report.timeline(history(path)))
+    assert len(page.rows) == len(ptb.read.report.timeline(history(path)))
 
 
 def test_export_upstream(tmp_path):
@@ -367,13 +367,13 @@ def test_console_script(console_script, good, tmp_path):
 
 def test_log_of_a_worker_killed_mid_run(console_script, tmp_path):
     """A SIGKILLed writer leaves a run that never finished, and ``ptb log`` says so."""
-    if importlib.util.find_spec("ptb.instrument") is None:
-        pytest.skip("ptb.instrument is not there yet")
+    if importlib.util.find_spec("ptb.run") is None:
+        pytest.skip("ptb.run is not there yet")
     path = f"file://{tmp_path / 'vol'}"
     volumes.make_volume(path)
     worker = textwrap.dedent(f"""
         import os, signal
-        from ptb.instrument import documented
+        from ptb.run import documented
         with documented({path!r}, "segment slab 3", parameters={{"slab": 3}}):
             os.kill(os.getpid(), signal.SIGKILL)
     """)

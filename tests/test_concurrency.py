@@ -43,7 +43,7 @@ def test_eight_writers_lose_nothing_and_readers_never_see_a_torn_view(tmp_path):
     prov = CloudVolume(cloudpath).provenance
     prov.validate()
     assert prov["processing"][-1]["task"] == "segmentation"
-    newest = sorted(notes, key=lambda n: (n.timestamp, n.id))[-ptb.view.NOTES_KEPT:]
+    newest = sorted(notes, key=lambda n: (n.timestamp, n.id))[-ptb.store.view.NOTES_KEPT:]
     assert [n["id"] for n in prov["ptb"]["notes"]] == [n.id for n in newest]     # current, without a sync
     assert ptb.sync(cloudpath) == json.loads(json.dumps(prov))
     CloudVolume(cloudpath).provenance.validate()

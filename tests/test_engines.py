@@ -432,8 +432,8 @@ def test_the_view_holds_every_process_and_run_without_sync(engine, name):
         shown = [r for r in runs if r.finished or r.id in digest["running"]]
         assert _mentions(digest["first"], shown[0]) and _mentions(digest["last"], shown[-1])
         assert "last_failure" in digest and not digest["last_failure"]     # none of these runs failed
-    from ptb import publish
-    from ptb.storage import Volume
+    from ptb.store import publish
+    from ptb.store.volume import Volume
 
     publish.heal(Volume.resolve(ran.cloudpath), 30.0, min_age=0.0)       # what a later writer's healing adds
     assert Volume.resolve(ran.cloudpath).read_provenance() == ptb.sync(ran.cloudpath)

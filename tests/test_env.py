@@ -13,8 +13,8 @@ import textwrap
 
 import pytest
 
-from ptb import env as ptbenv
-from ptb.env import (
+from ptb.capture import env as ptbenv
+from ptb.capture.env import (
     CodeEnv,
     DockerEnv,
     PythonGithubEnv,
@@ -416,11 +416,11 @@ def test_installed_packages():
 
 def test_capture_does_not_import_pkg_resources(tmp_path):
     code = textwrap.dedent("""
-        import sys, ptb.env
-        ptb.env.capture()
+        import sys, ptb.capture.env
+        ptb.capture.env.capture()
         print("pkg_resources" in sys.modules)
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(ptbenv.__file__))})
+                         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(ptbenv.__file__)))})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

@@ -12,8 +12,8 @@ import pytest
 import ptb
 import ptb.testing
 from ptb.demo import run_demo
-from ptb.instrument import provenance
 from ptb.records import NoteType
+from ptb.run import provenance
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

@@ -13,10 +13,10 @@ from prov.model import PROV, ProvActivity, ProvAgent, ProvDocument, ProvEntity
 from test_report import SOURCE, documented_volume
 
 import ptb
-from ptb import report
 from ptb.errors import MissingDependencyError
-from ptb.export import FORMATS, export, lineage
-from ptb.history import history
+from ptb.read import report
+from ptb.read.export import FORMATS, export, lineage
+from ptb.read.history import history
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 

@@ -29,14 +29,14 @@ from volumes import make_volume
 
 import ptb
 from ptb.errors import CorruptProvenanceError, InvalidInputError, ProvenanceError, VolumeUnavailableError
-from ptb.journal import JOURNAL, MAX_RECORD_BYTES
-from ptb.spool import SpoolWarning
-from ptb.updater import ViewWarning
+from ptb.store.journal import JOURNAL, MAX_RECORD_BYTES
+from ptb.store.spool import SpoolWarning
+from ptb.store.updater import ViewWarning
 
 try:
     from ptb import documented, provenance
 except ImportError:     # until ptb/__init__.py exports them
-    from ptb.instrument import documented, provenance
+    from ptb.run import documented, provenance
 
 WORKERS = Path(__file__).with_name("workers.py")
 CORRUPT = b'{"processing": [{"task": "half-written by a tool that crashed'
@@ -60,7 +60,7 @@ def volume_on(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def settle_views() -> None:
     """Write pending (debounced) view updates now, so no background write races the test."""
-    ptb.updater.flush()
+    ptb.store.updater.flush()
 
 
 # ---------------------------------------------------------------------------------------- SIGKILL

@@ -15,7 +15,7 @@ from volumes import (
 )
 
 import ptb
-from ptb.history import legacy_notes
+from ptb.read.history import legacy_notes
 from ptb.records import NoteType
 
 

@@ -22,11 +22,11 @@ from cloudvolume import CloudVolume
 
 import ptb
 import ptb.testing
-from ptb import updater
 from ptb.errors import CorruptProvenanceError, InvalidInputError, ProvenanceError, VolumeUnavailableError
-from ptb.instrument import RecordingWarning, current_run, documented, provenance
 from ptb.records import NoteType, RunRecord
-from ptb.spool import SpoolWarning
+from ptb.run import RecordingWarning, current_run, documented, provenance
+from ptb.store import updater
+from ptb.store.spool import SpoolWarning
 
 
 @pytest.fixture(autouse=True)
@@ -415,7 +415,7 @@ def test_documented_block_with_notes_result_and_caller_parameters(vol):
 
 
 def test_documented_takes_names_from_globals_and_a_string(vol):
-    with pytest.warns(ptb.params.ParameterWarning, match="'np'"):
+    with pytest.warns(ptb.capture.params.ParameterWarning, match="'np'"):
         with documented(vol, "block", parameters="np") as run:
             pass
     (proc,) = ptb.history(vol).processes
@@ -484,7 +484,7 @@ def test_an_edit_between_two_calls_records_two_different_diffs(tmp_path, vol):
     git(repo, "init", "-q")
     git(repo, "remote", "add", "origin", "https://bob:s3cr3t-token@github.com/lab/pipeline.git")
     module = repo / "steps_under_git.py"
-    module.write_text("import ptb\n\n\n@ptb.instrument.provenance('dst', 'segment')\n"
+    module.write_text("import ptb\n\n\n@ptb.run.provenance('dst', 'segment')\n"
                       "def segment(dst, threshold=0.3):\n    return threshold\n")
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "first")
@@ -616,7 +616,7 @@ def test_a_long_result_text_is_cut_and_the_run_still_ends(vol):
     assert [r.status for r in hist.runs] == ["succeeded", "succeeded"]
     for run in hist.runs:
         (text,) = notes_of(hist, run, NoteType.RESULT)
-        assert len(text) <= ptb.instrument.MAX_NOTE and text.endswith("chars]") and "... [truncated " in text
+        assert len(text) <= ptb.run.MAX_NOTE and text.endswith("chars]") and "... [truncated " in text
     assert notes_of(hist, hist.runs[0], NoteType.RESULT)[0].startswith("found [0, 1, 2")
 
 
@@ -635,11 +635,11 @@ def test_a_long_note_or_motivation_is_cut_with_a_warning_not_raised(vol):
     (note,) = notes_of(hist, run, NoteType.GENERIC)
     (motivation,) = notes_of(hist, run, NoteType.MOTIVATION)
     assert run.status == "succeeded" and note.startswith("xxx") and note.endswith("chars]")
-    assert len(note) <= ptb.instrument.MAX_NOTE and len(motivation) <= ptb.instrument.MAX_NOTE
+    assert len(note) <= ptb.run.MAX_NOTE and len(motivation) <= ptb.run.MAX_NOTE
 
 
 def test_a_result_note_that_cannot_be_written_never_loses_the_end_of_the_run(vol, monkeypatch):
-    from ptb import journal
+    from ptb.store import journal
 
     append = journal.append
 

@@ -11,8 +11,8 @@ import pytest
 from cloudvolume import CloudVolume
 
 import ptb
-from ptb.instrument import current_run, documented, provenance
 from ptb.records import NoteType
+from ptb.run import current_run, documented, provenance
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from cloudvolume import CloudVolume
 
 import ptb
-from ptb.instrument import provenance
+from ptb.run import provenance
 
 VOLUMES: dict = {}
 

@@ -57,7 +57,7 @@ def poolmod(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     module = importlib.import_module(name)
     yield module
-    ptb.updater.flush()
+    ptb.store.updater.flush()
     sys.modules.pop(name, None)
 
 

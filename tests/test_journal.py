@@ -7,12 +7,12 @@ import warnings
 import pytest
 
 import ptb
-from ptb import journal
-from ptb.env import SourceEnv
+from ptb.capture.env import SourceEnv
 from ptb.errors import InvalidInputError, VolumeUnavailableError
 from ptb.records import Note, NoteType, utcnow
-from ptb.spool import SpoolWarning, pending
-from ptb.storage import Volume
+from ptb.store import journal
+from ptb.store.spool import SpoolWarning, pending
+from ptb.store.volume import Volume
 
 
 def notes(n, prefix="n"):

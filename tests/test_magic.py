@@ -76,9 +76,9 @@ def test_a_failing_cell_is_recorded_and_raises_its_own_exception(shell, vol):
 
 
 def test_notes_and_nested_runs_inside_a_cell(shell, vol):
-    shell.user_ns["step"] = ptb.instrument.provenance("dst", "inner step")(lambda dst: 1)
+    shell.user_ns["step"] = ptb.run.provenance("dst", "inner step")(lambda dst: 1)
     result = run_cell(shell, '%%provenance {path} "outer cell"\n'
-                             'import ptb\nptb.instrument.current_run().note("looked fine")\nstep(path)\n')
+                             'import ptb\nptb.run.current_run().note("looked fine")\nstep(path)\n')
     assert result.success
     hist = ptb.history(vol)
     cell_run = next(r for r in hist.runs if r.description == "outer cell")
@@ -127,8 +127,8 @@ def test_load_ext_ptb(shell, vol):
 
 
 def test_documented_in_a_cell_records_the_cells_source(shell, vol):
-    cell = ('import ptb.instrument\n'
-            'with ptb.instrument.documented(path, "block in a cell", parameters=["mip"]) as run:\n'
+    cell = ('import ptb.run\n'
+            'with ptb.run.documented(path, "block in a cell", parameters=["mip"]) as run:\n'
             '    pass\n')
     assert run_cell(shell, cell).success
     hist = ptb.history(vol)
@@ -146,7 +146,7 @@ def test_secrets_in_a_cell_its_exception_and_its_traceback_never_reach_the_volum
             f'raise PermissionError("401 with Authorization: Bearer {bearer}")\n')
     result = run_cell(shell, cell)
     assert not result.success and bearer in str(result.error_in_exec)      # the user's own exception
-    ptb.updater.flush()
+    ptb.store.updater.flush()
     hist = ptb.history(vol)
     (run,) = hist.runs
     assert run.status == "failed" and "<redacted>" in run.error["traceback"]

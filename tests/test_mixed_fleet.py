@@ -20,7 +20,7 @@ import pytest
 from oldtoolbox import start
 
 import ptb
-from ptb.history import legacy_notes
+from ptb.read.history import legacy_notes
 
 OLD_WRITERS = 4       # each: notes, and a process every 4th call, until the ptb writers are done
 PTB_WRITERS, PTB_RUNS = 3, 4          # each: 4 decorated runs with a note inside, and a note after each
@@ -76,7 +76,7 @@ def ptb_volume(path: str, make_volume) -> ptb.ProcessRecord:
     make_volume(path, commit_provenance=True)
     record = ptb.logprocess(path, ptb.Process("segmentation", {"mip": 1}))
     ptb.addmotivation(path, "segment pinky for proofreading round 3")
-    ptb.updater.flush()
+    ptb.store.updater.flush()
     return record
 
 

@@ -1,4 +1,4 @@
-"""ptb.params: JSON-safety, redaction, URL credential stripping and call binding."""
+"""ptb.capture.params: JSON-safety, redaction, URL credential stripping and call binding."""
 from __future__ import annotations
 
 import argparse
@@ -25,8 +25,7 @@ import wrapt
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ptb.errors import InvalidInputError
-from ptb.params import (
+from ptb.capture.params import (
     CYCLE,
     REDACTED,
     TOO_DEEP,
@@ -39,6 +38,7 @@ from ptb.params import (
     strip_url_credentials,
     to_jsonable,
 )
+from ptb.errors import InvalidInputError
 
 
 def dumps(value):

@@ -14,11 +14,12 @@ import pytest
 import volumes
 
 import ptb
-from ptb import diff, journal, report, updater
-from ptb.env import DockerEnv, PythonGithubEnv
-from ptb.history import history
+from ptb.capture.env import DockerEnv, PythonGithubEnv
+from ptb.read import diff, report
+from ptb.read.history import history
 from ptb.records import Note, NoteType, RunRecord, new_id
-from ptb.storage import Volume
+from ptb.store import journal, updater
+from ptb.store.volume import Volume
 
 T0 = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.timezone.utc)
 SOURCE = "gs://lab/pinky/image"

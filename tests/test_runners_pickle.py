@@ -66,7 +66,7 @@ def bymod(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     module = importlib.import_module(name)
     yield module
-    ptb.updater.flush()
+    ptb.store.updater.flush()
     sys.modules.pop(name, None)
 
 

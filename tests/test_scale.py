@@ -22,7 +22,7 @@ from cloudvolume import CloudVolume
 from volumes import assert_same, make_volume
 
 import ptb
-from ptb.view import NOTES_KEPT, SECTION, is_ptb_entry
+from ptb.store.view import NOTES_KEPT, SECTION, is_ptb_entry
 
 WORKERS = Path(__file__).with_name("workers.py")
 WRITERS = 16
@@ -116,7 +116,7 @@ def test_sixteen_writers_lose_nothing_and_write_the_view_per_run(kind, request, 
           f"({len(history.notes)} notes, {len(history.runs)} runs, {len(history.processes)} processes)")
     # at least one; fewer than one per run when a writer finds its records already merged by another
     assert 1 <= writes <= 2 * WRITERS, writes
-    stored = json.loads(ptb.storage.Volume.resolve(cloudpath).get_text("provenance"))
+    stored = json.loads(ptb.store.volume.Volume.resolve(cloudpath).get_text("provenance"))
 
     synced = ptb.sync(cloudpath)
     assert_same(stored, synced)             # converged when the writers exited

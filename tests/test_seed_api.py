@@ -11,7 +11,7 @@ import pytest
 from volumes import make_volume
 
 import ptb
-from ptb import updater
+from ptb.store import updater
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_logprocess_records_process_params_and_environment(cloudpath, token_repo
     record = ptb.logprocess(vol, ptb.Process("mesh", {"mip": 2, "api_token": "abc123"}, env))
     found = ptb.history(cloudpath)
     assert found.processes == [record]
-    assert record.parameters == {"mip": 2, "api_token": ptb.params.REDACTED}
+    assert record.parameters == {"mip": 2, "api_token": ptb.capture.params.REDACTED}
     stored = found.envs[record.code_envfiles[0]]
     assert stored["CodeEnv type"] == "PythonGithub" and stored["commit hash"] == env.commithash
     assert stored["diff"] == env.diff and ["wrapt", __import__("wrapt").__version__] in stored["packages"]

@@ -7,7 +7,7 @@ import pytest
 from volumes import make_volume
 
 from ptb.errors import CorruptProvenanceError, InvalidInputError
-from ptb.storage import Volume
+from ptb.store.volume import Volume
 
 
 def test_resolves_cloudvolumes_and_cloudpaths(cloudpath):

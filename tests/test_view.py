@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from volumes import IGNEOUS_ENTRY, add_foreign_entries, assert_same, make_volume
 
 import ptb
-from ptb import cas, journal, publish, updater, view
 from ptb.records import Note, NoteType, RunRecord, new_id, utcnow
-from ptb.storage import PROVENANCE, Volume
+from ptb.store import cas, journal, publish, updater, view
+from ptb.store.volume import PROVENANCE, Volume
 
 WORKERS = Path(__file__).with_name("workers.py")
 

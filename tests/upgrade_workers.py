@@ -205,7 +205,7 @@ def ptb_writer(path: str, count: int, tag: str, go: str) -> Dict[str, Any]:
         except ptb.CorruptProvenanceError as exc:
             refused.append(str(exc)[:300])
         notes.append(ptb.addgeneric(path, f"{tag}-note-{i}").id)
-    ptb.updater.flush()
+    ptb.store.updater.flush()
     return {"runs": runs, "notes": notes, "refused": refused, "process_description": f"{tag} step",
             "span": [began, time.time()]}
 

@@ -15,10 +15,10 @@ import time
 import warnings
 from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
 
+from ..errors import InvalidInputError, VolumeUnavailableError
+from ..records import Record, envelope, new_id, record_from_json, rid_age_seconds
 from . import spool
-from .errors import InvalidInputError, VolumeUnavailableError
-from .records import Record, envelope, new_id, record_from_json, rid_age_seconds
-from .storage import Volume
+from .volume import Volume
 
 JOURNAL = "ptb/journal/"
 SEGMENTS = "ptb/segments/"

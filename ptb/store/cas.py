@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Type
 
-from .storage import Volume
+from .volume import Volume
 
 Token = Any        # an opaque version: a generation, an ETag, a stat signature, the bytes themselves
 ABSENT = "absent"  # the token of an object that does not exist
@@ -341,7 +341,7 @@ def versioned(vol: Volume, key: str) -> VersionedObject:
     """The compare-and-swap handle of ``key`` on ``vol``."""
     backend = _BACKENDS.get(vol.protocol)
     if backend is None:
-        from .errors import VolumeUnavailableError
+        from ..errors import VolumeUnavailableError
 
         raise VolumeUnavailableError(f"ptb cannot update {vol.cloudpath}/{key} safely: the {vol.protocol}:// "
                                      f"protocol has no conditional write (file, mem, s3 and gs do)")

@@ -4,7 +4,7 @@ PROV goes through the ``prov`` package (the ``prov`` extra, imported only
 here, only when asked for): the volume and its sources are entities, runs are
 activities, people and code environments are agents, processes are plans.
 DOT and HTML are written directly, so neither needs ``prov`` nor the graphviz
-binaries; the HTML page and its SVG lineage picture live in ``ptb.page``.
+binaries; the HTML page and its SVG lineage picture live in ``ptb.read.page``.
 ``upstream=True`` follows ``sources`` that are themselves volumes and draws
 the lineage across layers.
 """
@@ -15,12 +15,12 @@ import json
 from collections import deque
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
+from ..errors import InvalidInputError, MissingDependencyError, ProvenanceError
+from ..records import RunRecord, content_hash
+from ..store.volume import Volume
 from . import report
-from .errors import InvalidInputError, MissingDependencyError, ProvenanceError
 from .history import History, history
 from .page import cut, process_summary, to_html
-from .records import RunRecord, content_hash
-from .storage import Volume
 
 FORMATS = ("prov-json", "prov-n", "dot", "html")
 NAMESPACE = "urn:provenance-toolbox:"

@@ -2,7 +2,7 @@
 
 Data flows one way: records are journalled first, then published here; this
 module reads the journal (to rebuild or heal) and never writes it. Every
-write goes over the version it merged (``ptb.cas``), so nothing another tool
+write goes over the version it merged (``ptb.store.cas``), so nothing another tool
 wrote in between is lost, and a file that does not parse is read again for
 about a second before it is called corrupt, and then never written.
 """
@@ -13,11 +13,11 @@ import random
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..errors import VolumeUnavailableError
+from ..records import record_from_json, rid_age_seconds
 from . import cas, journal
-from .errors import VolumeUnavailableError
-from .records import record_from_json, rid_age_seconds
-from .storage import PROVENANCE, Volume, dumps, read_parsed
 from .view import Entry, is_current, merge_foreign, merge_into, rebuilt, undecided
+from .volume import PROVENANCE, Volume, dumps, read_parsed
 
 HEAL_MIN_AGE = 10.0      # seconds: younger records are still being published by their own writers
 HEAL_LIMIT = 256

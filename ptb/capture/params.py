@@ -5,7 +5,7 @@ raising: an unknown object becomes its type and a short repr, a value too big
 to store becomes a summary with a hash. Secrets never reach the volume: values
 under secret-looking names are replaced by ``REDACTED`` (at any depth, in
 mappings, namedtuples and lists of ``(name, value)`` pairs), and every string
-stored, reprs included, is scrubbed of the secrets it holds (``ptb.redact``).
+stored, reprs included, is scrubbed of the secrets it holds (``ptb.capture.redact``).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterable, Optional
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 from .redact import REDACTED, SECRET_WORDS, is_secret_name, scrub_text, strip_url_credentials
 
 __all__ = [

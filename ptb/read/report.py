@@ -1,4 +1,4 @@
-"""A ``History`` made readable: timeline rows and the ``show`` view (``ptb.diff`` compares two).
+"""A ``History`` made readable: timeline rows and the ``show`` view (``ptb.read.diff`` compares two).
 
 Pure functions over a ``History`` (no storage access), shared by the command
 line and ``ptb.export``: what the CLI prints and what the HTML page shows come
@@ -13,9 +13,9 @@ import re
 import textwrap
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
+from ..records import Note, ProcessRecord, RunRecord, to_utc
 from .history import History
-from .records import Note, ProcessRecord, RunRecord, to_utc
 
 NEVER_FINISHED = "never finished (worker died?)"
 KINDS = ("process", "run", "note", "foreign")

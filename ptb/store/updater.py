@@ -20,11 +20,11 @@ import time
 import warnings
 from typing import Any, Dict, List, Sequence, Tuple
 
+from ..errors import CorruptProvenanceError, VolumeUnavailableError
+from ..records import rid_age_seconds
 from . import journal, publish
-from .errors import CorruptProvenanceError, VolumeUnavailableError
-from .records import rid_age_seconds
-from .storage import Volume
 from .view import Entry
+from .volume import Volume
 
 WAIT_SECONDS = 5.0          # the most a call waits for its view write before leaving it to the thread
 RETRY_SECONDS = 1.0         # the thread's pause between rounds (GCS allows about one write per second)

@@ -13,9 +13,9 @@ import dataclasses
 import warnings
 from typing import Any, Dict, List
 
-from .errors import VolumeUnavailableError
+from ..errors import VolumeUnavailableError
+from ..records import NoteType, ProcessRecord
 from .history import History, history
-from .records import NoteType, ProcessRecord
 
 
 @dataclasses.dataclass
@@ -81,7 +81,7 @@ def check(volume: Any, secrets: Any = None) -> CheckReport:
     volumes goes on past a bad one. A path that is not a cloudpath raises
     ``InvalidInputError``.
     """
-    from .storage import Volume
+    from ..store.volume import Volume
 
     vol = Volume.resolve(volume, secrets)
     with warnings.catch_warnings(record=True) as caught:

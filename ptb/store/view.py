@@ -19,7 +19,7 @@ are merged, so a run is never counted twice, whoever merges it (its writer, a
 healing writer, a packer) and in whatever order; and merging every record of
 the journal gives exactly what ``rebuilt`` gives.
 
-This module does no I/O; ``ptb.publish`` reads and writes the file.
+This module does no I/O; ``ptb.store.publish`` reads and writes the file.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import bisect
 import copy
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .records import Note, ProcessRecord, Record, RunRecord
+from ..records import Note, ProcessRecord, Record, RunRecord
 
 FORMAT = 2
 SECTION = "ptb"

@@ -8,7 +8,7 @@ anything ran; once the user's code has run, recording never replaces its
 result or exception: storage failures are spooled (``ptb flush``), anything
 else is a ``RecordingWarning``, and the run's end is journalled before its
 notes. Entry costs journal writes only; exit adds one bounded write of the
-``provenance`` view (``ptb.updater``), so the view holds the run when the
+``provenance`` view (``ptb.store.updater``), so the view holds the run when the
 call returns. Neither grows with the volume's history.
 The decorator's machinery (call kinds, drivers, pickling) is ``ptb.runners``.
 """
@@ -26,11 +26,11 @@ import traceback
 import warnings
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from . import journal, updater
 from .errors import InvalidInputError, ProvenanceError
 from .records import Note, NoteType, ProcessRecord, RunRecord, new_id, process_key, utcnow
-from .storage import Volume
-from .view import Entry
+from .store import journal, updater
+from .store.view import Entry
+from .store.volume import Volume
 
 __all__ = ["Run", "RecordingWarning", "current_run", "documented", "provenance"]
 
@@ -107,7 +107,7 @@ def _bounded(text: str, limit: int, omitted: int = 0) -> str:
 
 def _clean(text: str, redact: Iterable[str] = (), limit: int = MAX_NOTE) -> str:
     """Secrets scrubbed, then bounded: scrubbed before it is cut, so no secret is stored cut in half."""
-    from .params import scrub_text
+    from .capture.params import scrub_text
 
     head = text[:4 * limit]
     return _bounded(scrub_text(head, redact), limit, len(text) - len(head))
@@ -227,7 +227,7 @@ class Run:
 
     def _start(self) -> None:
         """Write the run's start; raises (a ptb error) before the user's code runs, never after."""
-        from .params import prepare_parameters
+        from .capture.params import prepare_parameters
 
         if self.status != "new":
             raise ProvenanceError(f"run {self.id} was already entered: each call, block or cell needs its own "
@@ -268,7 +268,7 @@ class Run:
 
     def _capture(self) -> List[Any]:
         try:
-            from . import env
+            from .capture import env
 
             envs = list(env.capture(self._source_file, self._func))
         except Exception as exc:
@@ -333,7 +333,7 @@ class Run:
                 error = _error(exc, self._redact)
             recorded, proc_key = self._recorded, self._record.process
             if {k: id(v) for k, v in self.parameters.items()} != self._param_ids:
-                from .params import prepare_parameters
+                from .capture.params import prepare_parameters
 
                 recorded = prepare_parameters(self.parameters, redact=self._redact, exclude=self._exclude)
                 proc_key = process_key(self.description, recorded)
@@ -445,7 +445,7 @@ def provenance(volume: Any, description: str, *, motivation: Optional[str] = Non
     ``redact`` names) before they are stored, and notes are bounded to
     ``MAX_NOTE`` characters.
     """
-    from .params import parameters_from
+    from .capture.params import parameters_from
     from .runners import decorator
 
     targets = _targets(volume)
@@ -477,8 +477,8 @@ def _caller_sources(filename: str, redact: Sequence[str]) -> Tuple[Optional[str]
         return filename, []
     import linecache
 
-    from .env import SourceEnv
-    from .params import scrub_text
+    from .capture.env import SourceEnv
+    from .capture.params import scrub_text
 
     lines = linecache.getlines(filename)
     return None, ([SourceEnv("cell", scrub_text("".join(lines), redact), filename)] if lines else [])
@@ -493,7 +493,7 @@ def documented(volume: Any, description: str, *, parameters: Any = None, motivat
     of variables at the call site (``["mip", "thr"]`` or ``"mip, thr"``)
     whose values are taken as they are, so notebook users need not retype them.
     """
-    from .params import parameters_from
+    from .capture.params import parameters_from
 
     frame = sys._getframe(1)
     try:

@@ -4,7 +4,7 @@
 credentials from URLs; ``scrub_text`` removes every secret it can recognise
 from any text (parameters, reprs, diffs, sources, exception messages) while
 keeping the names, so a record stays readable. All are re-exported by
-``ptb.params``. Every regex here is bounded or possessive, so scrubbing is
+``ptb.capture.params``. Every regex here is bounded or possessive, so scrubbing is
 linear in the text's length.
 """
 from __future__ import annotations

@@ -189,8 +189,8 @@ def _volume_section(h: History) -> str:
 
 def to_html(lin: Lineage) -> str:
     """One self-contained page: summary, lineage picture, timeline and processes of each volume."""
-    from . import __version__
-    from .records import utcnow
+    from .. import __version__
+    from ..records import utcnow
 
     root = lin.volumes[lin.root]
     title = f"Provenance of {lin.root}"

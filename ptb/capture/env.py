@@ -26,8 +26,8 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .errors import MissingDependencyError, ProvenanceError
-from .records import content_hash
+from ..errors import MissingDependencyError, ProvenanceError
+from ..records import content_hash
 
 __all__ = ["CodeEnv", "PythonGithubEnv", "DockerEnv", "SourceEnv", "dockerimageID",
            "detect_docker", "installed_packages", "capture"]
@@ -221,7 +221,7 @@ class PythonGithubEnv(CodeEnv):
     Taken once, at construction: remote URL (credentials stripped), commit,
     branch, detached/shallow/dirty flags, the uncommitted diff against HEAD
     (staged and unstaged, bounded to 256 KiB, secrets scrubbed with
-    ``ptb.params.scrub_text``) and untracked names (bounded to 1000). ``git``
+    ``ptb.capture.params.scrub_text``) and untracked names (bounded to 1000). ``git``
     is ``"present"``, ``"absent"`` (no git binary: what the repository's files
     tell is still read), ``"no repository"`` or ``"error"``.
     """
@@ -390,7 +390,7 @@ def _unwrap(func: Any) -> Any:
 class SourceEnv(CodeEnv):
     """The source of a function or notebook cell, so code outside git is recorded too.
 
-    The stored ``source`` is bounded and scrubbed of secrets (``ptb.params.scrub_text``);
+    The stored ``source`` is bounded and scrubbed of secrets (``ptb.capture.params.scrub_text``);
     ``sha256`` is the hash of the real, whole source, so the code's identity is kept.
     """
 

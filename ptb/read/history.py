@@ -12,11 +12,11 @@ import dataclasses
 import warnings
 from typing import Any, Dict, Iterable, List, Optional
 
-from . import journal
-from .errors import CorruptProvenanceError, InvalidInputError
-from .records import LEGACY_FIELD_SEP, LEGACY_NOTE_SEP, Note, NoteType, ProcessRecord, RunRecord, content_hash, to_utc
-from .storage import Volume
-from .view import is_ptb_entry
+from ..errors import CorruptProvenanceError, InvalidInputError
+from ..records import LEGACY_FIELD_SEP, LEGACY_NOTE_SEP, Note, NoteType, ProcessRecord, RunRecord, content_hash, to_utc
+from ..store import journal
+from ..store.view import is_ptb_entry
+from ..store.volume import Volume
 
 
 @dataclasses.dataclass

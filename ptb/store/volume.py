@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
 
-from .errors import CorruptProvenanceError, InvalidInputError, VolumeUnavailableError
+from ..errors import CorruptProvenanceError, InvalidInputError, VolumeUnavailableError
 
 PROVENANCE = "provenance"
 TORN_READ_SECONDS = 1.0

@@ -1,6 +1,6 @@
 """``ptb diff``: two processes or runs side by side.
 
-Kept apart from ``ptb.report`` because it compares, where the report views
+Kept apart from ``ptb.read.report`` because it compares, where the report views
 read one record; it resolves ids and reads environments the way ``show`` does.
 """
 from __future__ import annotations
@@ -9,8 +9,8 @@ import datetime
 import difflib
 from typing import Any, Dict, Tuple
 
+from ..records import RunRecord
 from .history import History
-from .records import RunRecord
 from .report import ENV_TEXTS, compact, envs_of, resolve
 
 _KEY_ENV_FIELDS = ("file", "name", "commit hash", "branch", "dirty", "image name", "tag", "image ID", "sha256",

@@ -84,9 +84,9 @@ def flush(progress: bool = False) -> Tuple[int, int]:
     """
     from tqdm import tqdm
 
+    from ..records import record_from_json
     from . import journal, updater
-    from .records import record_from_json
-    from .storage import Volume
+    from .volume import Volume
 
     uploaded = remaining = 0
     root = spool_dir()
