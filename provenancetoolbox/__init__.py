@@ -9,7 +9,7 @@ this name; what is new is only in ``ptb``. Importing it warns once.
 # name `annotations` to a namespace that holds 0.1.x's names only (as 0.1.x's __init__ had none).
 import warnings as _warnings
 
-from ptb import __version__
+from ptb import __version__ as __version__
 
 from . import notebook as notebook
 from . import process as process

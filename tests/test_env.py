@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -421,6 +422,6 @@ def test_capture_does_not_import_pkg_resources(tmp_path):
         print("pkg_resources" in sys.modules)
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(ptbenv.__file__)))})
+                         env={**os.environ, "PYTHONPATH": str(Path(ptbenv.__file__).resolve().parents[2])})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
