@@ -17,7 +17,9 @@ import json as _json
 import typing as _typing
 
 import ptb as _ptb
-from ptb.capture import env as _env
+from ptb.capture import codeenv as _codeenv
+from ptb.capture import docker as _docker
+from ptb.capture import git as _git
 from ptb.capture import params as _params
 from ptb.errors import InvalidInputError as _InvalidInputError
 from ptb.store.volume import Volume as _Volume
@@ -58,11 +60,11 @@ class CodeEnv(_abc.ABC):
     def contents(self) -> str:
         """The file's JSON text."""
 
-    def _ptb_env(self) -> _env.CodeEnv:
+    def _ptb_env(self) -> _codeenv.CodeEnv:
         return _Foreign(self)
 
 
-class _Foreign(_env.CodeEnv):
+class _Foreign(_codeenv.CodeEnv):
     """An environment class written for 0.1.x, stored the ptb way (once, content-addressed)."""
 
     def __init__(self, legacy: _typing.Any):
@@ -79,11 +81,11 @@ class _Foreign(_env.CodeEnv):
         return data if isinstance(data, dict) else {"contents": data}
 
 
-def _ptb_env(env: _typing.Any) -> _env.CodeEnv:
+def _ptb_env(env: _typing.Any) -> _codeenv.CodeEnv:
     """The ptb environment that stores ``env``; 0.1.x took anything with a ``log()``."""
     if isinstance(env, CodeEnv):
         return env._ptb_env()
-    if isinstance(env, _env.CodeEnv) and callable(_inspect.getattr_static(type(env), "contents", None)):
+    if isinstance(env, _codeenv.CodeEnv) and callable(_inspect.getattr_static(type(env), "contents", None)):
         return env
     if callable(getattr(env, "log", None)):
         return _Foreign(env)
@@ -100,7 +102,7 @@ class PythonGithubEnv(CodeEnv):
 
     def __init__(self, codeptr: str):
         self.codeptr = codeptr
-        self._env = _env.PythonGithubEnv(codeptr)
+        self._env = _git.PythonGithubEnv(codeptr)
 
     @property
     def repo(self) -> _typing.Any:
@@ -137,13 +139,13 @@ class PythonGithubEnv(CodeEnv):
     def contents(self) -> str:
         return self._env.log()[1]
 
-    def _ptb_env(self) -> _env.CodeEnv:
+    def _ptb_env(self) -> _codeenv.CodeEnv:
         return self._env
 
 
 def repo_name_from_url(repo_url: str) -> str:
     """``https://host/lab/pipe.git`` and ``git@host:lab/pipe.git`` -> ``pipe``."""
-    return _env.repo_name_from_url(repo_url)
+    return _git.repo_name_from_url(repo_url)
 
 
 class DockerEnv(CodeEnv):
@@ -159,8 +161,8 @@ class DockerEnv(CodeEnv):
         self.imageID = imageID
         self.include_packages = include_packages
 
-    def _ptb_env(self) -> _env.CodeEnv:
-        return _env.DockerEnv(self.imagename, self.tag, self.imageID, self.include_packages)
+    def _ptb_env(self) -> _codeenv.CodeEnv:
+        return _docker.DockerEnv(self.imagename, self.tag, self.imageID, self.include_packages)
 
     @property
     def filename(self) -> str:
@@ -172,7 +174,7 @@ class DockerEnv(CodeEnv):
 
     @property
     def packagelist(self) -> list[tuple[str, str]]:
-        return _env.installed_packages()
+        return _codeenv.installed_packages()
 
 
 class Process:

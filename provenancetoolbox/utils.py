@@ -4,7 +4,7 @@ from __future__ import annotations
 import json as _json
 import typing as _typing
 
-from ptb.capture.env import dockerimageID as dockerimageID
+from ptb.capture.docker import dockerimageID as dockerimageID
 from ptb.store.volume import Volume as _Volume
 
 if _typing.TYPE_CHECKING:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .capture import params
-from .capture.env import DockerEnv, PythonGithubEnv, dockerimageID
+from .capture.docker import DockerEnv, dockerimageID
+from .capture.git import PythonGithubEnv
 from .errors import (
     CorruptProvenanceError,
     DuplicateProcessError,

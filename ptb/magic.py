@@ -77,8 +77,8 @@ def _compile(shell: Any, cell: str) -> Any:
 def prepare(shell: Any, line: str, cell: str) -> Tuple[Any, Any, Any]:
     """The run, and the cell's compiled code; ``InvalidInputError`` for a bad magic line."""
     from . import run as instrument
-    from .capture.env import SourceEnv
     from .capture.params import scrub_text
+    from .capture.source import SourceEnv
     from .store.volume import Volume
 
     try:

@@ -25,7 +25,7 @@ class Process:
     """
 
     def __init__(self, description: str, parameters: Any, *code_envs: Any):
-        from .capture.env import CodeEnv
+        from .capture.codeenv import CodeEnv
         from .capture.params import prepare_parameters
 
         if not isinstance(description, str) or not description.strip():

@@ -477,8 +477,8 @@ def _caller_sources(filename: str, redact: Sequence[str]) -> Tuple[Optional[str]
         return filename, []
     import linecache
 
-    from .capture.env import SourceEnv
     from .capture.params import scrub_text
+    from .capture.source import SourceEnv
 
     lines = linecache.getlines(filename)
     return None, ([SourceEnv("cell", scrub_text("".join(lines), redact), filename)] if lines else [])

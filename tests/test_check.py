@@ -8,7 +8,7 @@ import volumes
 from test_report import SOURCE, documented_volume
 
 import ptb
-from ptb.capture.env import DockerEnv
+from ptb.capture.docker import DockerEnv
 from ptb.read.check import CheckReport, check, check_history
 from ptb.read.history import history
 

@@ -14,17 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from ptb.capture import codeenv
+from ptb.capture import docker as ptbdocker
 from ptb.capture import env as ptbenv
-from ptb.capture.env import (
-    CodeEnv,
-    DockerEnv,
-    PythonGithubEnv,
-    SourceEnv,
-    capture,
-    detect_docker,
-    dockerimageID,
-    installed_packages,
-)
+from ptb.capture import git as ptbgit
+from ptb.capture.codeenv import CodeEnv, installed_packages
+from ptb.capture.docker import DockerEnv, detect_docker, dockerimageID
+from ptb.capture.env import capture
+from ptb.capture.git import PythonGithubEnv
+from ptb.capture.source import SourceEnv
 
 TOKEN_URL = "https://user:SECRETTOKEN@github.com/lab/pipe.git"
 CLEAN_URL = "https://github.com/lab/pipe.git"
@@ -57,7 +55,7 @@ def repo(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _fresh(monkeypatch):
-    for var in ptbenv.IMAGE_VARS + ptbenv.IMAGE_ID_VARS:
+    for var in ptbdocker.IMAGE_VARS + ptbdocker.IMAGE_ID_VARS:
         monkeypatch.delenv(var, raising=False)
     ptbenv._git_cache.clear()
     ptbenv._source_cache.clear()
@@ -134,12 +132,12 @@ def test_diff_of_a_tracked_config_file_is_scrubbed(repo):
 
 def test_diff_and_untracked_are_bounded(repo):
     (repo / "a.py").write_text("".join(f"line {i} " + "z" * 60 + "\n" for i in range(6000)))
-    for i in range(ptbenv.MAX_UNTRACKED + 5):
+    for i in range(ptbgit.MAX_UNTRACKED + 5):
         (repo / f"u{i:05d}.txt").write_text("")
     env = PythonGithubEnv(str(repo))
     head, marker = env.diff.rsplit("\n... [diff truncated: ", 1)
-    assert len(head.encode()) <= ptbenv.MAX_TEXT and re.fullmatch(r"\d+ bytes\]", marker)
-    assert len(env.untracked) == ptbenv.MAX_UNTRACKED and env.untracked_omitted == 5
+    assert len(head.encode()) <= codeenv.MAX_TEXT and re.fullmatch(r"\d+ bytes\]", marker)
+    assert len(env.untracked) == ptbgit.MAX_UNTRACKED and env.untracked_omitted == 5
 
 
 def test_detached_head(repo):
@@ -314,7 +312,7 @@ def test_source_env_unwraps_and_gives_up_cleanly():
 
 
 def test_source_is_bounded_but_hashed_whole():
-    source = "# " + "s" * (ptbenv.MAX_TEXT + 100)
+    source = "# " + "s" * (codeenv.MAX_TEXT + 100)
     contents = SourceEnv("big", source).contents()
     assert contents["source"].endswith("... [source truncated: 102 bytes]")
     assert contents["sha256"] == hashlib.sha256(source.encode()).hexdigest()

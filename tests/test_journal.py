@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 import ptb
-from ptb.capture.env import SourceEnv
+from ptb.capture.source import SourceEnv
 from ptb.errors import InvalidInputError, VolumeUnavailableError
 from ptb.records import Note, NoteType, utcnow
 from ptb.store import journal

@@ -14,7 +14,8 @@ import pytest
 import volumes
 
 import ptb
-from ptb.capture.env import DockerEnv, PythonGithubEnv
+from ptb.capture.docker import DockerEnv
+from ptb.capture.git import PythonGithubEnv
 from ptb.read import diff, report
 from ptb.read.history import history
 from ptb.records import Note, NoteType, RunRecord, new_id

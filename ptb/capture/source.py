@@ -1,0 +1,60 @@
+"""The source of a function or notebook cell, so code outside git is recorded too."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from .codeenv import CodeEnv, bounded_text
+
+__all__ = ["SourceEnv", "unwrap"]
+
+
+def unwrap(func: Any) -> Any:
+    target = getattr(func, "__func__", func)            # methods, classmethods, staticmethods
+    while isinstance(target, functools.partial):
+        target = target.func
+    try:
+        return inspect.unwrap(target)
+    except ValueError:
+        return target
+
+
+class SourceEnv(CodeEnv):
+    """The source of a function or notebook cell, so code outside git is recorded too.
+
+    The stored ``source`` is bounded and scrubbed of secrets (``ptb.capture.params.scrub_text``);
+    ``sha256`` is the hash of the real, whole source, so the code's identity is kept.
+    """
+
+    kind = "Source"
+
+    def __init__(self, name: str, source: str, filename: Optional[str] = None):
+        self.name = name
+        self.source = source
+        self.file = filename      # ``filename`` is the content-addressed property
+        self._stored: Optional[Tuple[str, Dict[str, str]]] = None
+
+    def contents(self) -> Dict[str, Any]:
+        if self._stored is None or self._stored[0] is not self.source:   # scrubbed once per source
+            from .redact import scrub_text
+
+            data = self.source.encode("utf-8", "replace")
+            self._stored = (self.source, {"source": scrub_text(bounded_text(data, len(data), "source")),
+                                          "sha256": hashlib.sha256(data).hexdigest()})
+        return {"CodeEnv type": self.kind, "name": self.name, "file": self.file, **self._stored[1]}
+
+    @classmethod
+    def from_callable(cls, func: Callable) -> Optional[SourceEnv]:
+        """The unwrapped function's source; ``None`` for builtins and code typed at a REPL."""
+        target = unwrap(func)
+        try:
+            source = inspect.getsource(target)
+            file = inspect.getsourcefile(target) or inspect.getfile(target)
+        except (OSError, TypeError):
+            return None
+        name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or repr(target)
+        module = getattr(target, "__module__", None)
+        return cls(f"{module}.{name}" if module else name, source, file)
+
