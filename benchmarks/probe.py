@@ -75,7 +75,7 @@ def call(args: Dict[str, Any]) -> Dict[str, Any]:
 
         decorate = getattr(ptb, "provenance", None)
         if decorate is None:
-            from ptb.run import provenance as decorate
+            from ptb.decorate import provenance as decorate
         documented = decorate("dst", "step", motivation="benchmark")(bare)
         finish: Callable[[], None] = ptb.store.updater.flush
         targets: Dict[str, Any] = paths
@@ -136,7 +136,7 @@ def seed_ptb(path: str, earlier: int) -> None:
     vol = Volume.resolve(path)
     start = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
     notes = [Note(start + datetime.timedelta(seconds=i), NoteType.GENERIC, f"earlier note {i}") for i in range(earlier)]
-    journal.append(vol, notes, spool_on_failure=False)
+    journal.append(vol, notes)
     ptb.sync(path)                       # packed into a segment; the view holds them all
 
 

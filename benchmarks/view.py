@@ -305,7 +305,7 @@ def seed_ptb_bulk(path: str, count: int) -> None:
     vol = Volume.resolve(path)
     start = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
     notes = [Note(start + datetime.timedelta(seconds=i), NoteType.GENERIC, f"earlier note {i}") for i in range(count)]
-    updater.update(vol, journal.append(vol, notes, spool_on_failure=False))
+    updater.update(vol, journal.append(vol, notes))
 
 
 def opentime(args: Dict[str, Any]) -> Dict[str, Any]:

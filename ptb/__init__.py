@@ -1,9 +1,11 @@
 """ptb, the provenance toolbox: document every processing step applied to a volume, inside the volume."""
 from __future__ import annotations
 
+from .block import documented
 from .capture import params
 from .capture.docker import DockerEnv, dockerimageID
 from .capture.git import PythonGithubEnv
+from .decorate import provenance
 from .errors import (
     CorruptProvenanceError,
     DuplicateProcessError,
@@ -20,9 +22,10 @@ from .read.check import CheckReport, check
 from .read.export import export
 from .read.history import History, history
 from .records import Note, NoteType, ProcessRecord, RunRecord
-from .run import RecordingWarning, Run, current_run, documented, provenance
-from .store.spool import SpoolWarning, flush
+from .run import RecordingWarning, Run, current_run
+from .store.spool import SpoolWarning
 from .store.updater import ViewWarning, sync
+from .store.writer import flush
 
 __version__ = "0.2.0"
 

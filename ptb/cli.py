@@ -277,8 +277,8 @@ def sync(path: str, as_json: bool) -> None:
 @_json_option
 def flush(no_progress: bool, as_json: bool) -> None:
     """Upload records spooled while a volume was unreachable. Exit status 1 if any remain."""
-    from .store.spool import flush as flush_spool
     from .store.spool import spool_dir
+    from .store.writer import flush as flush_spool
 
     uploaded, remaining = _quietly(flush_spool, progress=_progress(no_progress))
     if as_json:

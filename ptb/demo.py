@@ -10,8 +10,9 @@ import os
 import tempfile
 from typing import Optional
 
+from .decorate import provenance
 from .notes import addmotivation
-from .run import current_run, provenance
+from .run import current_run
 
 __all__ = ["run_demo"]
 

@@ -76,9 +76,9 @@ def _compile(shell: Any, cell: str) -> Any:
 
 def prepare(shell: Any, line: str, cell: str) -> Tuple[Any, Any, Any]:
     """The run, and the cell's compiled code; ``InvalidInputError`` for a bad magic line."""
-    from . import run as instrument
     from .capture.params import scrub_text
     from .capture.source import SourceEnv
+    from .run import Run, targets
     from .store.volume import Volume
 
     try:
@@ -91,14 +91,14 @@ def prepare(shell: Any, line: str, cell: str) -> Tuple[Any, Any, Any]:
     if missing:
         raise InvalidInputError(f"%%provenance -p: no notebook variable named {', '.join(map(repr, missing))}")
     parameters = {n: shell.user_ns[n] for n in names}
-    vols = [Volume.resolve(v) for v in instrument._targets(_volumes(shell, args.volume))]
+    vols = [Volume.resolve(v) for v in targets(_volumes(shell, args.volume))]
     body, last, filename = _compile(shell, cell)      # a syntax error fails here, before any run starts
     session = shell.user_ns.get("__session__") or shell.user_ns.get("__vsc_ipynb_file__")
     notebook = session if isinstance(session, str) else None
     redact = _names(args.redact)
     source = SourceEnv(f"cell-{os.path.basename(notebook)}" if notebook else "cell", scrub_text(cell, redact),
                        notebook or filename)       # secrets in the cell's text never reach the volume
-    run = instrument.Run(vols, args.description, parameters, motivation=args.motivation, result=args.result,
+    run = Run(vols, args.description, parameters, motivation=args.motivation, result=args.result,
                          redact=redact, exclude=_names(args.exclude), sources=[source])
     return run, body, last
 

@@ -12,7 +12,7 @@ from typing import Any, List, Optional, Union
 from .read.history import history
 from .records import Note, NoteType, Timestamp, to_utc, utcnow
 from .run import current_run
-from .store import journal, updater
+from .store import writer
 from .store.volume import Volume
 
 
@@ -28,7 +28,7 @@ def addnote(volume: Any, note_type: Union[NoteType, int, str], content: str,
         current = current_run()
         run = current.id if current is not None and vol.cloudpath in current.cloudpaths else None
     note = Note(to_utc(timestamp) if timestamp is not None else utcnow(), NoteType.parse(note_type), content, run=run)
-    updater.update(vol, journal.append(vol, [note]))
+    writer.write(vol, [note])
     return note
 
 

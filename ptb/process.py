@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Tuple
 from .errors import DuplicateProcessError, InvalidInputError
 from .read.history import history
 from .records import ProcessRecord, canonical_json, process_key, utcnow
-from .store import journal, updater
+from .store import writer
 from .store.volume import Volume
 
 
@@ -89,7 +89,7 @@ def logprocess(volume: Any, process: Process, duplicate: bool = False) -> Proces
             f"process {process.description!r} with these parameters is already logged on {vol.cloudpath}; "
             f"pass duplicate=True to log it again"
         )
-    envfiles = tuple(journal.write_env(vol, env) for env in process.code_envs)
+    envfiles = tuple(writer.write_env(vol, env) for env in process.code_envs)
     record = process.record(envfiles)
-    updater.update(vol, journal.append(vol, [record]))
+    writer.write(vol, [record])
     return record

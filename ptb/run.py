@@ -1,16 +1,20 @@
-"""Documenting runs: the ``@provenance`` decorator and the ``documented`` block.
+"""The engine: one documented run, from its start to its end.
 
-One engine serves both (and the ``%%provenance`` cell magic): every entry makes
-a fresh ``Run``, which writes its start (process, run ``running``, motivation)
-before the user's code runs and its end (final run, result note) after. A
-volume that cannot be read or written fails the entry with a ptb error, before
-anything ran; once the user's code has run, recording never replaces its
-result or exception: storage failures are spooled (``ptb flush``), anything
-else is a ``RecordingWarning``, and the run's end is journalled before its
-notes. Entry costs journal writes only; exit adds one bounded write of the
-``provenance`` view (``ptb.store.updater``), so the view holds the run when the
-call returns. Neither grows with the volume's history.
-The decorator's machinery (call kinds, drivers, pickling) is ``ptb.runners``.
+One engine serves the decorator (``decorate``), the block (``documented``)
+and the cell magic (``magic``): every entry makes a fresh ``Run``, which
+writes its start (process, run ``running``, motivation) before the user's
+code runs and its end (final run, result note) after. A volume that cannot be
+read or written fails the entry with a ptb error, before anything ran; once
+the user's code has run, recording never replaces its result or exception:
+storage failures are spooled (``ptb flush``), anything else is a
+``RecordingWarning``, and the run's end is journalled before its notes. Entry
+costs journal writes only; exit adds one bounded write of the ``provenance``
+view, so the view holds the run when the call returns. Neither grows with
+the volume's history. All writes go through ``ptb.store.writer``.
+
+Drivers (``runners``, the fronts) use the public protocol: ``start``,
+``activate``/``deactivate`` around the user's code, ``returned`` with its
+value, ``finish`` with its exception, and ``ending`` to say how it ended.
 """
 from __future__ import annotations
 
@@ -22,21 +26,18 @@ import os
 import socket
 import sys
 import time
-import traceback
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+from .capture.errortext import MAX_MESSAGE, MAX_NOTE, bounded, clean, error_of, type_name
 from .errors import InvalidInputError, ProvenanceError
 from .records import Note, NoteType, ProcessRecord, RunRecord, new_id, process_key, utcnow
-from .store import journal, updater
+from .store import writer
 from .store.view import Entry
 from .store.volume import Volume
 
-__all__ = ["Run", "RecordingWarning", "current_run", "documented", "provenance"]
+__all__ = ["Run", "RecordingWarning", "current_run", "recording_warning", "targets", "check_texts", "MAX_NOTE"]
 
-MAX_TRACEBACK = 16 * 1024
-MAX_MESSAGE = 4096
-MAX_NOTE = 16 * 1024        # characters of a note the run writes (result, motivation, run.note)
 _current: contextvars.ContextVar[Optional[Run]] = contextvars.ContextVar("ptb_current_run", default=None)
 _processes_written: Dict[Tuple[str, str], Entry] = {}  # (cloudpath, process key) -> as journalled by this OS process
 _INTERRUPTS: Tuple[type, ...] = (KeyboardInterrupt, SystemExit)
@@ -46,7 +47,8 @@ class RecordingWarning(UserWarning):
     """A run could not be recorded completely; the user's call was not affected."""
 
 
-def _warn(message: str) -> None:
+def recording_warning(message: str) -> None:
+    """Warn (``RecordingWarning``) about what could not be recorded; never raises, even when warnings are errors."""
     try:
         warnings.warn(message, RecordingWarning, stacklevel=3)
     except Exception:   # warnings turned into errors must still not break the user's call
@@ -92,55 +94,6 @@ def _seconds(duration: float) -> str:
     return f"{duration:.3g} s" if duration < 120 else f"{int(duration // 60)} min {duration % 60:.0f} s"
 
 
-def _type_name(exc: BaseException) -> str:
-    cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _bounded(text: str, limit: int, omitted: int = 0) -> str:
-    """``text`` cut to at most ``limit`` characters, saying how many were cut."""
-    if len(text) <= limit and not omitted:
-        return text
-    keep = max(limit - 40, 0)
-    return text[:keep] + f" ... [truncated {len(text) - keep + omitted} chars]"
-
-
-def _clean(text: str, redact: Iterable[str] = (), limit: int = MAX_NOTE) -> str:
-    """Secrets scrubbed, then bounded: scrubbed before it is cut, so no secret is stored cut in half."""
-    from .capture.params import scrub_text
-
-    head = text[:4 * limit]
-    return _bounded(scrub_text(head, redact), limit, len(text) - len(head))
-
-
-def _error(exc: BaseException, redact: Iterable[str] = ()) -> Dict[str, Any]:
-    """Type, message and traceback (its first line and last frames, bounded), secrets scrubbed."""
-    try:
-        message = str(exc)
-    except Exception:
-        message = "<unprintable>"
-    try:
-        return {"type": _type_name(exc), "message": _clean(message, redact, MAX_MESSAGE),
-                "traceback": _traceback(exc, redact)}
-    except Exception as err:        # never store an unscrubbed text, never lose the run's end
-        return {"type": _type_name(exc), "message": f"<not recorded: {err!r}>"[:MAX_MESSAGE], "traceback": ""}
-
-
-def _traceback(exc: BaseException, redact: Iterable[str]) -> str:
-    chunks = [_clean(c, redact, 2048).rstrip("\n") + "\n"
-              for c in traceback.format_exception(type(exc), exc, exc.__traceback__)]
-    text = "".join(chunks)
-    if len(text) > MAX_TRACEBACK:     # keep where it started (first frames) and where it failed (last ones)
-        head, tail = chunks[:4], []
-        budget = MAX_TRACEBACK - 100 - sum(map(len, head))
-        for chunk in reversed(chunks[4:]):
-            if len(chunk) > budget:
-                break
-            tail.append(chunk)
-            budget -= len(chunk)
-        omitted = f"  ... [{len(chunks) - len(head) - len(tail)} frames omitted] ...\n"
-        text = "".join(head) + omitted + "".join(reversed(tail))
-    return text
 
 
 class Run:
@@ -148,14 +101,16 @@ class Run:
 
     Used as a context manager. Inside it, ``note`` adds a note linked to the
     run, ``result`` sets the result note, and values added to ``parameters``
-    are recorded (the run's process is the one with all of them).
+    are recorded (the run's process is the one with all of them). Drivers that
+    cannot use ``with`` (coroutines, generators) call ``start``, ``activate``
+    and ``deactivate``, ``returned`` and ``finish`` themselves.
     """
 
     def __init__(self, volumes: Sequence[Volume], description: str, parameters: Optional[Dict[str, Any]] = None,
                  *, motivation: Optional[str] = None, result: Union[str, Callable[[Any], Any], None] = None,
                  redact: Sequence[str] = (), exclude: Sequence[str] = (), source_file: Optional[str] = None,
                  func: Optional[Callable] = None, sources: Sequence[Any] = ()):
-        _check(description, motivation, result)
+        check_texts(description, motivation, result)
         if not volumes:
             raise InvalidInputError(f"run {description!r} has no volume to log to")
         self.id = new_id()
@@ -171,7 +126,7 @@ class Run:
         self._source_file, self._func, self._sources = source_file, func, list(sources)
         self._results: List[Note] = []
         self._value_text: Optional[str] = None
-        self._ended_early: Optional[str] = None
+        self.ending: Optional[str] = None     # how it ended, for the default result note ("3 item(s)")
         self._parent_run: Optional[Run] = None
 
     def __repr__(self) -> str:
@@ -191,7 +146,7 @@ class Run:
             raise ProvenanceError("enter the run (`with ptb.documented(...) as run:`) before adding notes")
         note = Note(utcnow(), NoteType.parse(note_type), self._cut(text, "note"), run=self.id)
         for vol in self.volumes:
-            self._journalled[vol.cloudpath] += journal.append(vol, [note])
+            self._journalled[vol.cloudpath] += writer.append(vol, [note])
         return note
 
     def result(self, text: str) -> None:
@@ -200,32 +155,33 @@ class Run:
 
     def _cut(self, text: Any, what: str) -> Any:
         if isinstance(text, str) and len(text) > MAX_NOTE:
-            _warn(f"ptb: the {what} of run {self.id} ({self.description!r}) is {len(text)} characters; "
+            recording_warning(f"ptb: the {what} of run {self.id} ({self.description!r}) is {len(text)} characters; "
                   f"only the first {MAX_NOTE} are recorded (large outputs belong in the volume)")
-            return _bounded(text, MAX_NOTE)
+            return bounded(text, MAX_NOTE)
         return text
 
     # ------------------------------------------------------------ entry
     def __enter__(self) -> Run:
-        self._start()
-        self._token = self._activate()
+        self.start()
+        self._token = self.activate()
         return self
 
     def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
-        self._deactivate(self._token)
-        self._finish(exc)       # returns None: the exception, if any, propagates unchanged
+        self.deactivate(self._token)
+        self.finish(exc)       # returns None: the exception, if any, propagates unchanged
 
-    def _activate(self) -> contextvars.Token:
-        """Make this the current run (while its code runs); returns the token for ``_deactivate``."""
+    def activate(self) -> contextvars.Token:
+        """Make this the current run (while its code runs); returns the token for ``deactivate``."""
         return _current.set(self)
 
-    def _deactivate(self, token: contextvars.Token) -> None:
+    def deactivate(self, token: contextvars.Token) -> None:
+        """Stop being the current run (the user's code is suspended or done); ``token`` is ``activate``'s."""
         try:
             _current.reset(token)
         except ValueError:      # ended in another context (a generator closed elsewhere)
             _current.set(self._parent_run)
 
-    def _start(self) -> None:
+    def start(self) -> None:
         """Write the run's start; raises (a ptb error) before the user's code runs, never after."""
         from .capture.params import prepare_parameters
 
@@ -253,9 +209,9 @@ class Run:
         try:
             for vol in self.volumes:
                 for env in envs:
-                    journal.write_env(vol, env, spool_on_failure=False)
+                    writer.write_env(vol, env, spool_on_failure=False)
                 proc = self._new_process(vol, self._recorded)
-                written = journal.append(vol, [*proc, self._record, self._motivation], spool_on_failure=False)
+                written = writer.append(vol, [*proc, self._record, self._motivation], spool_on_failure=False)
                 started.append(vol)
                 self._journalled[vol.cloudpath] = written
                 self._process_written(vol, written)
@@ -272,7 +228,7 @@ class Run:
 
             envs = list(env.capture(self._source_file, self._func))
         except Exception as exc:
-            _warn(f"ptb could not capture the code environment of {self.description!r}: {exc!r}")
+            recording_warning(f"ptb could not capture the code environment of {self.description!r}: {exc!r}")
             envs = []
         return envs + self._sources
 
@@ -301,25 +257,26 @@ class Run:
             return
         try:
             final = dataclasses.replace(self._record, status="failed", ended=utcnow(), duration=0.0, error={
-                "type": _type_name(exc), "message": _clean(f"not started: {exc}", self._redact, MAX_MESSAGE),
+                "type": type_name(exc), "message": clean(f"not started: {exc}", self._redact, MAX_MESSAGE),
                 "traceback": ""})
             for vol in started:
-                updater.update(vol, self._published_with_end(vol, final.process) + journal.append(vol, [final]))
+                writer.write(vol, [final], with_entries=self._published_with_end(vol, final.process))
         except Exception as err:
-            _warn(f"ptb could not close run {self.id} that did not start: {err!r}")
+            recording_warning(f"ptb could not close run {self.id} that did not start: {err!r}")
 
     # ------------------------------------------------------------- exit
-    def _returned(self, value: Any) -> None:
+    def returned(self, value: Any) -> None:
         """Turn the return value into the result note with the user's callable; never raises."""
         if callable(self._result):
             try:
-                self._value_text = _clean(str(self._result(value)), self._redact)
+                self._value_text = clean(str(self._result(value)), self._redact)
             except Exception as exc:
-                _warn(f"ptb: the result callable of {self.description!r} raised {exc!r}; "
+                recording_warning(f"ptb: the result callable of {self.description!r} raised {exc!r}; "
                       f"the default result note is recorded instead")
 
-    def _finish(self, exc: Optional[BaseException] = None) -> None:
-        """Write the run's end. Never raises: the user's result or exception comes first."""
+    def finish(self, exc: Optional[BaseException] = None) -> None:
+        """Write the run's end (``exc``: what the user's code raised). Never raises: the user's result or
+        exception comes first."""
         if self.status != "running":
             return
         try:
@@ -330,7 +287,7 @@ class Run:
                 self.status, error = "succeeded", None
             else:
                 self.status = "interrupted" if isinstance(exc, _INTERRUPTS) or _cancelled(exc) else "failed"
-                error = _error(exc, self._redact)
+                error = error_of(exc, self._redact)
             recorded, proc_key = self._recorded, self._record.process
             if {k: id(v) for k, v in self.parameters.items()} != self._param_ids:
                 from .capture.params import prepare_parameters
@@ -341,30 +298,30 @@ class Run:
                                         resources=resources, error=error, process=proc_key)
         except Exception as err:
             self.status = "unrecorded"
-            _warn(f"ptb could not record the end of run {self.id} ({self.description!r}): {err!r}")
+            recording_warning(f"ptb could not record the end of run {self.id} ({self.description!r}): {err!r}")
             return
         try:
             notes = self._result_notes(ended, duration, error)
         except Exception as err:        # the run's end is still recorded, without its result note
             notes = []
-            _warn(f"ptb could not record the result note of run {self.id} ({self.description!r}): {err!r}")
+            recording_warning(f"ptb could not record the result note of run {self.id} ({self.description!r}): {err!r}")
         for vol in self.volumes:
             proc = self._new_process(vol, recorded) if proc_key != self._record.process else []
             journalled: List[Entry] = []
             try:                          # in order, the run's end first; a storage failure spools the rest
-                journalled = journal.append(vol, [*proc, final, *notes])
+                journalled = writer.append(vol, [*proc, final, *notes])
             except InvalidInputError as err:  # a record over the size bound: keep the run's end at least
-                _warn(f"ptb could not record all of the end of run {self.id} on {vol.cloudpath}: {err}")
+                recording_warning(f"ptb could not record all of the end of run {self.id} on {vol.cloudpath}: {err}")
                 try:
-                    journalled = journal.append(vol, [final])
+                    journalled = writer.append(vol, [final])
                 except Exception as again:
-                    _warn(f"ptb could not record the end of run {self.id} on {vol.cloudpath}: {again!r}")
+                    recording_warning(f"ptb could not record the end of run {self.id} on {vol.cloudpath}: {again!r}")
             except Exception as err:
-                _warn(f"ptb could not record the end of run {self.id} on {vol.cloudpath}: {err!r}")
+                recording_warning(f"ptb could not record the end of run {self.id} on {vol.cloudpath}: {err!r}")
             if not any(record is final for _, record in journalled):
                 continue                  # spooled: `ptb flush` publishes it with the rest
             self._process_written(vol, journalled)
-            updater.update(vol, self._published_with_end(vol, proc_key) + journalled)
+            writer.publish(vol, self._published_with_end(vol, proc_key) + journalled)
 
     def _resources(self) -> Dict[str, Any]:
         """CPU time of this OS process (all its threads) during the run; its RSS now and its peak RSS so far."""
@@ -378,7 +335,7 @@ class Run:
     def _result_notes(self, ended: Any, duration: float, error: Optional[Dict[str, Any]]) -> List[Note]:
         took = _seconds(duration)
         if error is not None:
-            message = _bounded(error["message"], 500)       # already scrubbed
+            message = bounded(error["message"], 500)       # already scrubbed
             text = f"{self.status} after {took}: {error['type']}" + (f": {message}" if message else "")
             return [*self._clean_results(), Note(ended, NoteType.RESULT, text, run=self.id)]
         if self._results:
@@ -386,17 +343,18 @@ class Run:
         if self._value_text is not None:
             text = self._value_text
         elif isinstance(self._result, str):
-            text = _clean(self._result, self._redact)
+            text = clean(self._result, self._redact)
         else:
-            text = f"succeeded in {took}" + (f" ({self._ended_early})" if self._ended_early else "")
+            text = f"succeeded in {took}" + (f" ({self.ending})" if self.ending else "")
         return [Note(ended, NoteType.RESULT, text, run=self.id)]
 
     def _clean_results(self) -> List[Note]:
-        return [dataclasses.replace(n, content=_clean(n.content, self._redact)) if isinstance(n.content, str) else n
+        return [dataclasses.replace(n, content=clean(n.content, self._redact)) if isinstance(n.content, str) else n
                 for n in self._results]
 
 
-def _check(description: Any, motivation: Any, result: Any) -> None:
+def check_texts(description: Any, motivation: Any, result: Any) -> None:
+    """Refuse (``InvalidInputError``) a description, motivation or result a run cannot record."""
     if not isinstance(description, str) or not description.strip():
         raise InvalidInputError("a documented run needs a description (a non-empty str)")
     if motivation is not None and not isinstance(motivation, str):
@@ -410,101 +368,9 @@ def _cancelled(exc: BaseException) -> bool:
     return asyncio is not None and isinstance(exc, asyncio.CancelledError)
 
 
-# ------------------------------------------------------------------ the decorator
-def _targets(volume: Any) -> List[Any]:
+def targets(volume: Any) -> List[Any]:
+    """``volume`` as a non-empty list of targets (a CloudVolume, a cloudpath, a parameter name, or a list)."""
     items = list(volume) if isinstance(volume, (list, tuple)) else [volume]
     if not items:
         raise InvalidInputError("no volume given: pass a CloudVolume, a cloudpath, a list of them or a parameter name")
     return items
-
-
-def provenance(volume: Any, description: str, *, motivation: Optional[str] = None,
-               result: Union[str, Callable[[Any], Any], None] = None, parameters: Any = None,
-               exclude: Sequence[str] = (), redact: Sequence[str] = (), secrets: Any = None) -> Callable:
-    """Document every call of the decorated function as a run on ``volume``.
-
-    Args:
-        volume: A CloudVolume, a cloudpath, a list of them, or the name of one
-            of the function's parameters that holds one (or a list).
-        description: What the function does; with the parameters, it names the process.
-        motivation: Why (the motivation note); a default names the description.
-        result: The result note's text, or a callable applied to the return value.
-        parameters: Extra values recorded with the call's own (dict, namespace, ConfigParser, dataclass).
-        exclude: Parameter names left out. redact: more names whose values are secret.
-        secrets: CloudFiles secrets for cloudpaths.
-
-    Works on functions, methods, class- and staticmethods, coroutine functions
-    (the run ends after the ``await``), generators and async generators (the
-    run ends when they are exhausted or closed); see ``ptb.runners``. For
-    async code, the run's start (environment capture, a few small writes)
-    runs synchronously in the event loop on first await. The decorated
-    function pickles by reference, as a plain function does, so it can be
-    sent to process pools; cloudpickle (Dask, joblib, Ray) sends one it
-    cannot import by value, with its decoration. Exception messages,
-    tracebacks and the result note are scrubbed of secrets (and of the
-    ``redact`` names) before they are stored, and notes are bounded to
-    ``MAX_NOTE`` characters.
-    """
-    from .capture.params import parameters_from
-    from .runners import decorator
-
-    targets = _targets(volume)
-    parameters_from(parameters)           # an unusable container fails now, not at the first call
-    _check(description, motivation, result)
-
-    def new_run(vols: List[Volume], raw: Dict[str, Any], source_file: Optional[str], func: Callable) -> Run:
-        return Run(vols, description, raw, motivation=motivation, result=result, redact=redact, exclude=exclude,
-                   source_file=source_file, func=func)
-
-    remake = functools.partial(provenance, volume, description, motivation=motivation, result=result,
-                               parameters=parameters, exclude=exclude, redact=redact, secrets=secrets)
-    return decorator(targets, new_run, parameters=parameters, secrets=secrets, remake=remake)
-
-
-# ------------------------------------------------------------- the context manager
-def _from_caller(names: Union[str, Sequence[str]], frame: Any) -> Dict[str, Any]:
-    wanted = names.replace(",", " ").split() if isinstance(names, str) else list(names)
-    missing = [n for n in wanted if n not in frame.f_locals and n not in frame.f_globals]
-    if missing:
-        raise InvalidInputError(f"parameters {', '.join(map(repr, missing))} name no variable where "
-                                f"ptb.documented was called; give their values in a dict instead")
-    return {n: frame.f_locals[n] if n in frame.f_locals else frame.f_globals[n] for n in wanted}
-
-
-def _caller_sources(filename: str, redact: Sequence[str]) -> Tuple[Optional[str], List[Any]]:
-    """The source file to find the git checkout from, and the cell's source (scrubbed) when there is no file."""
-    if os.path.isfile(filename):
-        return filename, []
-    import linecache
-
-    from .capture.params import scrub_text
-    from .capture.source import SourceEnv
-
-    lines = linecache.getlines(filename)
-    return None, ([SourceEnv("cell", scrub_text("".join(lines), redact), filename)] if lines else [])
-
-
-def documented(volume: Any, description: str, *, parameters: Any = None, motivation: Optional[str] = None,
-               result: Optional[str] = None, exclude: Sequence[str] = (), redact: Sequence[str] = (),
-               secrets: Any = None) -> Run:
-    """A block documented as a run: ``with ptb.documented(vol, "what") as run: ...``.
-
-    ``parameters`` is a dict (or namespace, ConfigParser, dataclass), or names
-    of variables at the call site (``["mip", "thr"]`` or ``"mip, thr"``)
-    whose values are taken as they are, so notebook users need not retype them.
-    """
-    from .capture.params import parameters_from
-
-    frame = sys._getframe(1)
-    try:
-        is_names = isinstance(parameters, str) or (
-            isinstance(parameters, (list, tuple)) and all(isinstance(p, str) for p in parameters))
-        raw = _from_caller(parameters, frame) if is_names else parameters_from(parameters)
-        source_file, sources = _caller_sources(frame.f_code.co_filename, redact)
-    finally:
-        del frame
-    if result is not None and not isinstance(result, str):
-        raise InvalidInputError("documented(result=...) is the result note's text; use run.result(text) inside")
-    vols = [Volume.resolve(t, secrets) for t in _targets(volume)]
-    return Run(vols, description, raw, motivation=motivation, result=result, redact=redact, exclude=exclude,
-               source_file=source_file, sources=sources)

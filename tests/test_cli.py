@@ -373,7 +373,7 @@ def test_log_of_a_worker_killed_mid_run(console_script, tmp_path):
     volumes.make_volume(path)
     worker = textwrap.dedent(f"""
         import os, signal
-        from ptb.run import documented
+        from ptb.block import documented
         with documented({path!r}, "segment slab 3", parameters={{"slab": 3}}):
             os.kill(os.getpid(), signal.SIGKILL)
     """)

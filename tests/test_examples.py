@@ -11,9 +11,9 @@ import pytest
 
 import ptb
 import ptb.testing
+from ptb.decorate import provenance
 from ptb.demo import run_demo
 from ptb.records import NoteType
-from ptb.run import provenance
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

@@ -36,7 +36,8 @@ from ptb.store.updater import ViewWarning
 try:
     from ptb import documented, provenance
 except ImportError:     # until ptb/__init__.py exports them
-    from ptb.run import documented, provenance
+    from ptb.block import documented
+    from ptb.decorate import provenance
 
 WORKERS = Path(__file__).with_name("workers.py")
 CORRUPT = b'{"processing": [{"task": "half-written by a tool that crashed'

@@ -22,9 +22,11 @@ from cloudvolume import CloudVolume
 
 import ptb
 import ptb.testing
+from ptb.block import documented
+from ptb.decorate import provenance
 from ptb.errors import CorruptProvenanceError, InvalidInputError, ProvenanceError, VolumeUnavailableError
 from ptb.records import NoteType, RunRecord
-from ptb.run import RecordingWarning, current_run, documented, provenance
+from ptb.run import RecordingWarning, current_run
 from ptb.store import updater
 from ptb.store.spool import SpoolWarning
 
@@ -484,7 +486,7 @@ def test_an_edit_between_two_calls_records_two_different_diffs(tmp_path, vol):
     git(repo, "init", "-q")
     git(repo, "remote", "add", "origin", "https://bob:s3cr3t-token@github.com/lab/pipeline.git")
     module = repo / "steps_under_git.py"
-    module.write_text("import ptb\n\n\n@ptb.run.provenance('dst', 'segment')\n"
+    module.write_text("import ptb\n\n\n@ptb.decorate.provenance('dst', 'segment')\n"
                       "def segment(dst, threshold=0.3):\n    return threshold\n")
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "first")

@@ -11,8 +11,10 @@ import pytest
 from cloudvolume import CloudVolume
 
 import ptb
+from ptb.block import documented
+from ptb.decorate import provenance
 from ptb.records import NoteType
-from ptb.run import current_run, documented, provenance
+from ptb.run import current_run
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from cloudvolume import CloudVolume
 
 import ptb
-from ptb.run import provenance
+from ptb.decorate import provenance
 
 VOLUMES: dict = {}
 

@@ -10,7 +10,7 @@ import ptb
 from ptb.capture.source import SourceEnv
 from ptb.errors import InvalidInputError, VolumeUnavailableError
 from ptb.records import Note, NoteType, utcnow
-from ptb.store import journal
+from ptb.store import journal, writer
 from ptb.store.spool import SpoolWarning, pending
 from ptb.store.volume import Volume
 
@@ -92,7 +92,7 @@ def test_a_failed_write_is_spooled_and_flushed_later(tmp_path, spool_dir):
     blocker = break_journal_dir(tmp_path)
     written = notes(3)
     with pytest.warns(SpoolWarning, match="ptb flush"):
-        journal.append(vol, written)
+        writer.append(vol, written)
     assert pending() == [(vol.cloudpath, 3)]
     with pytest.warns(SpoolWarning, match="still not writable"):
         assert ptb.flush() == (0, 3)
@@ -109,7 +109,7 @@ def test_without_spooling_a_failed_write_raises_a_clear_error(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(VolumeUnavailableError, match="cannot write to file://"):
-            journal.append(vol, notes(1), spool_on_failure=False)
+            writer.append(vol, notes(1), spool_on_failure=False)
 
 
 def test_env_files_are_content_addressed_and_written_once(cloudpath):
@@ -152,7 +152,7 @@ def test_spooled_keys_survive_names_with_double_underscores(tmp_path, spool_dir)
     blocker.write_text("not a directory")
     env = SourceEnv("__main__.my__step", "def my__step(): pass")
     with pytest.warns(SpoolWarning):
-        key = journal.write_env(vol, env)
+        key = writer.write_env(vol, env)
     assert "__main__" in key
     blocker.unlink()
     assert ptb.flush() == (1, 0)

@@ -76,7 +76,7 @@ def test_a_failing_cell_is_recorded_and_raises_its_own_exception(shell, vol):
 
 
 def test_notes_and_nested_runs_inside_a_cell(shell, vol):
-    shell.user_ns["step"] = ptb.run.provenance("dst", "inner step")(lambda dst: 1)
+    shell.user_ns["step"] = ptb.decorate.provenance("dst", "inner step")(lambda dst: 1)
     result = run_cell(shell, '%%provenance {path} "outer cell"\n'
                              'import ptb\nptb.run.current_run().note("looked fine")\nstep(path)\n')
     assert result.success
@@ -127,8 +127,8 @@ def test_load_ext_ptb(shell, vol):
 
 
 def test_documented_in_a_cell_records_the_cells_source(shell, vol):
-    cell = ('import ptb.run\n'
-            'with ptb.run.documented(path, "block in a cell", parameters=["mip"]) as run:\n'
+    cell = ('import ptb.block\n'
+            'with ptb.block.documented(path, "block in a cell", parameters=["mip"]) as run:\n'
             '    pass\n')
     assert run_cell(shell, cell).success
     hist = ptb.history(vol)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import ptb
-from ptb.runners import Wrapper
+from ptb.wrapper import Wrapper
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE = '''

@@ -67,7 +67,7 @@ def _documented():
 
     if hasattr(ptb, "documented"):
         return ptb.documented
-    from ptb.run import documented
+    from ptb.block import documented
 
     return documented
 

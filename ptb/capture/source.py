@@ -11,9 +11,11 @@ from .codeenv import CodeEnv, bounded_text
 __all__ = ["SourceEnv", "unwrap"]
 
 
-def unwrap(func: Any) -> Any:
+def unwrap(func: Any, *, partials: bool = True) -> Any:
+    """The function whose code runs: through methods, class- and staticmethods, ``__wrapped__`` chains
+    and (when ``partials``) ``functools.partial``; a partial's own signature is what binds a call to it."""
     target = getattr(func, "__func__", func)            # methods, classmethods, staticmethods
-    while isinstance(target, functools.partial):
+    while partials and isinstance(target, functools.partial):
         target = target.func
     try:
         return inspect.unwrap(target)

@@ -16,8 +16,7 @@ import warnings
 from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
 
 from ..errors import InvalidInputError, VolumeUnavailableError
-from ..records import Record, envelope, new_id, record_from_json, rid_age_seconds
-from . import spool
+from ..records import Record, canonical_json, envelope, new_id, record_from_json, rid_age_seconds
 from .volume import Volume
 
 JOURNAL = "ptb/journal/"
@@ -32,21 +31,25 @@ class RecordWarning(UserWarning):
     """A journal object could not be read as a ptb record and was skipped."""
 
 
-def compact(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+class PartialWrite(VolumeUnavailableError):
+    """A storage failure stopped ``append``: ``written`` are journalled, ``unwritten`` (key -> object) are not."""
+
+    def __init__(self, message: str, written: List[Tuple[str, Record]], unwritten: Dict[str, Any]):
+        super().__init__(message)
+        self.written, self.unwritten = written, unwritten
 
 
-def append(vol: Volume, records: Sequence[Record], *, spool_on_failure: bool = True) -> List[Tuple[str, Record]]:
-    """Journal ``records``, one object each; returns (rid, record) for those now in the journal.
+def append(vol: Volume, records: Sequence[Record]) -> List[Tuple[str, Record]]:
+    """Journal ``records``, one object each, in order; returns (rid, record) for each.
 
     A record over ``MAX_RECORD_BYTES`` is refused before anything is written.
-    A storage failure spools what was not written (with a warning) when
-    ``spool_on_failure``; otherwise it raises ``VolumeUnavailableError``.
+    A storage failure raises ``PartialWrite``, which says what was written and
+    what was not (``ptb.store.writer`` spools that part).
     """
     pending: Dict[str, Tuple[Dict[str, Any], str, Record]] = {}
     for record in records:
         env = envelope(record)
-        text = compact(env)
+        text = canonical_json(env)
         size = len(text.encode("utf-8"))
         if size > MAX_RECORD_BYTES:
             raise InvalidInputError(
@@ -62,9 +65,7 @@ def append(vol: Volume, records: Sequence[Record], *, spool_on_failure: bool = T
     except Exception as exc:
         done = {rid for rid, _ in written}
         rest = {key: env for key, (env, _, _) in pending.items() if env["rid"] not in done}
-        if not spool_on_failure:
-            raise VolumeUnavailableError(f"cannot write to {vol.cloudpath}: {exc}") from exc
-        spool.spool(vol.cloudpath, rest, reason=f"{type(exc).__name__}: {exc}")
+        raise PartialWrite(f"cannot write to {vol.cloudpath}: {exc}", written, rest) from exc
     return written
 
 
@@ -172,7 +173,7 @@ def _pack(vol: Volume, min_age: float = 0.0) -> List[Dict[str, Any]]:
         packed_keys.append(key)
         packed.append(env)
     segment = {"v": 1, "records": [envs[rid] for rid in sorted(envs)]}
-    vol.put_json(f"{SEGMENTS}{new_id()}.json", compact(segment))
+    vol.put_json(f"{SEGMENTS}{new_id()}.json", canonical_json(segment))
     vol.delete(packed_keys + merged_keys)
     return packed
 
@@ -204,18 +205,18 @@ def maybe_pack(vol: Volume, chance: float = 0.05, threshold: int = 256,
 _envs_written: Set[Tuple[str, str]] = set()
 
 
-def write_env(vol: Volume, env: Any, *, spool_on_failure: bool = True) -> str:
-    """Store a code environment once, content-addressed; returns its volume-relative path."""
+def write_env(vol: Volume, env: Any) -> str:
+    """Store a code environment once, content-addressed; returns its volume-relative path.
+
+    A storage failure raises ``PartialWrite`` with the environment unwritten.
+    """
     key = env.filename
     if (vol.cloudpath, key) in _envs_written:
         return key
     try:
         vol.put_json_if_absent(key, env.contents())
     except Exception as exc:
-        if not spool_on_failure:
-            raise VolumeUnavailableError(f"cannot write {key} to {vol.cloudpath}: {exc}") from exc
-        spool.spool(vol.cloudpath, {key: env.contents()}, reason=f"{type(exc).__name__}: {exc}")
-        return key
+        raise PartialWrite(f"cannot write {key} to {vol.cloudpath}: {exc}", [], {key: env.contents()}) from exc
     _envs_written.add((vol.cloudpath, key))
     return key
 

@@ -2,7 +2,9 @@
 
 Once a user's code has run, losing its record is as bad as crashing it. So a
 failed write lands here instead, with a warning that says where, and
-``ptb flush`` (or ``ptb.flush()``) uploads it when the volume is back.
+``ptb flush`` (or ``ptb.flush()``) uploads it when the volume is back. This
+module only keeps files: it knows no journal; ``ptb.store.writer`` spools and
+replays.
 """
 from __future__ import annotations
 
@@ -76,50 +78,27 @@ def _is_object(path: Path) -> bool:
     return path.name != VOLUME_FILE and not path.name.startswith(".")
 
 
-def flush(progress: bool = False) -> Tuple[int, int]:
-    """Upload everything spooled; returns (uploaded, still spooled).
-
-    A volume that is still unreachable keeps its records for the next flush.
-    Cloudpaths that use a CloudFiles alias need the alias registered first.
-    """
-    from tqdm import tqdm
-
-    from ..records import record_from_json
-    from . import journal, updater
-    from .volume import Volume
-
-    uploaded = remaining = 0
+def volumes() -> List[Tuple[str, Path]]:
+    """(cloudpath, directory) of every volume with a spool directory, in a stable order."""
     root = spool_dir()
     directories = [d for d in sorted(root.iterdir()) if (d / VOLUME_FILE).is_file()] if root.is_dir() else []
-    for directory in directories:
-        cloudpath = json.loads((directory / VOLUME_FILE).read_text())["cloudpath"]
-        vol = Volume.resolve(cloudpath)
-        files = sorted(p for p in directory.iterdir() if _is_object(p))
-        records = []
-        for done, path in enumerate(tqdm(files, desc=f"Flushing {cloudpath}", disable=not progress)):
-            key = unquote(path.name)
-            obj = json.loads(path.read_text(encoding="utf-8"))
-            try:
-                if key.startswith(journal.ENV):
-                    vol.put_json_if_absent(key, obj)
-                else:
-                    vol.put_json(key, journal.compact(obj))
-            except Exception as exc:
-                remaining += len(files) - done
-                warnings.warn(f"{cloudpath} is still not writable ({exc}); records stay in {directory}",
-                              SpoolWarning, stacklevel=2)
-                break
-            if key.startswith(journal.JOURNAL):
-                records.append((obj["rid"], record_from_json(obj)))
-            path.unlink()
-            uploaded += 1
-        else:
-            (directory / VOLUME_FILE).unlink()
-            try:
-                directory.rmdir()
-            except OSError:
-                pass
-        if records:     # with what their writer journalled before the volume went away (a run's start)
-            updater.update(vol, records)
-            updater.heal_now(vol)
-    return uploaded, remaining
+    return [(json.loads((d / VOLUME_FILE).read_text())["cloudpath"], d) for d in directories]
+
+
+def objects(directory: Path) -> List[Path]:
+    """The spooled objects of one volume, oldest key first (journal keys sort in the order they were written)."""
+    return sorted(p for p in directory.iterdir() if _is_object(p))
+
+
+def load(path: Path) -> Tuple[str, Any]:
+    """(volume-relative key, JSON value) of one spooled object."""
+    return unquote(path.name), json.loads(path.read_text(encoding="utf-8"))
+
+
+def release(directory: Path) -> None:
+    """Forget a volume whose every object was uploaded."""
+    (directory / VOLUME_FILE).unlink()
+    try:
+        directory.rmdir()
+    except OSError:
+        pass

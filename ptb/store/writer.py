@@ -1,0 +1,106 @@
+"""The one writer: journal records, tell the view, spool what could not be written, replay it later.
+
+Every site that writes records (a run's start, notes and end, the 0.1.x
+``addnote`` and ``logprocess``, ``ptb flush``) goes through here, so the rule
+"journalled, then published in the ``provenance`` view, else spooled" is
+written once. The journal (``journal``) and the view (``updater``) know
+nothing of the spool; the spool (``spool``) knows nothing of either.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, List, Sequence, Tuple
+
+from ..errors import VolumeUnavailableError
+from ..records import Record, canonical_json, record_from_json
+from . import journal, spool, updater
+from .view import Entry
+from .volume import Volume
+
+__all__ = ["append", "publish", "write", "write_env", "flush"]
+
+
+def _reason(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc
+    return f"{type(cause).__name__}: {cause}"
+
+
+def append(vol: Volume, records: Sequence[Record], *, spool_on_failure: bool = True) -> List[Entry]:
+    """Journal ``records`` in order; returns (rid, record) for those now in the journal.
+
+    A record over the size bound raises ``InvalidInputError`` before anything
+    is written. A storage failure spools what was not written (with a
+    ``SpoolWarning``) when ``spool_on_failure``; otherwise it raises
+    ``VolumeUnavailableError``. The view is not told: see ``write``.
+    """
+    try:
+        return journal.append(vol, records)
+    except journal.PartialWrite as exc:
+        if not spool_on_failure:
+            raise VolumeUnavailableError(str(exc)) from exc.__cause__
+        spool.spool(vol.cloudpath, exc.unwritten, reason=_reason(exc))
+        return exc.written
+
+
+def publish(vol: Volume, entries: Sequence[Entry]) -> bool:
+    """Tell the ``provenance`` view about journalled entries (a bounded wait, then the background)."""
+    return updater.update(vol, entries)
+
+
+def write(vol: Volume, records: Sequence[Record], *, with_entries: Sequence[Entry] = ()) -> List[Entry]:
+    """Journal ``records`` (spooling on failure) and publish them, with ``with_entries`` journalled before."""
+    written = append(vol, records)
+    publish(vol, [*with_entries, *written])
+    return written
+
+
+def write_env(vol: Volume, env: Any, *, spool_on_failure: bool = True) -> str:
+    """Store a code environment once, content-addressed; returns its volume-relative path.
+
+    On a storage failure it is spooled when ``spool_on_failure``; otherwise
+    ``VolumeUnavailableError`` is raised.
+    """
+    try:
+        return journal.write_env(vol, env)
+    except journal.PartialWrite as exc:
+        if not spool_on_failure:
+            raise VolumeUnavailableError(str(exc)) from exc.__cause__
+        spool.spool(vol.cloudpath, exc.unwritten, reason=_reason(exc))
+        return env.filename
+
+
+def flush(progress: bool = False) -> Tuple[int, int]:
+    """Upload everything spooled; returns (uploaded, still spooled).
+
+    A volume that is still unreachable keeps its records for the next flush.
+    Cloudpaths that use a CloudFiles alias need the alias registered first.
+    """
+    from tqdm import tqdm
+
+    uploaded = remaining = 0
+    for cloudpath, directory in spool.volumes():
+        vol = Volume.resolve(cloudpath)
+        files = spool.objects(directory)
+        records = []
+        for done, path in enumerate(tqdm(files, desc=f"Flushing {cloudpath}", disable=not progress)):
+            key, obj = spool.load(path)
+            try:
+                if key.startswith(journal.ENV):
+                    vol.put_json_if_absent(key, obj)
+                else:
+                    vol.put_json(key, canonical_json(obj))
+            except Exception as exc:
+                remaining += len(files) - done
+                warnings.warn(f"{cloudpath} is still not writable ({exc}); records stay in {directory}",
+                              spool.SpoolWarning, stacklevel=2)
+                break
+            if key.startswith(journal.JOURNAL):
+                records.append((obj["rid"], record_from_json(obj)))
+            path.unlink()
+            uploaded += 1
+        else:
+            spool.release(directory)
+        if records:     # with what their writer journalled before the volume went away (a run's start)
+            publish(vol, records)
+            updater.heal_now(vol)
+    return uploaded, remaining
