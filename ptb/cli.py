@@ -19,7 +19,8 @@ from typing import Any, Callable, List, Optional
 import click
 
 from .errors import InvalidInputError, ProvenanceError
-from .read import report
+from .read import fmt, timeline
+from .read import show as show_view
 from .read.diff import diff as compare
 from .read.diff import render_diff
 
@@ -103,7 +104,7 @@ def _history(path: str, progress: bool = False) -> Any:
     from .read.history import history
 
     h = _quietly(history, path, progress=progress)
-    if not h.provenance and not h.processes and not h.notes and not h.runs:
+    if h.empty:
         raise Failure(f"nothing is recorded at {path}: it has no provenance file and no ptb journal "
                       f"(is the path right?)")
     return h
@@ -122,7 +123,7 @@ def main() -> None:
 @click.argument("path", type=VOLUME)
 @click.option("--failures", is_flag=True, help="Only failed, interrupted and never-finished runs, and their notes.")
 @click.option("--since", metavar="WHEN", help="Only entries since WHEN: 30min, 2h, 3d, 1w, or an ISO date (UTC).")
-@click.option("--type", "types", multiple=True, type=click.Choice(report.TYPES, case_sensitive=False),
+@click.option("--type", "types", multiple=True, type=click.Choice(fmt.TYPES, case_sensitive=False),
               help="Only entries of this type (repeatable).")
 @click.option("-n", "--limit", type=click.IntRange(min=0), help="Only the newest N entries.")
 @_json_option
@@ -131,15 +132,15 @@ def log(path: str, failures: bool, since: Optional[str], types: List[str], limit
         as_json: bool, no_progress: bool) -> None:
     """The history of a volume: processes, runs and notes, newest last."""
     try:
-        since_time = report.parse_since(since) if since else None
+        since_time = fmt.parse_since(since) if since else None
     except InvalidInputError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
     h = _history(path, _progress(no_progress))
-    rows = report.select(report.timeline(h), failures=failures, since=since_time, types=types, limit=limit)
+    rows = timeline.select(timeline.timeline(h), failures=failures, since=since_time, types=types, limit=limit)
     if as_json:
-        _echo_json(report.log_json(h, rows))
+        _echo_json(timeline.log_json(h, rows))
     else:
-        click.echo(report.render_log(h, rows, style=_style))
+        click.echo(timeline.render_log(h, rows, style=_style))
 
 
 @main.command()
@@ -148,8 +149,8 @@ def log(path: str, failures: bool, since: Optional[str], types: List[str], limit
 @_json_option
 def show(path: str, ident: str, as_json: bool) -> None:
     """One process or run in full, with its code environment. ID may be a unique prefix."""
-    view = report.show(_history(path), ident)
-    _echo_json(view) if as_json else click.echo(report.render_show(view))
+    view = show_view.show(_history(path), ident)
+    _echo_json(view) if as_json else click.echo(show_view.render_show(view))
 
 
 @main.command()
@@ -242,7 +243,7 @@ def note(path: str, motivation: Optional[str], result: Optional[str], generic: O
     if as_json:
         _echo_json({"volume": path, "note": added.to_json()})
     else:
-        click.echo(f"added a {kind.lower()} note to {path} at {report.fmt_time(added.timestamp)} (id {added.id})")
+        click.echo(f"added a {kind.lower()} note to {path} at {fmt.fmt_time(added.timestamp)} (id {added.id})")
 
 
 @main.command()
@@ -250,23 +251,15 @@ def note(path: str, motivation: Optional[str], result: Optional[str], generic: O
 @_json_option
 def sync(path: str, as_json: bool) -> None:
     """Pack the journal and rebuild the provenance file exactly from it."""
-    from .store.journal import JOURNAL
-    from .store.updater import sync as sync_view
-    from .store.view import counts
-    from .store.volume import Volume
+    from .store.updater import sync_summary
 
-    vol = Volume.resolve(path)
-    before = len(_quietly(vol.list, JOURNAL))
-    rebuilt = _quietly(sync_view, vol)
-    packed = before - len(vol.list(JOURNAL))
-    done = {"volume": vol.cloudpath, "packed": max(packed, 0), **counts(rebuilt),
-            "sources": len(rebuilt.get("sources") or []), "owners": len(rebuilt.get("owners") or [])}
+    done = _quietly(sync_summary, path)
     if as_json:
         _echo_json(done)
         return
     click.echo(f"packed {done['packed']} journal record(s) into a segment" if done["packed"]
                else "the journal was already packed")
-    click.echo(f"rebuilt {vol.cloudpath}/provenance: {done['processes']} process(es), {done['runs']} run(s), "
+    click.echo(f"rebuilt {done['volume']}/provenance: {done['processes']} process(es), {done['runs']} run(s), "
                f"{done['notes']} note(s); kept {done['other_entries']} other processing entr"
                f"{'y' if done['other_entries'] == 1 else 'ies'}, {done['sources']} source(s), "
                f"{done['owners']} owner(s)")

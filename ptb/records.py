@@ -121,6 +121,12 @@ class NoteType(enum.Enum):
 
 LEGACY_FIELD_SEP = ";"
 LEGACY_NOTE_SEP = " \n "
+SECTION = "ptb"            # the key of ptb's own part of the `provenance` file and of its processing entries
+
+
+def is_ptb_entry(entry: Any) -> bool:
+    """Whether a `processing` entry of the `provenance` file is one ptb wrote (not 0.1.x's, not another tool's)."""
+    return isinstance(entry, dict) and isinstance(entry.get(SECTION), dict)
 
 
 @dataclasses.dataclass(frozen=True)

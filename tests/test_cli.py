@@ -212,7 +212,7 @@ def test_export_every_format(volume, request, tmp_path):
     result = ptb_cli("export", path, "-f", "html", "-o", out)
     assert result.exit_code == 0 and result.stdout == "" and f"wrote html of {path}" in result.stderr
     page = parse_html(out.read_text(encoding="utf-8"))
-    assert len(page.rows) == len(ptb.read.report.timeline(history(path)))
+    assert len(page.rows) == len(ptb.read.timeline.timeline(history(path)))
 
 
 def test_export_upstream(tmp_path):

@@ -14,9 +14,10 @@ from test_report import SOURCE, documented_volume
 
 import ptb
 from ptb.errors import MissingDependencyError
-from ptb.read import report
-from ptb.read.export import FORMATS, export, lineage
+from ptb.read import timeline
+from ptb.read.export import FORMATS, export
 from ptb.read.history import history
+from ptb.read.lineage import lineage
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -195,7 +196,7 @@ def test_html_is_valid_self_contained_and_shows_the_timeline(ptb_volume):
     text = export(path, "html")
     page = parse_html(text)
     h = history(path)
-    rows = report.timeline(h)
+    rows = timeline.timeline(h)
     assert len(page.rows) == len(rows)
     assert [r["cells"]["text"].split("\n")[0] for r in page.rows] == [r.text.split("\n")[0] for r in rows]
     failed = next(r for r in page.rows if "status-failed" in r["class"])
@@ -222,7 +223,7 @@ def test_html_of_legacy_and_foreign_volumes(tmp_path):
 def test_html_on_every_protocol(cloudpath):
     documented_volume(cloudpath)
     page = parse_html(export(cloudpath, "html"))
-    assert len(page.rows) == len(report.timeline(history(cloudpath)))
+    assert len(page.rows) == len(timeline.timeline(history(cloudpath)))
 
 
 # -------------------------------------------------------------------- upstream

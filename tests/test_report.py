@@ -16,7 +16,7 @@ import volumes
 import ptb
 from ptb.capture.docker import DockerEnv
 from ptb.capture.git import PythonGithubEnv
-from ptb.read import diff, report
+from ptb.read import diff, fmt, show, timeline
 from ptb.read.history import history
 from ptb.records import Note, NoteType, RunRecord, new_id
 from ptb.store import journal, updater
@@ -85,36 +85,36 @@ def ptb_volume(tmp_path):
     (12.0, "12 s"), (59.4, "59 s"), (59.6, "1 min"), (180, "3 min"), (90, "1.5 min"), (5400, "1.5 h"),
     (3 * 86400, "3 d"), (None, "-")])
 def test_durations_read_like_a_human_wrote_them(seconds, text):
-    assert report.fmt_duration(seconds) == text
+    assert fmt.fmt_duration(seconds) == text
 
 
 def test_times_are_utc_iso():
     tz = datetime.timezone(datetime.timedelta(hours=2))
-    assert report.fmt_time(datetime.datetime(2024, 5, 1, 14, 0, 5, 999, tzinfo=tz)) == "2024-05-01T12:00:05Z"
-    assert report.fmt_time(None) == "-"
+    assert fmt.fmt_time(datetime.datetime(2024, 5, 1, 14, 0, 5, 999, tzinfo=tz)) == "2024-05-01T12:00:05Z"
+    assert fmt.fmt_time(None) == "-"
 
 
 def test_since_takes_durations_and_iso_dates_naive_meaning_utc():
     now = datetime.datetime(2024, 5, 10, tzinfo=datetime.timezone.utc)
-    assert report.parse_since("2h", now) == now - datetime.timedelta(hours=2)
-    assert report.parse_since("30min", now) == now - datetime.timedelta(minutes=30)
-    assert report.parse_since("1w", now) == now - datetime.timedelta(days=7)
-    assert report.parse_since("2024-05-01") == datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc)
-    assert report.parse_since("2024-05-01T14:00+02:00") == T0
+    assert fmt.parse_since("2h", now) == now - datetime.timedelta(hours=2)
+    assert fmt.parse_since("30min", now) == now - datetime.timedelta(minutes=30)
+    assert fmt.parse_since("1w", now) == now - datetime.timedelta(days=7)
+    assert fmt.parse_since("2024-05-01") == datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc)
+    assert fmt.parse_since("2024-05-01T14:00+02:00") == T0
     with pytest.raises(ptb.InvalidInputError, match="neither a duration"):
-        report.parse_since("yesterday")
+        fmt.parse_since("yesterday")
 
 
 def test_foreign_dates_are_read_leniently():
-    assert report.parse_time("2022-08-01 10:00 UTC") == datetime.datetime(2022, 8, 1, 10, tzinfo=datetime.timezone.utc)
-    assert report.parse_time("whenever") is None
-    assert report.parse_time(None) is None
+    assert fmt.parse_time("2022-08-01 10:00 UTC") == datetime.datetime(2022, 8, 1, 10, tzinfo=datetime.timezone.utc)
+    assert fmt.parse_time("whenever") is None
+    assert fmt.parse_time(None) is None
 
 
 # -------------------------------------------------------------------- timeline
 def test_timeline_of_a_ptb_volume_newest_last(ptb_volume):
     path, process, ids = ptb_volume
-    rows = report.timeline(history(path))
+    rows = timeline.timeline(history(path))
     times = [r.time for r in rows]
     assert None not in times and times == sorted(times)
     assert [r.id for r in rows if r.kind == "run"] == ids
@@ -132,7 +132,7 @@ def test_timeline_of_a_ptb_volume_newest_last(ptb_volume):
 def test_rendered_log_says_what_happened(ptb_volume):
     path, process, ids = ptb_volume
     h = history(path)
-    text = report.render_log(h, report.timeline(h))
+    text = timeline.render_log(h, timeline.timeline(h))
     assert text.splitlines()[0] == path
     assert f"sources: {SOURCE}" in text
     assert "1 process, 3 runs (1 failed, 1 never finished), 6 notes, 0 foreign entries" in text
@@ -140,56 +140,56 @@ def test_rendered_log_says_what_happened(ptb_volume):
     assert "failed after 3.2 min" in text and "ValueError: mip 7 does not exist" in text
     assert "never finished (worker died?)" in text
     assert "2024-05-01T12:00:00Z" in text
-    plen, rlen = report.id_lengths(h)
+    plen, rlen = timeline.id_lengths(h)
     assert process.key[:plen] in text and all(i[:rlen] in text for i in ids)
 
 
 def test_filters(ptb_volume):
     path, process, ids = ptb_volume
-    rows = report.timeline(history(path))
-    failures = report.select(rows, failures=True)
+    rows = timeline.timeline(history(path))
+    failures = timeline.select(rows, failures=True)
     assert {r.id for r in failures if r.kind == "run"} == {ids[1], ids[2]}
     assert all(r.run in (ids[1], ids[2]) for r in failures if r.kind == "note")
-    assert [r.kind for r in report.select(rows, types=["process"])] == ["process"]
-    motivations = report.select(rows, types=["motivation"])
+    assert [r.kind for r in timeline.select(rows, types=["process"])] == ["process"]
+    motivations = timeline.select(rows, types=["motivation"])
     assert len(motivations) == 4 and all(r.note_type == "MOTIVATION" for r in motivations)
-    since = report.select(rows, since=T0 + datetime.timedelta(minutes=15))
+    since = timeline.select(rows, since=T0 + datetime.timedelta(minutes=15))
     assert since and all(r.time >= T0 + datetime.timedelta(minutes=15) for r in since)
-    assert report.select(rows, limit=2) == rows[-2:]
-    assert report.select(rows, limit=0) == []
+    assert timeline.select(rows, limit=2) == rows[-2:]
+    assert timeline.select(rows, limit=0) == []
     with pytest.raises(ptb.InvalidInputError, match="unknown type"):
-        report.select(rows, types=["bogus"])
+        timeline.select(rows, types=["bogus"])
 
 
 def test_timeline_of_a_legacy_volume(legacy_volume):
     h = history(legacy_volume)
-    rows = report.timeline(h)
+    rows = timeline.timeline(h)
     assert rows[0].kind == "process" and rows[0].time is None and rows[0].origin == "0.1.x"
     notes = [r for r in rows if r.kind == "note"]
     assert [n.text for n in notes] == [text for _, _, text in volumes.LEGACY_NOTES]
     assert all(n.origin == "0.1.x" and n.time is not None for n in notes)
-    text = report.render_log(h, rows)
+    text = timeline.render_log(h, rows)
     assert "(undated)" in text and "watershed segmentation (mip=1, threshold=0.3)  [0.1.x]" in text
     assert "threshold; chosen by eye  [0.1.x]" in text
 
 
 def test_timeline_of_foreign_entries(foreign_volume):
     h = history(foreign_volume)
-    foreign = [r for r in report.timeline(h) if r.kind == "foreign"]
+    foreign = [r for r in timeline.timeline(h) if r.kind == "foreign"]
     igneous = next(r for r in foreign if r.user == "alice@lab.org")
     assert igneous.text == "DownsampleTask (mip=0, num_mips=2)"
     assert igneous.time == datetime.datetime(2022, 8, 1, 10, tzinfo=datetime.timezone.utc)
     assert igneous.entry == volumes.IGNEOUS_ENTRY
     hand = next(r for r in foreign if r.user == "bob")
     assert "hand-fixed slab 3" in hand.text and hand.time is None
-    text = report.render_log(h, report.timeline(h))
+    text = timeline.render_log(h, timeline.timeline(h))
     assert "owners:  alice@lab.org" in text and "DownsampleTask (mip=0, num_mips=2) by alice@lab.org" in text
 
 
 def test_log_json_has_stable_keys(ptb_volume):
     path, _, _ = ptb_volume
     h = history(path)
-    data = json.loads(json.dumps(report.log_json(h, report.timeline(h))))
+    data = json.loads(json.dumps(timeline.log_json(h, timeline.timeline(h))))
     assert set(data) == {"volume", "sources", "owners", "problems", "rows"}
     keys = {frozenset(row) for row in data["rows"]}
     assert len(keys) == 1
@@ -201,37 +201,37 @@ def test_log_json_has_stable_keys(ptb_volume):
 def test_short_ids_tell_records_apart_and_resolve_back(ptb_volume):
     path, process, ids = ptb_volume
     h = history(path)
-    plen, rlen = report.id_lengths(h)
+    plen, rlen = timeline.id_lengths(h)
     assert plen >= 8 and rlen >= 8
-    assert report.resolve(h, process.key[:plen]) == h.process(process.key)
-    assert report.resolve(h, process.id) == h.process(process.key)   # the record id works too, whole:
+    assert show.resolve(h, process.key[:plen]) == h.process(process.key)
+    assert show.resolve(h, process.id) == h.process(process.key)   # the record id works too, whole:
     with pytest.raises(ptb.InvalidInputError, match="no process or run"):   # time-ordered like run ids,
-        report.resolve(h, process.id[:20])                                 # it would shadow their prefixes
+        show.resolve(h, process.id[:20])                                 # it would shadow their prefixes
     for rid in ids:
-        assert report.resolve(h, rid[:rlen]).id == rid
+        assert show.resolve(h, rid[:rlen]).id == rid
     with pytest.raises(ptb.InvalidInputError, match="ambiguous"):
-        report.resolve(h, ids[0][:4])
+        show.resolve(h, ids[0][:4])
     with pytest.raises(ptb.InvalidInputError, match="no process or run"):
-        report.resolve(h, "zzzz")
+        show.resolve(h, "zzzz")
 
 
 def test_short_length():
-    assert report.short_length(["aaaaaaaaaa1", "aaaaaaaaaa2"]) == 11
-    assert report.short_length(["12345678xx"], among=["12345678xy", "99"]) == 10
-    assert report.short_length([]) == 8
+    assert timeline.short_length(["aaaaaaaaaa1", "aaaaaaaaaa2"]) == 11
+    assert timeline.short_length(["12345678xx"], among=["12345678xy", "99"]) == 10
+    assert timeline.short_length([]) == 8
 
 
 def test_show_a_process_with_its_environment_and_runs(tmp_path, git_repo):
     path = f"file://{tmp_path / 'vol'}"
     process, ids = documented_volume(path, repo=git_repo)
     h = history(path)
-    view = report.show(h, process.key[:10])
+    view = show.show(h, process.key[:10])
     assert view["kind"] == "process" and view["run"] is None
     assert view["process"]["parameters"] == {"mip": 2, "simplification": 40}
     assert [r["id"] for r in view["runs"]] == ids
     assert len(view["envs"]) == 2 and all(isinstance(v, dict) for v in view["envs"].values())
     json.dumps(view)
-    text = report.render_show(view)
+    text = show.render_show(view)
     commit = git(git_repo, "rev-parse", "HEAD")
     assert f"commit hash: {commit}" in text and "image ID: sha256:aaa" in text
     assert "SECRETTOKEN" not in text and "https://github.com/lab/pipeline.git" in text
@@ -241,10 +241,10 @@ def test_show_a_process_with_its_environment_and_runs(tmp_path, git_repo):
 
 def test_show_a_failed_run_in_full(ptb_volume):
     path, process, ids = ptb_volume
-    view = report.show(history(path), ids[1])
+    view = show.show(history(path), ids[1])
     assert view["kind"] == "run" and view["run"]["status"] == "failed"
     assert [n["content"] for n in view["notes"]] == ["run 1: meshes for round 3", "run 1 failed"]
-    text = report.render_show(view)
+    text = show.render_show(view)
     assert f"run {ids[1]}" in text and "failed after 3.2 min" in text
     assert "ValueError: mip 7 does not exist" in text and 'File "mesh.py", line 3' in text
     assert "who:         alice@node1 (pid 1001)" in text and "cpu_time=1.1" in text
@@ -253,10 +253,10 @@ def test_show_a_failed_run_in_full(ptb_volume):
 
 def test_show_a_legacy_process_with_root_env_files(legacy_volume):
     h = history(legacy_volume)
-    view = report.show(h, "legacy-")
+    view = show.show(h, "legacy-")
     assert view["process"]["origin"] == "0.1.x"
     assert set(view["envs"]) == {volumes.LEGACY_ENV_FILE, volumes.LEGACY_DOCKER_FILE}
-    text = report.render_show(view)
+    text = show.render_show(view)
     assert "commit hash: 0123456789abcdef0123456789abcdef01234567" in text
     assert "numpy==1.22.0" in text and "image name: lab/segmenter" in text and "[0.1.x]" in text
     assert "runs: none recorded" in text
@@ -266,7 +266,7 @@ def test_show_says_when_an_env_file_is_missing(tmp_path):
     path = f"file://{tmp_path / 'vol'}"
     process, _ = documented_volume(path, runs=False)
     (tmp_path / "vol" / process.code_envfiles[0]).unlink()
-    text = report.render_show(report.show(history(path), process.key))
+    text = show.render_show(show.show(history(path), process.key))
     assert "(missing on the volume)" in text
 
 

@@ -59,7 +59,7 @@ def _process_problems(h: History, process: ProcessRecord) -> List[str]:
 def check_history(h: History) -> CheckReport:
     """Judge an already-read history (what ``export`` uses for its HTML page)."""
     problems = list(h.problems)
-    if not h.provenance and not h.processes and not h.notes and not h.runs:
+    if h.empty:
         problems.append("no provenance recorded: no `provenance` file and an empty journal")
         return CheckReport(h.cloudpath, problems)
     if not [s for s in h.sources if isinstance(s, str) and s.strip()]:

@@ -10,8 +10,9 @@ import difflib
 from typing import Any, Dict, Tuple
 
 from ..records import RunRecord
+from .fmt import compact
 from .history import History
-from .report import ENV_TEXTS, compact, envs_of, resolve
+from .show import ENV_TEXTS, envs_of, resolve
 
 _KEY_ENV_FIELDS = ("file", "name", "commit hash", "branch", "dirty", "image name", "tag", "image ID", "sha256",
                    "packages", "diff", "source")

@@ -10,108 +10,17 @@ the lineage across layers.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections import deque
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import InvalidInputError, MissingDependencyError, ProvenanceError
+from ..errors import InvalidInputError, MissingDependencyError
 from ..records import RunRecord, content_hash
-from ..store.volume import Volume
-from . import report
-from .history import History, history
+from . import fmt, timeline
+from .lineage import Lineage, lineage, source_key
 from .page import cut, process_summary, to_html
 
 FORMATS = ("prov-json", "prov-n", "dot", "html")
 NAMESPACE = "urn:provenance-toolbox:"
-
-
-
-# -------------------------------------------------------------------- lineage
-@dataclasses.dataclass
-class Lineage:
-    """The volumes read (root first), the sources not read (with why), and source -> volume edges."""
-
-    root: str
-    volumes: Dict[str, History]
-    external: Dict[str, str]
-    edges: List[Tuple[str, str]]
-
-    def depths(self) -> Dict[str, int]:
-        """Each node's layer: its longest distance from the root along source edges, cycles broken."""
-        sources_of: Dict[str, List[str]] = {}
-        for src, dst in dict.fromkeys(self.edges):
-            sources_of.setdefault(dst, []).append(src)
-        back: Set[Tuple[str, str]] = set()
-        order: List[str] = []
-        state = {self.root: 1}
-        stack: List[Tuple[str, Iterator[str]]] = [(self.root, iter(sources_of.get(self.root, ())))]
-        while stack:     # depth-first: an edge to a node still on the stack closes a cycle
-            node, pending = stack[-1]
-            nxt = next(pending, None)
-            if nxt is None:
-                state[node] = 2
-                order.append(node)
-                stack.pop()
-            elif state.get(nxt) == 1:
-                back.add((nxt, node))
-            elif nxt not in state:
-                state[nxt] = 1
-                stack.append((nxt, iter(sources_of.get(nxt, ()))))
-        depth = {self.root: 0}
-        for node in reversed(order):      # reverse post-order: every target before its sources
-            for src in sources_of.get(node, ()):
-                if (src, node) not in back:
-                    depth[src] = max(depth.get(src, 0), depth[node] + 1)
-        return depth
-
-
-def source_key(source: Any) -> str:
-    """A source as a node name: cloudpaths normalised as ``Volume`` does, anything else as text."""
-    text = str(source).strip()
-    if "://" in text:
-        try:
-            return Volume.resolve(text).cloudpath
-        except InvalidInputError:
-            pass
-    return text
-
-
-def lineage(volume: Any, upstream: bool = False, *, secrets: Any = None, progress: bool = False) -> Lineage:
-    """Read ``volume`` and, with ``upstream``, every source that is a volume with provenance, recursively."""
-    from tqdm import tqdm
-
-    root = history(volume, secrets)
-    lin = Lineage(root.cloudpath, {root.cloudpath: root}, {}, [])
-    queue = deque([root])
-    with tqdm(total=1, desc="Reading lineage", unit="volume", disable=not progress) as bar:
-        bar.update(1)
-        while queue:
-            h = queue.popleft()
-            for key in dict.fromkeys(source_key(s) for s in h.sources if str(s).strip()):
-                lin.edges.append((key, h.cloudpath))
-                if key in lin.volumes or key in lin.external:
-                    continue
-                if not upstream:
-                    lin.external[key] = "source"
-                    continue
-                if "://" not in key:
-                    lin.external[key] = "not a cloudpath"
-                    continue
-                bar.total += 1
-                bar.refresh()
-                try:
-                    upper = history(key, secrets)
-                except ProvenanceError as exc:
-                    lin.external[key] = f"unreadable: {exc}"
-                else:
-                    if upper.provenance or upper.processes or upper.notes or upper.runs:
-                        lin.volumes[key] = upper
-                        queue.append(upper)
-                    else:
-                        lin.external[key] = "no provenance found"
-                bar.update(1)
-    return lin
 
 
 # ----------------------------------------------------------------------- PROV
@@ -166,7 +75,7 @@ def to_prov(lin: Lineage) -> Any:
             plan = node("entity", f"ptb:process-{p.key}", {
                 "prov:type": model.PROV["Plan"], "prov:label": p.description, "ptb:key": p.key,
                 "ptb:parameters": json.dumps(p.parameters, sort_keys=True, ensure_ascii=False),
-                "ptb:origin": report.origin_of(p)})
+                "ptb:origin": fmt.origin_of(p)})
             code = []
             for path in p.code_envfiles:
                 found = h.envs.get(path)
@@ -181,7 +90,7 @@ def to_prov(lin: Lineage) -> Any:
                 attrs: Dict[str, Any] = {"prov:label": p.description}
                 if run is not None:
                     attrs.update({"ptb:status": run.status, "ptb:duration": run.duration, "ptb:host": run.host,
-                                  "ptb:pid": run.pid, "ptb:error": report.error_text(run.error)})
+                                  "ptb:pid": run.pid, "ptb:error": fmt.error_text(run.error)})
                 node("activity", ident, attrs, run.started if run else None, run.ended if run else None)
                 if run is not None and run.user:
                     doc.wasAssociatedWith(ident, person(run.user), plan)
@@ -195,7 +104,7 @@ def to_prov(lin: Lineage) -> Any:
                 if run is not None and run.parent in runs:
                     doc.wasInformedBy(ident, runs[run.parent])
         for index, entry in enumerate(h.foreign):
-            row = report._foreign_row(index, entry)
+            row = timeline._foreign_row(index, entry)
             ident = node("activity", f"ptb:foreign-{content_hash([cloudpath, index], 12)}", {
                 "prov:label": row.text, "ptb:entry": json.dumps(entry, sort_keys=True, default=str)}, row.time, None)
             if row.user:
@@ -228,7 +137,7 @@ def to_dot(lin: Lineage) -> str:
         return ids[key]
 
     for cloudpath, h in lin.volumes.items():
-        node("v:" + cloudpath, f"{cloudpath}\n{report.summary_line(h)}",
+        node("v:" + cloudpath, f"{cloudpath}\n{timeline.summary_line(h)}",
              'shape=ellipse, style=filled, fillcolor="#FFFC87"')
     for key, reason in lin.external.items():
         node("v:" + key, f"{key}\n({cut(reason, 60)})" if reason != "source" else key,
@@ -244,7 +153,7 @@ def to_dot(lin: Lineage) -> str:
                 agent = node("a:" + user, user, 'shape=house, style=filled, fillcolor="#FED37F"')
                 lines.append(f"  {agent} -> {pid} [label=\"ran\", style=dashed];")
         for index, entry in enumerate(h.foreign):
-            row = report._foreign_row(index, entry)
+            row = timeline._foreign_row(index, entry)
             fid = node(f"f:{cloudpath}:{index}", row.text, 'shape=box, style="filled,dashed", fillcolor="#DCE3FE"')
             lines.append(f"  {fid} -> {ids['v:' + cloudpath]} [label=\"generated\"];")
             if row.user:

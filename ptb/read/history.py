@@ -13,9 +13,18 @@ import warnings
 from typing import Any, Dict, Iterable, List, Optional
 
 from ..errors import CorruptProvenanceError, InvalidInputError
-from ..records import LEGACY_FIELD_SEP, LEGACY_NOTE_SEP, Note, NoteType, ProcessRecord, RunRecord, content_hash, to_utc
+from ..records import (
+    LEGACY_FIELD_SEP,
+    LEGACY_NOTE_SEP,
+    Note,
+    NoteType,
+    ProcessRecord,
+    RunRecord,
+    content_hash,
+    is_ptb_entry,
+    to_utc,
+)
 from ..store import journal
-from ..store.view import is_ptb_entry
 from ..store.volume import Volume
 
 
@@ -40,6 +49,11 @@ class History:
     @property
     def owners(self) -> List[str]:
         return list(self.provenance.get("owners") or [])
+
+    @property
+    def empty(self) -> bool:
+        """Nothing is recorded: no ``provenance`` file, and no process, run or note (a mistyped path?)."""
+        return not self.provenance and not self.processes and not self.notes and not self.runs
 
     def process(self, key_or_id: str) -> Optional[ProcessRecord]:
         return next((p for p in self.processes if key_or_id in (p.key, p.id)), None)

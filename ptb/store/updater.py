@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 from ..errors import CorruptProvenanceError, VolumeUnavailableError
 from ..records import rid_age_seconds
 from . import journal, publish
-from .view import Entry
+from .view import Entry, counts
 from .volume import Volume
 
 WAIT_SECONDS = 5.0          # the most a call waits for its view write before leaving it to the thread
@@ -250,6 +250,16 @@ def sync(volume: Any) -> Dict[str, Any]:
                                      f"journal (is the path right?)")
     journal.pack(vol)
     return publish.rebuild(vol)
+
+
+def sync_summary(volume: Any) -> Dict[str, Any]:
+    """``sync``, and what it did: journal records packed, and what the rebuilt view holds (``ptb sync``)."""
+    vol = Volume.resolve(volume)
+    before = len(vol.list(journal.JOURNAL))
+    rebuilt = sync(vol)
+    packed = before - len(vol.list(journal.JOURNAL))
+    return {"volume": vol.cloudpath, "packed": max(packed, 0), **counts(rebuilt),
+            "sources": len(rebuilt.get("sources") or []), "owners": len(rebuilt.get("owners") or [])}
 
 
 atexit.register(_shutdown)

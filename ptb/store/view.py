@@ -27,10 +27,9 @@ import bisect
 import copy
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ..records import Note, ProcessRecord, Record, RunRecord
+from ..records import SECTION, Note, ProcessRecord, Record, RunRecord, is_ptb_entry
 
 FORMAT = 2
-SECTION = "ptb"
 NOTES_KEPT = 50
 INCLUDED_KEPT = 2048
 _ERROR_CHARS = 300
@@ -41,10 +40,6 @@ Entry = Tuple[str, Record]      # (journal rid, record)
 
 def empty_provenance() -> Dict[str, Any]:
     return {"description": "", "sources": [], "owners": [], "processing": []}
-
-
-def is_ptb_entry(entry: Any) -> bool:
-    return isinstance(entry, dict) and isinstance(entry.get(SECTION), dict)
 
 
 def pointer(cloudpath: str) -> str:

@@ -1,0 +1,135 @@
+"""One process or run of a ``History`` in full (``ptb show``), with its code environments."""
+from __future__ import annotations
+
+import json
+import textwrap
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from ..errors import InvalidInputError
+from ..records import ProcessRecord, RunRecord, to_utc
+from .fmt import compact, error_text, fmt_time, origin_of, params_summary, run_state, who
+from .history import History
+
+
+def resolve(history: History, ident: str) -> Union[ProcessRecord, RunRecord]:
+    """The process (by key or id) or run (by id) that ``ident`` names, or a unique prefix of it."""
+    ident = ident.strip()
+    candidates: Dict[str, Union[ProcessRecord, RunRecord]] = {}
+    names: List[Tuple[str, str, bool]] = []      # (name, target, may be abbreviated)
+    for p in history.processes:
+        # record ids are time-ordered like run ids, so only keys (and 0.1.x's legacy-<n>) abbreviate
+        names += [(p.key, f"process:{p.key}", True), (p.id, f"process:{p.key}", p.id.startswith("legacy-"))]
+        candidates[f"process:{p.key}"] = p
+    for r in history.runs:
+        names.append((r.id, f"run:{r.id}", True))
+        candidates[f"run:{r.id}"] = r
+    exact = {target for name, target, _ in names if name == ident}
+    found = exact or {target for name, target, short in names if short and ident and name.startswith(ident)}
+    if len(found) == 1:
+        return candidates[found.pop()]
+    if not found:
+        raise InvalidInputError(f"no process or run of {history.cloudpath} has an id starting with {ident!r}; "
+                                f"`ptb log {history.cloudpath}` lists them")
+    raise InvalidInputError(f"{ident!r} is ambiguous on {history.cloudpath}: it starts "
+                            f"{', '.join(sorted(found))}; give more characters")
+
+
+def envs_of(history: History, process: Optional[ProcessRecord]) -> Dict[str, Any]:
+    return {} if process is None else {f: history.envs.get(f) for f in process.code_envfiles}
+
+
+def show(history: History, ident: str) -> Dict[str, Any]:
+    """One process or run in full, as JSON: the record, its runs or notes, its code environment."""
+    record = resolve(history, ident)
+    if isinstance(record, RunRecord):
+        process = history.process(record.process)
+        runs = [record]
+        notes = history.notes_of(record.id)
+    else:
+        process = record
+        runs = history.runs_of(record.key)
+        notes = [n for r in runs for n in history.notes_of(r.id)]
+    pdata = None
+    if process is not None:
+        pdata = process.to_json()
+        pdata["origin"] = origin_of(process)
+    return {
+        "volume": history.cloudpath,
+        "kind": "run" if isinstance(record, RunRecord) else "process",
+        "run": record.to_json() if isinstance(record, RunRecord) else None,
+        "process": pdata,
+        "runs": [r.to_json() for r in runs],
+        "notes": [n.to_json() for n in sorted(notes, key=lambda n: (n.timestamp is None, n.timestamp or 0, n.id))],
+        "envs": envs_of(history, process),
+    }
+
+
+_ENV_ORDER = ("CodeEnv type", "name", "repo name", "commit hash", "branch", "detached", "shallow", "dirty",
+              "git", "path", "image name", "tag", "image ID", "file", "sha256", "python", "platform")
+ENV_TEXTS = ("diff", "source", "traceback")
+
+
+def _indent(text: str, by: str) -> str:
+    return "\n".join(by + line for line in str(text).splitlines())
+
+
+def render_env(path: str, content: Any, indent: str = "    ") -> str:
+    """A code-environment file for humans: known fields in a useful order, then the rest."""
+    lines = [f"{indent}{path}"]
+    inner = indent + "  "
+    if content is None:
+        return "\n".join(lines + [f"{inner}(missing on the volume)"])
+    if not isinstance(content, dict):
+        return "\n".join(lines + [f"{inner}{compact(content, 200)}"])
+    keys = [k for k in _ENV_ORDER if k in content] + sorted(k for k in content if k not in _ENV_ORDER)
+    for key in keys:
+        value = content[key]
+        if key == "packages" and isinstance(value, list):
+            pkgs = ", ".join("==".join(map(str, p)) if isinstance(p, (list, tuple)) else str(p) for p in value)
+            lines.append(textwrap.fill(f"packages ({len(value)}): {pkgs}", 110, initial_indent=inner,
+                                       subsequent_indent=inner + "  ", break_on_hyphens=False))
+        elif key in ENV_TEXTS and isinstance(value, str) and value:
+            lines.append(f"{inner}{key}:")
+            lines.append(_indent(value, inner + "  "))
+        elif value not in (None, "", [], {}):
+            lines.append(f"{inner}{key}: {value if isinstance(value, str) else compact(value, 200)}")
+    return "\n".join(lines)
+
+
+def render_show(view: Dict[str, Any]) -> str:
+    """``ptb show``'s text, from ``show()``'s JSON."""
+    out: List[str] = []
+    run, process = view["run"], view["process"]
+    if run is not None:
+        record = RunRecord.from_json(run)
+        out += [f"run {record.id}", f"  status:      {run_state(record)}",
+                f"  description: {record.description}",
+                f"  started:     {fmt_time(record.started)}", f"  ended:       {fmt_time(record.ended)}",
+                f"  who:         {who(record) or 'unknown'}", f"  parent run:  {record.parent or '-'}"]
+        if record.resources:
+            out.append(f"  resources:   {params_summary(record.resources, 200)}")
+        if record.error:
+            out.append(f"  error:       {error_text(record.error)}")
+            if record.error.get("traceback"):
+                out.append(_indent(record.error["traceback"], "    "))
+    if process is not None:
+        if out:
+            out.append("")
+        origin = f"  [{process['origin']}]" if process["origin"] != "ptb" else ""
+        out += [f"process {process['key']}{origin}", f"  description: {process['task']}",
+                f"  id:          {process['id']}",
+                f"  logged:      {fmt_time(to_utc(process['timestamp']))}", "  parameters:",
+                _indent(json.dumps(process["parameters"], indent=2, sort_keys=True, ensure_ascii=False), "    ")]
+        out.append("  code environment:" if view["envs"] else "  code environment: (none recorded)")
+        out += [render_env(path, content) for path, content in view["envs"].items()]
+        if run is None:
+            states = [run_state(RunRecord.from_json(r)) for r in view["runs"]]
+            out.append(f"  runs ({len(states)}):" if states else "  runs: none recorded")
+            out += [f"    {r['id']}  {fmt_time(to_utc(r['started']))}  {s}" for r, s in zip(view["runs"], states)]
+    elif run is not None:
+        out.append(f"  process:     {run['process']} (not found on the volume)")
+    if view["notes"]:
+        out.append("notes:")
+        out += [f"  {fmt_time(to_utc(n['timestamp']))}  {n['type'].lower():<10}  " + n["content"].replace(
+            "\n", "\n" + " " * 36) for n in view["notes"]]
+    return "\n".join(out)
