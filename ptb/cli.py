@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import warnings
 from typing import Any, Callable, List, Optional
@@ -56,10 +55,9 @@ class _VolumePath(click.ParamType):
     name = "PATH"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> str:
-        value = str(value)
-        if "://" in value:
-            return value
-        return "file://" + os.path.abspath(os.path.expanduser(value))
+        from .store.volume import as_cloudpath
+
+        return as_cloudpath(str(value))
 
 
 VOLUME = _VolumePath()

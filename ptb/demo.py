@@ -6,13 +6,13 @@ shows a failed run with its error next to the successful ones.
 """
 from __future__ import annotations
 
-import os
 import tempfile
 from typing import Optional
 
 from .decorate import provenance
 from .notes import addmotivation
 from .run import current_run
+from .store.volume import as_cloudpath
 
 __all__ = ["run_demo"]
 
@@ -70,7 +70,7 @@ def run_demo(path: Optional[str] = None) -> str:
 
     if path is None:
         path = tempfile.mkdtemp(prefix="ptb-demo-")
-    cloudpath = path if "://" in path else "file://" + os.path.abspath(path)
+    cloudpath = as_cloudpath(path)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(32, 32, 8), dtype=np.uint8)
     image[8:24, 8:24, 2:6] = 230

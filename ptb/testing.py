@@ -15,12 +15,12 @@ is what ``ptb log`` would show.
 """
 from __future__ import annotations
 
-import os
 import tempfile
 from typing import Any, Mapping, Optional, Sequence
 
 from .read.history import History, history
 from .records import NoteType, RunRecord, new_id
+from .store.volume import as_cloudpath
 
 __all__ = ["volume", "records", "assert_documented"]
 
@@ -38,7 +38,7 @@ def volume(protocol: str = "mem", path: Optional[str] = None, shape: Sequence[in
     from cloudvolume import CloudVolume
 
     if path is not None:
-        cloudpath = str(path) if "://" in str(path) else "file://" + os.path.abspath(str(path))
+        cloudpath = as_cloudpath(str(path))
     elif protocol == "mem":
         cloudpath = f"mem://ptb-testing/{new_id()}"
     elif protocol == "file":

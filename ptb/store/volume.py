@@ -83,6 +83,15 @@ def read_parsed(read: Callable[[], Tuple[Optional[bytes], T]], cloudpath: str) -
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def as_cloudpath(path: str) -> str:
+    """A cloudpath as it is; a local directory as an absolute ``file://`` cloudpath (``cloudfiles.paths.normalize``)."""
+    if "://" in path:
+        return path
+    from cloudfiles import paths
+
+    return str(paths.normalize(path))
+
+
 class Volume:
     """A volume's storage, resolved once from a CloudVolume or a cloudpath."""
 
