@@ -1,7 +1,9 @@
 """The git snapshot: which checkout, at which commit, in which state, ran a process.
 
-Git is read through its command line, and whatever is missing (git itself, a
-repository, a remote, a commit) is recorded as what it is, never raised.
+Git is run through GitPython (imported on first use), and whatever is missing
+(git itself, a repository, a remote, a commit) is recorded as what it is,
+never raised. When there is no git binary, what the repository's files tell
+(HEAD, refs, the remote in the config) is read directly.
 Diffs, errors and remote URLs are scrubbed of secrets (``ptb.capture.redact``).
 """
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from typing import Any, Dict, List, Optional, Tuple
 
 from .codeenv import MAX_TEXT, CodeEnv, bounded_text, file_stat, platform_text, read_text
@@ -60,26 +63,55 @@ def git_state(gitdir: str) -> tuple:
             file_stat(os.path.join(gitdir, "index")))
 
 
-def _environ() -> Dict[str, str]:
-    # GIT_OPTIONAL_LOCKS=0: `git status` must not rewrite the user's index (nor race with their git)
-    return {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+# GIT_OPTIONAL_LOCKS=0: `git status` must not rewrite the user's index (nor race with their git)
+_ENVIRON = {"GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+
+
+def _gitpython(cwd: str) -> Any:
+    """GitPython's command runner in ``cwd``; imported here, on first use (it costs 0.2 s and runs ``git``).
+
+    Raises ``FileNotFoundError`` when GitPython cannot find a git binary.
+    """
+    try:
+        import git
+    except ImportError as exc:          # GitPython refuses to load without a git binary
+        raise FileNotFoundError(f"git: {exc}") from exc
+    return git.Git(cwd)
 
 
 def run_git(cwd: str, *args: str) -> Tuple[int, bytes, str]:
-    proc = subprocess.run(["git", *args], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                          env=_environ(), timeout=GIT_TIMEOUT)
-    return proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace").strip()
+    """``(exit status, stdout, stderr)`` of ``git args`` in ``cwd``, through GitPython, bounded by ``GIT_TIMEOUT``."""
+    from git.exc import GitCommandNotFound
+
+    try:
+        status, out, err = _gitpython(cwd).execute(
+            ["git", *args], with_extended_output=True, with_exceptions=False, stdout_as_string=False,
+            strip_newline_in_stdout=False, kill_after_timeout=GIT_TIMEOUT, env=_ENVIRON)
+    except GitCommandNotFound as exc:
+        raise FileNotFoundError(str(exc)) from exc
+    return status, out or b"", str(err or "").strip()
 
 
 def _git_bounded(cwd: str, *args: str) -> Tuple[bytes, int]:
-    """Stdout of git, at most MAX_TEXT bytes kept, and its full length."""
-    with subprocess.Popen(["git", *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, env=_environ()) as proc:
-        assert proc.stdout is not None
-        head = proc.stdout.read(MAX_TEXT)
-        total = len(head)
-        while chunk := proc.stdout.read(1 << 16):
-            total += len(chunk)
+    """Stdout of git, at most MAX_TEXT bytes kept (memory stays bounded however long it is), and its full length."""
+    from git.exc import GitCommandError, GitCommandNotFound
+
+    try:
+        process = _gitpython(cwd).execute(["git", *args], as_process=True, stdout_as_string=False, env=_ENVIRON)
+    except GitCommandNotFound as exc:
+        raise FileNotFoundError(str(exc)) from exc
+    drain = threading.Thread(target=process.proc.stderr.read, daemon=True)    # a full stderr pipe must not block git
+    drain.start()
+    stdout = process.proc.stdout
+    head = stdout.read(MAX_TEXT)
+    total = len(head)
+    while chunk := stdout.read(1 << 16):
+        total += len(chunk)
+    drain.join()
+    try:
+        process.wait()
+    except GitCommandError:     # as before: what git wrote is what is recorded
+        pass
     return head, total
 
 
