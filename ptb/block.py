@@ -27,7 +27,7 @@ def _caller_sources(filename: str, redact: Sequence[str]) -> Tuple[Optional[str]
         return filename, []
     import linecache
 
-    from .capture.params import scrub_text
+    from .capture.redact import scrub_text
     from .capture.source import SourceEnv
 
     lines = linecache.getlines(filename)

@@ -76,7 +76,7 @@ def _compile(shell: Any, cell: str) -> Any:
 
 def prepare(shell: Any, line: str, cell: str) -> Tuple[Any, Any, Any]:
     """The run, and the cell's compiled code; ``InvalidInputError`` for a bad magic line."""
-    from .capture.params import scrub_text
+    from .capture.redact import scrub_text
     from .capture.source import SourceEnv
     from .run import Run, targets
     from .store.volume import Volume
