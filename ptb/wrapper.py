@@ -134,8 +134,10 @@ def _redecorate(remake: Callable[[], Callable], func: Any, origin: Optional[Orig
 
 class _LikeAFunction:
     """What both wrappers share: ``__class__`` as ``_proxy_class`` answers, and copies that are the original
-    (functions are immutable for copy)."""
+    (functions are immutable for copy). No slots of its own: ``__dict__`` stays the proxy's, which is the
+    wrapped function's (``functools.wraps`` reads it)."""
 
+    __slots__ = ()
     __class__ = property(_proxy_class, _set_proxy_class)    # type: ignore[assignment]
 
     def __reduce_ex__(self, protocol: Any) -> Any:
