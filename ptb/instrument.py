@@ -147,14 +147,16 @@ class Run:
     """One documented execution; a fresh one per call, block or cell (never reused).
 
     Used as a context manager. Inside it, ``note`` adds a note linked to the
-    run, ``result`` sets the result note, and values added to ``parameters``
-    are recorded (the run's process is the one with all of them).
+    run and ``result`` sets the result note. The parameters known at entry
+    name the run's process, except the ``per_run`` ones, which are this run's
+    own (the chunk it works on); values added to ``parameters`` inside the
+    block are this run's own too: what turns up while working is not the step.
     """
 
     def __init__(self, volumes: Sequence[Volume], description: str, parameters: Optional[Dict[str, Any]] = None,
                  *, motivation: Optional[str] = None, result: Union[str, Callable[[Any], Any], None] = None,
                  redact: Sequence[str] = (), exclude: Sequence[str] = (), source_file: Optional[str] = None,
-                 func: Optional[Callable] = None, sources: Sequence[Any] = ()):
+                 func: Optional[Callable] = None, sources: Sequence[Any] = (), per_run: Sequence[str] = ()):
         _check(description, motivation, result)
         if not volumes:
             raise InvalidInputError(f"run {description!r} has no volume to log to")
@@ -167,7 +169,7 @@ class Run:
         self.status = "new"
         self.duration: Optional[float] = None
         self._result = result
-        self._redact, self._exclude = tuple(redact), tuple(exclude)
+        self._redact, self._exclude, self._per_run = tuple(redact), tuple(exclude), names(per_run, "per_run")
         self._source_file, self._func, self._sources = source_file, func, list(sources)
         self._results: List[Note] = []
         self._value_text: Optional[str] = None
@@ -237,7 +239,8 @@ class Run:
         self.parent = self._parent_run.id if self._parent_run is not None else None
         for vol in self.volumes:
             vol.check_readable()
-        self._recorded = prepare_parameters(self.parameters, redact=self._redact, exclude=self._exclude)
+        identity = {k: v for k, v in self.parameters.items() if k not in self._per_run}
+        self._recorded = prepare_parameters(identity, redact=self._redact, exclude=self._exclude)
         self._param_ids = {k: id(v) for k, v in self.parameters.items()}
         envs = self._capture()
         self._envfiles = tuple(env.filename for env in envs)
@@ -245,7 +248,8 @@ class Run:
         self._record = RunRecord(
             id=self.id, description=self.description, process=process_key(self.description, self._recorded),
             status="running", started=self.started, parent=self.parent, user=_whoami()[0],
-            host=_whoami()[1], pid=os.getpid(), code_envfiles=self._envfiles)
+            host=_whoami()[1], pid=os.getpid(), code_envfiles=self._envfiles,
+            parameters=self._run_values(self._per_run))
         motivation = self.motivation or f"run of {self.description!r} (no motivation given)"
         self._motivation = Note(self.started, NoteType.MOTIVATION, self._cut(motivation, "motivation"), run=self.id)
         started: List[Volume] = []
@@ -265,6 +269,14 @@ class Run:
         self.status = "running"
         self._cpu0 = _usage()
         self._t0 = time.perf_counter()
+
+    def _run_values(self, keys: Iterable[str]) -> Dict[str, Any]:
+        """This run's own values among ``parameters``, JSON-safe and redacted as the process's are."""
+        from .params import prepare_parameters
+
+        wanted = set(keys)
+        return prepare_parameters({k: v for k, v in self.parameters.items() if k in wanted},
+                                  redact=self._redact, exclude=self._exclude)
 
     def _capture(self) -> List[Any]:
         try:
@@ -331,14 +343,8 @@ class Run:
             else:
                 self.status = "interrupted" if isinstance(exc, _INTERRUPTS) or _cancelled(exc) else "failed"
                 error = _error(exc, self._redact)
-            recorded, proc_key = self._recorded, self._record.process
-            if {k: id(v) for k, v in self.parameters.items()} != self._param_ids:
-                from .params import prepare_parameters
-
-                recorded = prepare_parameters(self.parameters, redact=self._redact, exclude=self._exclude)
-                proc_key = process_key(self.description, recorded)
             final = dataclasses.replace(self._record, status=self.status, ended=ended, duration=duration,
-                                        resources=resources, error=error, process=proc_key)
+                                        resources=resources, error=error, parameters=self._final_run_values())
         except Exception as err:
             self.status = "unrecorded"
             _warn(f"ptb could not record the end of run {self.id} ({self.description!r}): {err!r}")
@@ -349,10 +355,9 @@ class Run:
             notes = []
             _warn(f"ptb could not record the result note of run {self.id} ({self.description!r}): {err!r}")
         for vol in self.volumes:
-            proc = self._new_process(vol, recorded) if proc_key != self._record.process else []
             journalled: List[Entry] = []
             try:                          # in order, the run's end first; a storage failure spools the rest
-                journalled = journal.append(vol, [*proc, final, *notes])
+                journalled = journal.append(vol, [final, *notes])
             except InvalidInputError as err:  # a record over the size bound: keep the run's end at least
                 _warn(f"ptb could not record all of the end of run {self.id} on {vol.cloudpath}: {err}")
                 try:
@@ -363,8 +368,14 @@ class Run:
                 _warn(f"ptb could not record the end of run {self.id} on {vol.cloudpath}: {err!r}")
             if not any(record is final for _, record in journalled):
                 continue                  # spooled: `ptb flush` publishes it with the rest
-            self._process_written(vol, journalled)
-            updater.update(vol, self._published_with_end(vol, proc_key) + journalled)
+            updater.update(vol, self._published_with_end(vol, final.process) + journalled)
+
+    def _final_run_values(self) -> Dict[str, Any]:
+        """The per-run values, with those the block added or replaced (a plain call has none)."""
+        if {k: id(v) for k, v in self.parameters.items()} == self._param_ids:
+            return self._record.parameters
+        changed = [k for k, v in self.parameters.items() if self._param_ids.get(k) != id(v)]
+        return self._run_values([*self._per_run, *changed])
 
     def _resources(self) -> Dict[str, Any]:
         """CPU time of this OS process (all its threads) during the run; its RSS now and its peak RSS so far."""
@@ -405,6 +416,14 @@ def _check(description: Any, motivation: Any, result: Any) -> None:
         raise InvalidInputError("result must be a str or a callable applied to the return value")
 
 
+def names(value: Union[str, Sequence[str]], what: str) -> Tuple[str, ...]:
+    """Parameter names given as a list or as one string (``"bbox, mip"``)."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    if not all(isinstance(n, str) and n for n in items):
+        raise InvalidInputError(f"{what} must name parameters (str), not {value!r}")
+    return tuple(items)
+
+
 def _cancelled(exc: BaseException) -> bool:
     asyncio = sys.modules.get("asyncio")
     return asyncio is not None and isinstance(exc, asyncio.CancelledError)
@@ -420,7 +439,8 @@ def _targets(volume: Any) -> List[Any]:
 
 def provenance(volume: Any, description: str, *, motivation: Optional[str] = None,
                result: Union[str, Callable[[Any], Any], None] = None, parameters: Any = None,
-               exclude: Sequence[str] = (), redact: Sequence[str] = (), secrets: Any = None) -> Callable:
+               exclude: Sequence[str] = (), redact: Sequence[str] = (), secrets: Any = None,
+               per_run: Union[str, Sequence[str]] = ()) -> Callable:
     """Document every call of the decorated function as a run on ``volume``.
 
     Args:
@@ -432,6 +452,9 @@ def provenance(volume: Any, description: str, *, motivation: Optional[str] = Non
         parameters: Extra values recorded with the call's own (dict, namespace, ConfigParser, dataclass).
         exclude: Parameter names left out. redact: more names whose values are secret.
         secrets: CloudFiles secrets for cloudpaths.
+        per_run: Parameter names whose values belong to each run (the chunk a
+            task works on: ``bbox``, ``offset``), not to the process: every
+            chunk of a step is then one process with many runs.
 
     Works on functions, methods, class- and staticmethods, coroutine functions
     (the run ends after the ``await``), generators and async generators (the
@@ -451,13 +474,15 @@ def provenance(volume: Any, description: str, *, motivation: Optional[str] = Non
     targets = _targets(volume)
     parameters_from(parameters)           # an unusable container fails now, not at the first call
     _check(description, motivation, result)
+    per_run = names(per_run, "per_run")
 
     def new_run(vols: List[Volume], raw: Dict[str, Any], source_file: Optional[str], func: Callable) -> Run:
         return Run(vols, description, raw, motivation=motivation, result=result, redact=redact, exclude=exclude,
-                   source_file=source_file, func=func)
+                   source_file=source_file, func=func, per_run=per_run)
 
     remake = functools.partial(provenance, volume, description, motivation=motivation, result=result,
-                               parameters=parameters, exclude=exclude, redact=redact, secrets=secrets)
+                               parameters=parameters, exclude=exclude, redact=redact, secrets=secrets,
+                               per_run=per_run)
     return decorator(targets, new_run, parameters=parameters, secrets=secrets, remake=remake)
 
 
@@ -486,12 +511,13 @@ def _caller_sources(filename: str, redact: Sequence[str]) -> Tuple[Optional[str]
 
 def documented(volume: Any, description: str, *, parameters: Any = None, motivation: Optional[str] = None,
                result: Optional[str] = None, exclude: Sequence[str] = (), redact: Sequence[str] = (),
-               secrets: Any = None) -> Run:
+               secrets: Any = None, per_run: Union[str, Sequence[str]] = ()) -> Run:
     """A block documented as a run: ``with ptb.documented(vol, "what") as run: ...``.
 
     ``parameters`` is a dict (or namespace, ConfigParser, dataclass), or names
     of variables at the call site (``["mip", "thr"]`` or ``"mip, thr"``)
     whose values are taken as they are, so notebook users need not retype them.
+    ``per_run`` names those that belong to this run, not to the step (see ``provenance``).
     """
     from .params import parameters_from
 
@@ -507,4 +533,4 @@ def documented(volume: Any, description: str, *, parameters: Any = None, motivat
         raise InvalidInputError("documented(result=...) is the result note's text; use run.result(text) inside")
     vols = [Volume.resolve(t, secrets) for t in _targets(volume)]
     return Run(vols, description, raw, motivation=motivation, result=result, redact=redact, exclude=exclude,
-               source_file=source_file, sources=sources)
+               source_file=source_file, sources=sources, per_run=per_run)

@@ -227,6 +227,8 @@ class RunRecord:
     final status on exit. A run whose last record is ``running`` never
     finished (the worker died, or is still going). ``code_envfiles`` names
     the environment this run had, which may differ from its process's first.
+    ``parameters`` are this run's own values (``per_run``: the chunk it
+    worked on), already JSON-safe; its process's parameters name the step.
     """
 
     id: str
@@ -243,6 +245,7 @@ class RunRecord:
     resources: Dict[str, Any] = dataclasses.field(default_factory=dict)
     error: Optional[Dict[str, Any]] = None
     code_envfiles: Tuple[str, ...] = ()
+    parameters: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "code_envfiles", tuple(self.code_envfiles))
@@ -272,6 +275,7 @@ class RunRecord:
             "resources": dict(self.resources),
             "error": self.error,
             "code_envfiles": list(self.code_envfiles),
+            "parameters": self.parameters,
         }
 
     @classmethod
@@ -291,6 +295,7 @@ class RunRecord:
             resources=dict(data.get("resources") or {}),
             error=data.get("error"),
             code_envfiles=tuple(data.get("code_envfiles") or ()),
+            parameters=dict(data.get("parameters") or {}),
         )
 
 
