@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import cas, journal
 from .errors import VolumeUnavailableError
-from .records import record_from_json, rid_age_seconds
+from .records import rid_age_seconds
 from .storage import PROVENANCE, Volume, dumps, read_parsed
 from .view import Entry, is_current, merge_foreign, merge_into, rebuilt, undecided
 
@@ -122,8 +122,7 @@ def heal(vol: Volume, timeout: float, min_age: Optional[float] = None) -> int:
     entries: List[Entry] = []
     for data in vol.get_many(missing[-HEAL_LIMIT:]).values():
         try:
-            env = json.loads(data or b"null")
-            entries.append((env["rid"], record_from_json(env)))
+            entries.extend(journal.entries_of(json.loads(data or b"null")))
         except Exception:   # not a record: reading skips it with a warning, healing just leaves it
             continue
     if entries and not publish(vol, entries, timeout):

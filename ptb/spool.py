@@ -50,7 +50,7 @@ def spool(cloudpath: str, objects: Dict[str, Any], reason: str) -> Path:
     for key, obj in objects.items():
         _atomic_write(directory / quote(key, safe=""), json.dumps(obj, ensure_ascii=False))
     warnings.warn(
-        f"ptb could not write {len(objects)} record(s) to {cloudpath} ({reason}). "
+        f"ptb could not write {sum(map(_records_in, objects.values()))} record(s) to {cloudpath} ({reason}). "
         f"They are kept in {directory}; run `ptb flush` when the volume is reachable again.",
         SpoolWarning,
         stacklevel=3,
@@ -58,8 +58,20 @@ def spool(cloudpath: str, objects: Dict[str, Any], reason: str) -> Path:
     return directory
 
 
+def _records_in(obj: Any) -> int:
+    """How many records a spooled object holds (a batch of a run's start or end holds several)."""
+    return len(obj["records"]) if isinstance(obj, dict) and isinstance(obj.get("records"), list) else 1
+
+
+def _records_in_file(path: Path) -> int:
+    try:
+        return _records_in(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):   # unreadable: flush reports it; it still counts as something kept
+        return 1
+
+
 def pending() -> List[Tuple[str, int]]:
-    """(cloudpath, number of spooled objects) for every volume with something spooled."""
+    """(cloudpath, number of spooled records) for every volume with something spooled."""
     root = spool_dir()
     if not root.is_dir():
         return []
@@ -67,7 +79,7 @@ def pending() -> List[Tuple[str, int]]:
     for directory in sorted(root.iterdir()):
         marker = directory / VOLUME_FILE
         if marker.is_file():
-            count = sum(1 for p in directory.iterdir() if _is_object(p))
+            count = sum(_records_in_file(p) for p in directory.iterdir() if _is_object(p))
             found.append((json.loads(marker.read_text())["cloudpath"], count))
     return found
 
@@ -77,7 +89,7 @@ def _is_object(path: Path) -> bool:
 
 
 def flush(progress: bool = False) -> Tuple[int, int]:
-    """Upload everything spooled; returns (uploaded, still spooled).
+    """Upload everything spooled; returns (records uploaded, records still spooled).
 
     A volume that is still unreachable keeps its records for the next flush.
     Cloudpaths that use a CloudFiles alias need the alias registered first.
@@ -85,7 +97,6 @@ def flush(progress: bool = False) -> Tuple[int, int]:
     from tqdm import tqdm
 
     from . import journal, updater
-    from .records import record_from_json
     from .storage import Volume
 
     uploaded = remaining = 0
@@ -105,14 +116,14 @@ def flush(progress: bool = False) -> Tuple[int, int]:
                 else:
                     vol.put_json(key, journal.compact(obj))
             except Exception as exc:
-                remaining += len(files) - done
+                remaining += sum(map(_records_in_file, files[done:]))
                 warnings.warn(f"{cloudpath} is still not writable ({exc}); records stay in {directory}",
                               SpoolWarning, stacklevel=2)
                 break
             if key.startswith(journal.JOURNAL):
-                records.append((obj["rid"], record_from_json(obj)))
+                records.extend(journal.entries_of(obj))
             path.unlink()
-            uploaded += 1
+            uploaded += _records_in(obj)
         else:
             (directory / VOLUME_FILE).unlink()
             try:
