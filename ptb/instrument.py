@@ -67,15 +67,41 @@ def _whoami() -> Tuple[Optional[str], Optional[str]]:
     return user, socket.gethostname()
 
 
-def _usage() -> Optional[Tuple[float, float, int, Optional[int]]]:
-    """(user CPU s, system CPU s, RSS, peak RSS in bytes) of this OS process, None if unknown."""
+def _cpu() -> Optional[Tuple[float, float]]:
+    """(user, system) CPU seconds of this OS process, all threads; None if unknown. One system call."""
     try:
-        import psutil
+        import resource
 
-        proc = psutil.Process()
-        cpu, rss = proc.cpu_times(), proc.memory_info().rss
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime, usage.ru_stime
+    except Exception:       # no resource module (Windows)
+        try:
+            import psutil
+
+            times = psutil.Process().cpu_times()
+            return times.user, times.system
+        except Exception:
+            return None
+
+
+@functools.lru_cache(maxsize=1)
+def _psutil_process(pid: int) -> Any:
+    import psutil
+
+    return psutil.Process(pid)
+
+
+def _this_process() -> Any:
+    """psutil's handle on this OS process, made once per pid (a fork gets its own)."""
+    return _psutil_process(os.getpid())
+
+
+def _memory() -> Tuple[Optional[int], Optional[int]]:
+    """(RSS now, peak RSS so far) in bytes, None where unknown."""
+    try:
+        rss: Optional[int] = _this_process().memory_info().rss
     except Exception:
-        return None
+        rss = None
     try:
         import resource
 
@@ -83,7 +109,7 @@ def _usage() -> Optional[Tuple[float, float, int, Optional[int]]]:
         peak: Optional[int] = maxrss if sys.platform == "darwin" else maxrss * 1024    # KiB except on macOS
     except Exception:
         peak = None
-    return cpu.user, cpu.system, rss, peak
+    return rss, peak
 
 
 def _seconds(duration: float) -> str:
@@ -267,7 +293,7 @@ class Run:
             self._abandon(started, exc)
             raise
         self.status = "running"
-        self._cpu0 = _usage()
+        self._cpu0 = _cpu()
         self._t0 = time.perf_counter()
 
     def _run_values(self, keys: Iterable[str]) -> Dict[str, Any]:
@@ -379,12 +405,13 @@ class Run:
 
     def _resources(self) -> Dict[str, Any]:
         """CPU time of this OS process (all its threads) during the run; its RSS now and its peak RSS so far."""
-        now, before = _usage(), self._cpu0
+        now, before = _cpu(), self._cpu0
         if now is None or before is None:
             return {}
         user, system = now[0] - before[0], now[1] - before[1]
+        rss, peak = _memory()
         return {"cpu_time_s": round(user + system, 6), "cpu_user_s": round(user, 6),
-                "cpu_system_s": round(system, 6), "memory_bytes": now[2], "peak_memory_bytes": now[3]}
+                "cpu_system_s": round(system, 6), "memory_bytes": rss, "peak_memory_bytes": peak}
 
     def _result_notes(self, ended: Any, duration: float, error: Optional[Dict[str, Any]]) -> List[Note]:
         took = _seconds(duration)
