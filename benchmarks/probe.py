@@ -52,7 +52,8 @@ def summary(rounds: List[List[float]]) -> Dict[str, float]:
 def call(args: Dict[str, Any]) -> Dict[str, Any]:
     """A decorated call vs the bare call, on file://, with a warm environment.
 
-    Measured on a fresh volume and on one that already holds ``earlier`` notes, each as the
+    Measured on a fresh volume and on one that already holds ``earlier`` runs of the same
+    process (a chunked step's history: a motivation and a result note each), each as the
     best of a few rounds of ``calls`` calls, the volumes in alternation. ptb: ``@ptb.provenance("dst", "step")`` on a
     function in a git checkout; every call journals its run and notes, captures (cached) its
     environment, and writes the ``provenance`` view before it returns (all in the time; a
@@ -69,7 +70,7 @@ def call(args: Dict[str, Any]) -> Dict[str, Any]:
     for name, path in paths.items():
         make_volume(path)
         if name == "seeded":
-            (seed_ptb if SIDE == "ptb" else seed_baseline)(path, args["earlier"])
+            (seed_ptb_runs if SIDE == "ptb" else seed_baseline_runs)(path, args["earlier"])
     if SIDE == "ptb":
         import ptb
 
@@ -138,6 +139,39 @@ def seed_ptb(path: str, earlier: int) -> None:
     notes = [Note(start + datetime.timedelta(seconds=i), NoteType.GENERIC, f"earlier note {i}") for i in range(earlier)]
     journal.append(vol, notes)
     ptb.sync(path)                       # packed into a segment; the view holds them all
+
+
+def seed_ptb_runs(path: str, earlier: int) -> None:
+    """``earlier`` finished runs of the benchmark's process, each with its motivation and result note."""
+    import ptb
+    from ptb.records import Note, NoteType, ProcessRecord, RunRecord
+    from ptb.store import journal
+    from ptb.store.volume import Volume
+
+    vol = Volume.resolve(path)
+    start = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+    process = ProcessRecord("step", {"x": 1}, timestamp=start)
+    records: List[Any] = [process]
+    for i in range(earlier):
+        at = start + datetime.timedelta(seconds=i)
+        run = RunRecord(f"earlier-run-{i:06d}", "step", process.key, "succeeded", at, ended=at, duration=0.001)
+        records += [Note(at, NoteType.MOTIVATION, "benchmark", run=run.id), run,
+                    Note(at, NoteType.RESULT, "succeeded in 1 ms", run=run.id)]
+    journal.append(vol, records)
+    ptb.sync(path)                       # packed into a segment; the view holds them all
+
+
+def seed_baseline_runs(path: str, earlier: int) -> None:
+    """The same for 0.1.5: its process once, and a motivation and a result note per earlier run."""
+    from cloudvolume import CloudVolume
+
+    vol = CloudVolume(path)
+    start = datetime.datetime(2024, 1, 1)
+    vol.provenance.description = " \n ".join(
+        f"{start + datetime.timedelta(seconds=i)};{kind};{text}" for i in range(earlier)
+        for kind, text in (("MOTIVATION", "benchmark"), ("RESULT", "step returned 2")))
+    vol.provenance.processing.append({"task": "step", "parameters": {"x": 1}, "code_envfiles": []})
+    vol.commit_provenance()
 
 
 def seed_baseline(path: str, earlier: int) -> None:

@@ -37,13 +37,27 @@ def table(results: Dict[str, Any]) -> Tuple[str, List[str]]:
 
     call = results["call"]
     earlier = get(call, "ptb", "earlier")
-    for volume, label in (("fresh", "a new volume"), ("seeded", f"{earlier:,} earlier notes")):
+    for volume, label in (("fresh", "a new volume"), ("seeded", f"{earlier:,} earlier runs")):
         p, b = get(call, "ptb", volume, "overhead_s"), get(call, "baseline", volume, "overhead_s")
         rows.append((f"documented call over the bare call, {label} (file://, warm env)", ms(p),
                      ms(b) if b is not None else "n/a", ratio(p, b)))
         p, b = get(call, "ptb", volume, "cpu_s"), get(call, "baseline", volume, "cpu_s")
         rows.append(("the same call, CPU time of the process per call", ms(p), ms(b) if b is not None else "n/a",
                      ratio(p, b)))
+    for protocol in [k.split("/")[1] for k in results if k.startswith("call/")]:
+        other = results[f"call/{protocol}"]
+        for volume, label in (("fresh", "a new volume"), ("seeded", f"{earlier:,} earlier runs")):
+            p, b = get(other, "ptb", volume, "overhead_s"), get(other, "baseline", volume, "overhead_s")
+            rows.append((f"documented call over the bare call, {label} ({protocol}://, SeaweedFS)", ms(p),
+                         ms(b) if b is not None else "n/a", ratio(p, b)))
+        fresh, seeded = (ratio(get(other, "ptb", v, "overhead_s"), get(other, "baseline", v, "overhead_s"))
+                         for v in ("fresh", "seeded"))
+        goals.append(f"{protocol}://: a documented call costs {fresh}x 0.1.5's hand-written equivalent on a new "
+                     f"volume, {seeded}x at {earlier:,} earlier runs (goal: at most 1.0x)")
+    fresh, seeded = (ratio(get(call, "ptb", v, "overhead_s"), get(call, "baseline", v, "overhead_s"))
+                     for v in ("fresh", "seeded"))
+    goals.append(f"file://: a documented call costs {fresh}x 0.1.5's hand-written equivalent on a new volume, "
+                 f"{seeded}x at {earlier:,} earlier runs (goal: at most 1.0x)")
     p = max(get(call, "ptb", "fresh", "overhead_s"), get(call, "ptb", "seeded", "overhead_s"))
     goals.append(f"a decorated call on file:// costs at most {ms(p)} more than the bare call "
                  f"(which takes {ms(get(call, 'ptb', 'bare_s'))}): {'within' if p < 0.005 else 'NOT within'} "
@@ -132,6 +146,12 @@ def view_rows(results: Dict[str, Any], rows: List[Tuple[str, ...]], goals: List[
                      f"{b / count:.2f}" if b is not None else "n/a", ratio(p, b)))
         if p > count:
             goals.append(f"{kind}: {p} writes of provenance for {count} (NOT at most one per run end / note)")
+        p, b = (_dig(writes, (side, kind, "objects")) for side in SIDES)
+        rows.append((f"objects written per {kind} (journal and provenance, inotify)", f"{p / count:.2f}",
+                     f"{b / count:.2f}" if b is not None else "n/a", ratio(p, b)))
+        p, b = (_dig(writes, (side, kind, "bytes")) for side in SIDES)
+        rows.append((f"bytes written per {kind} (write(2), /proc/self/io)", f"{p / count / 1024:.1f} KiB",
+                     f"{b / count / 1024:.1f} KiB" if b is not None else "n/a", ratio(p, b)))
 
     opened = results["open"]
     sizes = [str(s) for s in opened["sizes"]]

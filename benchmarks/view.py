@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from probe import SIDE, main, make_volume, seed_baseline, timed
 
@@ -215,10 +215,10 @@ class WriteCounter:
 
     IN_OPEN, IN_CLOSE_WRITE, IN_MOVED_TO, IN_Q_OVERFLOW = 0x20, 0x8, 0x80, 0x4000
 
-    def __init__(self, directory: str, name: str = "provenance") -> None:
+    def __init__(self, directory: str, name: Optional[str] = "provenance") -> None:
         import ctypes
 
-        self.name, self.count, self.overflow = name.encode(), 0, False
+        self.name, self.count, self.overflow = (name.encode() if name else None), 0, False
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         mask = self.IN_OPEN | self.IN_CLOSE_WRITE | self.IN_MOVED_TO
@@ -239,7 +239,8 @@ class WriteCounter:
                 name = data[offset + 16:offset + 16 + length].rstrip(b"\0")
                 offset += 16 + length
                 self.overflow |= bool(mask & self.IN_Q_OVERFLOW)
-                if name == self.name and mask & (self.IN_CLOSE_WRITE | self.IN_MOVED_TO):
+                wanted = name == self.name if self.name else not name.startswith(b".")  # None: any final name
+                if wanted and mask & (self.IN_CLOSE_WRITE | self.IN_MOVED_TO):
                     self.count += 1
 
 
@@ -284,15 +285,29 @@ def writes(args: Dict[str, Any]) -> Dict[str, Any]:
         path = f"{args['cloudpath']}-{kind}"
         make_volume(path)
         do(kind, path, -1)                           # the first: environment captured, process recorded
-        counter = WriteCounter(path[len("file://"):])
+        root = path[len("file://"):]
+        journal = os.path.join(root, "ptb", "journal")
+        counter, objects = WriteCounter(root), [WriteCounter(root, None)]
+        if os.path.isdir(journal):
+            objects.append(WriteCounter(journal, None))
+        written = _bytes_written()
         for i in range(count):
             do(kind, path, i)
             counter.poll()
+            for c in objects:
+                c.poll()
         if SIDE == "ptb":
             ptb.store.updater.flush()
         time.sleep(0.3)
-        out[kind] = {"writes": counter.poll(), "overflow": counter.overflow}
+        out[kind] = {"writes": counter.poll(), "overflow": counter.overflow or any(c.overflow for c in objects),
+                     "objects": sum(c.poll() for c in objects), "bytes": _bytes_written() - written}
     return out
+
+
+def _bytes_written() -> int:
+    """Bytes this OS process has passed to write(2) so far (Linux ``/proc/self/io``: every file, every thread)."""
+    with open("/proc/self/io") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("wchar:"))
 
 
 # ----------------------------------------------------- open time against history length

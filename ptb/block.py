@@ -36,12 +36,13 @@ def _caller_sources(filename: str, redact: Sequence[str]) -> Tuple[Optional[str]
 
 def documented(volume: Any, description: str, *, parameters: Any = None, motivation: Optional[str] = None,
                result: Optional[str] = None, exclude: Sequence[str] = (), redact: Sequence[str] = (),
-               secrets: Any = None) -> Run:
+               secrets: Any = None, per_run: Union[str, Sequence[str]] = ()) -> Run:
     """A block documented as a run: ``with ptb.documented(vol, "what") as run: ...``.
 
     ``parameters`` is a dict (or namespace, ConfigParser, dataclass), or names
     of variables at the call site (``["mip", "thr"]`` or ``"mip, thr"``)
     whose values are taken as they are, so notebook users need not retype them.
+    ``per_run`` names those that belong to this run, not to the step (see ``provenance``).
     """
     from .capture.params import parameters_from
 
@@ -57,4 +58,4 @@ def documented(volume: Any, description: str, *, parameters: Any = None, motivat
         raise InvalidInputError("documented(result=...) is the result note's text; use run.result(text) inside")
     vols = [Volume.resolve(t, secrets) for t in targets(volume)]
     return Run(vols, description, raw, motivation=motivation, result=result, redact=redact, exclude=exclude,
-               source_file=source_file, sources=sources)
+               source_file=source_file, sources=sources, per_run=per_run)

@@ -21,7 +21,7 @@ import wrapt
 
 from .capture.source import unwrap
 from .errors import InvalidInputError
-from .run import Run, check_texts, recording_warning, targets
+from .run import Run, check_texts, names, recording_warning, targets
 from .runners import RUNNERS
 from .store.volume import Volume
 from .wrapper import Wrapper
@@ -31,7 +31,8 @@ __all__ = ["provenance", "decorator", "call_kind"]
 
 def provenance(volume: Any, description: str, *, motivation: Optional[str] = None,
                result: Union[str, Callable[[Any], Any], None] = None, parameters: Any = None,
-               exclude: Sequence[str] = (), redact: Sequence[str] = (), secrets: Any = None) -> Callable:
+               exclude: Sequence[str] = (), redact: Sequence[str] = (), secrets: Any = None,
+               per_run: Union[str, Sequence[str]] = ()) -> Callable:
     """Document every call of the decorated function as a run on ``volume``.
 
     Args:
@@ -43,6 +44,9 @@ def provenance(volume: Any, description: str, *, motivation: Optional[str] = Non
         parameters: Extra values recorded with the call's own (dict, namespace, ConfigParser, dataclass).
         exclude: Parameter names left out. redact: more names whose values are secret.
         secrets: CloudFiles secrets for cloudpaths.
+        per_run: Parameter names whose values belong to each run (the chunk a
+            task works on: ``bbox``, ``offset``), not to the process: every
+            chunk of a step is then one process with many runs.
 
     Works on functions, methods, class- and staticmethods, coroutine functions
     (the run ends after the ``await``), generators and async generators (the
@@ -61,13 +65,15 @@ def provenance(volume: Any, description: str, *, motivation: Optional[str] = Non
     found = targets(volume)
     parameters_from(parameters)           # an unusable container fails now, not at the first call
     check_texts(description, motivation, result)
+    per_run = names(per_run, "per_run")
 
     def new_run(vols: List[Volume], raw: Dict[str, Any], source_file: Optional[str], func: Callable) -> Run:
         return Run(vols, description, raw, motivation=motivation, result=result, redact=redact, exclude=exclude,
-                   source_file=source_file, func=func)
+                   source_file=source_file, func=func, per_run=per_run)
 
     remake = functools.partial(provenance, volume, description, motivation=motivation, result=result,
-                               parameters=parameters, exclude=exclude, redact=redact, secrets=secrets)
+                               parameters=parameters, exclude=exclude, redact=redact, secrets=secrets,
+                               per_run=per_run)
     return decorator(found, new_run, parameters=parameters, secrets=secrets, remake=remake)
 
 

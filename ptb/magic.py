@@ -6,8 +6,10 @@
 
 VOLUME is a cloudpath, or the name (or expression) of a notebook variable
 holding a CloudVolume, a cloudpath or a list of them. ``-p`` records the
-values of notebook variables as parameters. The cell runs through the same
-engine as ``ptb.documented``, and its source is recorded with the run, scrubbed
+values of notebook variables as parameters; ``--per-run`` does too, as this
+run's own values (the chunk the cell works on) rather than the step's. The
+cell runs through the same engine as ``ptb.documented``, and its source is
+recorded with the run, scrubbed
 of secrets (``ptb.capture.params.scrub_text``: ``Authorization:`` headers,
 ``password=...``, URL credentials, the ``--redact`` names). Inside it,
 ``ptb.current_run().note(...)`` adds notes. IPython is imported only here.
@@ -24,7 +26,7 @@ from .errors import InvalidInputError
 __all__ = ["execute", "load_ipython_extension", "prepare"]
 
 USAGE = ('%%provenance VOLUME "description" [-m MOTIVATION] [-r RESULT] [-p NAME[,NAME...]] '
-         '[--redact NAME] [--exclude NAME]')
+         '[--per-run NAME[,NAME...]] [--redact NAME] [--exclude NAME]')
 
 
 def _parser() -> Any:
@@ -40,6 +42,7 @@ def _parser() -> Any:
     parser.add_argument("-m", "--motivation")
     parser.add_argument("-r", "--result")
     parser.add_argument("-p", "--parameters", action="append", default=[])
+    parser.add_argument("--per-run", action="append", default=[])
     parser.add_argument("--redact", action="append", default=[])
     parser.add_argument("--exclude", action="append", default=[])
     return parser
@@ -86,10 +89,12 @@ def prepare(shell: Any, line: str, cell: str) -> Tuple[Any, Any, Any]:
     except ValueError as exc:
         raise InvalidInputError(f"%%provenance: {exc} in {line!r}\nusage: {USAGE}") from None
     args = _parser().parse_args(words)
-    names = _names(args.parameters)
+    per_run = _names(args.per_run)
+    names = _names(args.parameters) + [n for n in per_run if n not in _names(args.parameters)]
     missing = [n for n in names if n not in shell.user_ns]
     if missing:
-        raise InvalidInputError(f"%%provenance -p: no notebook variable named {', '.join(map(repr, missing))}")
+        raise InvalidInputError(f"%%provenance -p/--per-run: no notebook variable named "
+                                f"{', '.join(map(repr, missing))}")
     parameters = {n: shell.user_ns[n] for n in names}
     vols = [Volume.resolve(v) for v in targets(_volumes(shell, args.volume))]
     body, last, filename = _compile(shell, cell)      # a syntax error fails here, before any run starts
@@ -99,7 +104,7 @@ def prepare(shell: Any, line: str, cell: str) -> Tuple[Any, Any, Any]:
     source = SourceEnv(f"cell-{os.path.basename(notebook)}" if notebook else "cell", scrub_text(cell, redact),
                        notebook or filename)       # secrets in the cell's text never reach the volume
     run = Run(vols, args.description, parameters, motivation=args.motivation, result=args.result,
-                         redact=redact, exclude=_names(args.exclude), sources=[source])
+              redact=redact, exclude=_names(args.exclude), sources=[source], per_run=per_run)
     return run, body, last
 
 

@@ -233,6 +233,8 @@ class RunRecord:
     final status on exit. A run whose last record is ``running`` never
     finished (the worker died, or is still going). ``code_envfiles`` names
     the environment this run had, which may differ from its process's first.
+    ``parameters`` are this run's own values (``per_run``: the chunk it
+    worked on), already JSON-safe; its process's parameters name the step.
     """
 
     id: str
@@ -249,6 +251,7 @@ class RunRecord:
     resources: Dict[str, Any] = dataclasses.field(default_factory=dict)
     error: Optional[Dict[str, Any]] = None
     code_envfiles: Tuple[str, ...] = ()
+    parameters: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "code_envfiles", tuple(self.code_envfiles))
@@ -278,6 +281,7 @@ class RunRecord:
             "resources": dict(self.resources),
             "error": self.error,
             "code_envfiles": list(self.code_envfiles),
+            "parameters": self.parameters,
         }
 
     @classmethod
@@ -297,6 +301,7 @@ class RunRecord:
             resources=dict(data.get("resources") or {}),
             error=data.get("error"),
             code_envfiles=tuple(data.get("code_envfiles") or ()),
+            parameters=dict(data.get("parameters") or {}),
         )
 
 

@@ -27,8 +27,9 @@ import socket
 import sys
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+from .capture import usage
 from .capture.errortext import MAX_MESSAGE, MAX_NOTE, bounded, clean, error_of, type_name
 from .errors import InvalidInputError, ProvenanceError
 from .records import Note, NoteType, ProcessRecord, RunRecord, new_id, process_key, utcnow
@@ -69,25 +70,6 @@ def _whoami() -> Tuple[Optional[str], Optional[str]]:
     return user, socket.gethostname()
 
 
-def _usage() -> Optional[Tuple[float, float, int, Optional[int]]]:
-    """(user CPU s, system CPU s, RSS, peak RSS in bytes) of this OS process, None if unknown."""
-    try:
-        import psutil
-
-        proc = psutil.Process()
-        cpu, rss = proc.cpu_times(), proc.memory_info().rss
-    except Exception:
-        return None
-    try:
-        import resource
-
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak: Optional[int] = maxrss if sys.platform == "darwin" else maxrss * 1024    # KiB except on macOS
-    except Exception:
-        peak = None
-    return cpu.user, cpu.system, rss, peak
-
-
 def _seconds(duration: float) -> str:
     if duration < 1:
         return f"{duration * 1000:.3g} ms"
@@ -100,8 +82,10 @@ class Run:
     """One documented execution; a fresh one per call, block or cell (never reused).
 
     Used as a context manager. Inside it, ``note`` adds a note linked to the
-    run, ``result`` sets the result note, and values added to ``parameters``
-    are recorded (the run's process is the one with all of them). Drivers that
+    run and ``result`` sets the result note. The parameters known at entry
+    name the run's process, except the ``per_run`` ones, which are this run's
+    own (the chunk it works on); values added to ``parameters`` inside the
+    block are this run's own too: what turns up while working is not the step. Drivers that
     cannot use ``with`` (coroutines, generators) call ``start``, ``activate``
     and ``deactivate``, ``returned`` and ``finish`` themselves.
     """
@@ -109,7 +93,7 @@ class Run:
     def __init__(self, volumes: Sequence[Volume], description: str, parameters: Optional[Dict[str, Any]] = None,
                  *, motivation: Optional[str] = None, result: Union[str, Callable[[Any], Any], None] = None,
                  redact: Sequence[str] = (), exclude: Sequence[str] = (), source_file: Optional[str] = None,
-                 func: Optional[Callable] = None, sources: Sequence[Any] = ()):
+                 func: Optional[Callable] = None, sources: Sequence[Any] = (), per_run: Sequence[str] = ()):
         check_texts(description, motivation, result)
         if not volumes:
             raise InvalidInputError(f"run {description!r} has no volume to log to")
@@ -122,7 +106,7 @@ class Run:
         self.status = "new"
         self.duration: Optional[float] = None
         self._result = result
-        self._redact, self._exclude = tuple(redact), tuple(exclude)
+        self._redact, self._exclude, self._per_run = tuple(redact), tuple(exclude), names(per_run, "per_run")
         self._source_file, self._func, self._sources = source_file, func, list(sources)
         self._results: List[Note] = []
         self._value_text: Optional[str] = None
@@ -193,7 +177,8 @@ class Run:
         self.parent = self._parent_run.id if self._parent_run is not None else None
         for vol in self.volumes:
             vol.check_readable()
-        self._recorded = prepare_parameters(self.parameters, redact=self._redact, exclude=self._exclude)
+        identity = {k: v for k, v in self.parameters.items() if k not in self._per_run}
+        self._recorded = prepare_parameters(identity, redact=self._redact, exclude=self._exclude)
         self._param_ids = {k: id(v) for k, v in self.parameters.items()}
         envs = self._capture()
         self._envfiles = tuple(env.filename for env in envs)
@@ -201,7 +186,8 @@ class Run:
         self._record = RunRecord(
             id=self.id, description=self.description, process=process_key(self.description, self._recorded),
             status="running", started=self.started, parent=self.parent, user=_whoami()[0],
-            host=_whoami()[1], pid=os.getpid(), code_envfiles=self._envfiles)
+            host=_whoami()[1], pid=os.getpid(), code_envfiles=self._envfiles,
+            parameters=self._run_values(self._per_run))
         motivation = self.motivation or f"run of {self.description!r} (no motivation given)"
         self._motivation = Note(self.started, NoteType.MOTIVATION, self._cut(motivation, "motivation"), run=self.id)
         started: List[Volume] = []
@@ -219,8 +205,16 @@ class Run:
             self._abandon(started, exc)
             raise
         self.status = "running"
-        self._cpu0 = _usage()
+        self._cpu0 = usage.cpu()
         self._t0 = time.perf_counter()
+
+    def _run_values(self, keys: Iterable[str]) -> Dict[str, Any]:
+        """This run's own values among ``parameters``, JSON-safe and redacted as the process's are."""
+        from .capture.params import prepare_parameters
+
+        wanted = set(keys)
+        return prepare_parameters({k: v for k, v in self.parameters.items() if k in wanted},
+                                  redact=self._redact, exclude=self._exclude)
 
     def _capture(self) -> List[Any]:
         try:
@@ -288,14 +282,8 @@ class Run:
             else:
                 self.status = "interrupted" if isinstance(exc, _INTERRUPTS) or _cancelled(exc) else "failed"
                 error = error_of(exc, self._redact)
-            recorded, proc_key = self._recorded, self._record.process
-            if {k: id(v) for k, v in self.parameters.items()} != self._param_ids:
-                from .capture.params import prepare_parameters
-
-                recorded = prepare_parameters(self.parameters, redact=self._redact, exclude=self._exclude)
-                proc_key = process_key(self.description, recorded)
             final = dataclasses.replace(self._record, status=self.status, ended=ended, duration=duration,
-                                        resources=resources, error=error, process=proc_key)
+                                        resources=resources, error=error, parameters=self._final_run_values())
         except Exception as err:
             self.status = "unrecorded"
             recording_warning(f"ptb could not record the end of run {self.id} ({self.description!r}): {err!r}")
@@ -306,10 +294,9 @@ class Run:
             notes = []
             recording_warning(f"ptb could not record the result note of run {self.id} ({self.description!r}): {err!r}")
         for vol in self.volumes:
-            proc = self._new_process(vol, recorded) if proc_key != self._record.process else []
             journalled: List[Entry] = []
             try:                          # in order, the run's end first; a storage failure spools the rest
-                journalled = writer.append(vol, [*proc, final, *notes])
+                journalled = writer.append(vol, [final, *notes])
             except InvalidInputError as err:  # a record over the size bound: keep the run's end at least
                 recording_warning(f"ptb could not record all of the end of run {self.id} on {vol.cloudpath}: {err}")
                 try:
@@ -320,17 +307,24 @@ class Run:
                 recording_warning(f"ptb could not record the end of run {self.id} on {vol.cloudpath}: {err!r}")
             if not any(record is final for _, record in journalled):
                 continue                  # spooled: `ptb flush` publishes it with the rest
-            self._process_written(vol, journalled)
-            writer.publish(vol, self._published_with_end(vol, proc_key) + journalled)
+            writer.publish(vol, self._published_with_end(vol, final.process) + journalled)
+
+    def _final_run_values(self) -> Dict[str, Any]:
+        """The per-run values, with those the block added or replaced (a plain call has none)."""
+        if {k: id(v) for k, v in self.parameters.items()} == self._param_ids:
+            return self._record.parameters
+        changed = [k for k, v in self.parameters.items() if self._param_ids.get(k) != id(v)]
+        return self._run_values([*self._per_run, *changed])
 
     def _resources(self) -> Dict[str, Any]:
         """CPU time of this OS process (all its threads) during the run; its RSS now and its peak RSS so far."""
-        now, before = _usage(), self._cpu0
+        now, before = usage.cpu(), self._cpu0
         if now is None or before is None:
             return {}
         user, system = now[0] - before[0], now[1] - before[1]
+        rss, peak = usage.memory()
         return {"cpu_time_s": round(user + system, 6), "cpu_user_s": round(user, 6),
-                "cpu_system_s": round(system, 6), "memory_bytes": now[2], "peak_memory_bytes": now[3]}
+                "cpu_system_s": round(system, 6), "memory_bytes": rss, "peak_memory_bytes": peak}
 
     def _result_notes(self, ended: Any, duration: float, error: Optional[Dict[str, Any]]) -> List[Note]:
         took = _seconds(duration)
@@ -361,6 +355,14 @@ def check_texts(description: Any, motivation: Any, result: Any) -> None:
         raise InvalidInputError(f"motivation must be a str, not {type(motivation).__name__}")
     if result is not None and not (isinstance(result, str) or callable(result)):
         raise InvalidInputError("result must be a str or a callable applied to the return value")
+
+
+def names(value: Union[str, Sequence[str]], what: str) -> Tuple[str, ...]:
+    """Parameter names given as a list or as one string (``"bbox, mip"``)."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    if not all(isinstance(n, str) and n for n in items):
+        raise InvalidInputError(f"{what} must name parameters (str), not {value!r}")
+    return tuple(items)
 
 
 def _cancelled(exc: BaseException) -> bool:

@@ -30,7 +30,7 @@ from volumes import make_volume
 import ptb
 from ptb.errors import CorruptProvenanceError, InvalidInputError, ProvenanceError, VolumeUnavailableError
 from ptb.store.journal import JOURNAL, MAX_RECORD_BYTES
-from ptb.store.spool import SpoolWarning
+from ptb.store.spool import SpoolWarning, pending
 from ptb.store.updater import ViewWarning
 
 try:
@@ -127,7 +127,7 @@ def test_server_stopped_between_entry_and_exit_spools_and_flush_loses_nothing(ki
     before = ptb.history(cloudpath)
     assert [r.status for r in before.runs] == ["running"]         # only the entry reached the server
 
-    kept = len(spooled(spool_dir))
+    kept = sum(count for _, count in pending())     # records: the run's end and its result share one object
     flushed = ptb_cli("flush", "--json", cwd=tmp_path)
     assert flushed.returncode == 0, flushed.stderr
     assert json.loads(flushed.stdout) == {"uploaded": kept, "remaining": 0, "spool": str(spool_dir)}

@@ -310,6 +310,47 @@ def test_one_process_per_description_and_parameters(vol, tmp_path):
     assert sum('"kind":"process"' in text for text in journal) == 2
 
 
+def test_per_run_values_make_one_process_of_many_runs_in_two_objects_per_call(vol, tmp_path):
+    @provenance(vol, "downsample", per_run=["bbox"])
+    def downsample(bbox, mip=1, password="hunter2-secret"):
+        if bbox == (2, 2):
+            raise ValueError(f"chunk {bbox} failed")
+        return mip
+
+    journal = tmp_path / "v" / "ptb" / "journal"
+    downsample((0, 0))                              # the first call also journals the process
+    before = len(list(journal.iterdir()))
+    for bbox in [(1, 1), (2, 2), (3, 3)]:
+        try:
+            downsample(bbox, password=f"secret-for-{bbox[0]}")
+        except ValueError:
+            pass
+    assert len(list(journal.iterdir())) - before == 2 * 3     # entry and exit, each one object
+    hist = ptb.history(vol)
+    (process,) = hist.processes
+    assert process.parameters == {"mip": 1, "password": "<redacted>"}
+    runs = sorted(hist.runs, key=lambda r: r.started)
+    assert [r.parameters["bbox"] for r in runs] == [[0, 0], [1, 1], [2, 2], [3, 3]]
+    assert [r.status for r in runs] == ["succeeded", "succeeded", "failed", "succeeded"]
+    assert not any(f"secret-for-{i}" in volume_text(tmp_path / "v") for i in (1, 2, 3))
+    seen = CloudVolume("file://" + str(tmp_path / "v")).provenance.processing    # what the field's tools see
+    (entry,) = [e for e in seen if e.get("task") == "downsample"]
+    assert entry["ptb"]["runs"]["count"] == 4 and entry["ptb"]["runs"]["failed"] == 1
+
+
+def test_a_killed_per_run_call_is_seen_started_with_its_chunk(vol, tmp_path):
+    """The entry object alone (the worker died before the exit) names the run and its chunk."""
+    code = (f"import os, ptb\n"
+            f"@ptb.provenance({('file://' + str(tmp_path / 'v'))!r}, 'mesh', per_run='bbox')\n"
+            f"def mesh(bbox):\n    os._exit(9)\n"
+            f"mesh([64, 128])\n")
+    done = subprocess.run([os.environ.get("PYTHON", "python"), "-c", code], env={**os.environ},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 9, done.stderr
+    (run,) = ptb.history(vol).runs
+    assert run.status == "running" and run.parameters == {"bbox": [64, 128]}
+
+
 def test_awkward_parameters_never_break_the_call_nor_reach_the_volume_in_full(vol, tmp_path):
     # secrets are built at run time, so that no source or git diff recorded with the run holds them
     password, token, lab, key = (s + "-secret" for s in ("hunter2", "tok3n", "lab-code", "k3y"))
@@ -410,7 +451,9 @@ def test_documented_block_with_notes_result_and_caller_parameters(vol):
 
     hist = ptb.history(vol)
     (record,) = hist.runs
-    assert hist.process(record.process).parameters == {"mip": 2, "threshold": 0.5, "slab": 3}
+    # known at entry, the step; added while working, this run's own (issue 9: no second process)
+    assert hist.process(record.process).parameters == {"mip": 2, "threshold": 0.5}
+    assert record.parameters == {"slab": 3} and len(hist.processes) == 1
     assert notes_of(hist, record, NoteType.MOTIVATION) == ["merge errors in slab 3"]
     assert notes_of(hist, record, NoteType.GENERIC) == ["bizarre output in slice 37"]
     assert notes_of(hist, record, NoteType.RESULT) == ["found 12 more synapses"]

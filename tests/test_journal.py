@@ -19,12 +19,15 @@ def notes(n, prefix="n"):
     return [Note(utcnow(), NoteType.GENERIC, f"{prefix}{i}") for i in range(n)]
 
 
-def test_each_record_is_its_own_object_and_reads_back_in_write_order(cloudpath):
+def test_records_written_together_share_one_object_and_read_back_in_write_order(cloudpath):
     vol = Volume.resolve(cloudpath)
-    written = notes(5)
-    journal.append(vol, written)
-    assert len(vol.list(journal.JOURNAL)) == 5
-    assert journal.read(vol) == written
+    together, alone = notes(5), notes(2, "alone")
+    assert [record for _, record in journal.append(vol, together)] == together
+    for note in alone:
+        journal.append(vol, [note])
+    assert len(vol.list(journal.JOURNAL)) == 3       # one batch, then one object per call
+    assert journal.read(vol) == together + alone
+    assert journal.pack(vol) == 7 and journal.read(vol) == together + alone
 
 
 def test_pack_moves_records_into_one_segment_without_losing_any(cloudpath):
@@ -125,7 +128,8 @@ def test_env_files_are_content_addressed_and_written_once(cloudpath):
 
 def test_writers_pack_only_a_long_journal(cloudpath):
     vol = Volume.resolve(cloudpath)
-    journal.append(vol, notes(3))
+    for note in notes(3):                        # the threshold counts objects: one each
+        journal.append(vol, [note])
     journal.maybe_pack(vol, chance=1.0, threshold=4, min_age=0)
     assert vol.list(journal.SEGMENTS) == []
     journal.append(vol, notes(1, "more"))

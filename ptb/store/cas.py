@@ -46,6 +46,7 @@ class VersionedObject(abc.ABC):
     def __init__(self, vol: Volume, key: str):
         self.vol, self.key = vol, key
         self.displaced = []
+        self.written: Token = None    # the version the last successful ``write`` made, when the store says
 
     @abc.abstractmethod
     def read(self) -> Tuple[Optional[bytes], Token]:
@@ -53,7 +54,11 @@ class VersionedObject(abc.ABC):
 
     @abc.abstractmethod
     def write(self, data: bytes, token: Token) -> bool:
-        """Write ``data`` if the object is still at ``token``; False if someone changed it."""
+        """Write ``data`` if the object is still at ``token``; False if someone changed it.
+
+        On success, ``written`` is the new version (None where it is not known),
+        so the next swap can try it without reading the object first.
+        """
 
     @contextlib.contextmanager
     def exclusive(self, timeout: float) -> Iterator[None]:
@@ -127,6 +132,8 @@ class _FileObject(VersionedObject):
                 if _changed_after_rename(old, token):
                     self.displaced.append((token[3], _settled(old)))
                     return False
+            st = os.stat(self.path)
+            self.written = (st.st_ino, st.st_size, st.st_mtime_ns, data)
             return True
         finally:
             if os.path.exists(tmp):
@@ -144,13 +151,16 @@ def _changed_after_rename(handle: Any, token: Token) -> bool:
 
     A writer whose ``open`` looked the path up just before our rename may
     truncate and write a moment after it (it waits on the inode lock the
-    rename held), so look again after letting it run.
+    rename held), so keep looking for a moment. Spinning, not sleeping: a
+    sleep on a busy machine gives the core away for milliseconds, on every
+    call, while the racing writer runs on another core anyway.
     """
-    for pause in (0.0, 0.0002):
-        time.sleep(pause)
+    deadline = time.perf_counter() + 0.0002
+    while True:
         if _state(handle) != token:
             return True
-    return False
+        if time.perf_counter() > deadline:
+            return False
 
 
 def _settled(handle: Any, seconds: float = 1.0) -> bytes:
@@ -183,6 +193,7 @@ class _MemObject(VersionedObject):
             if (ABSENT if current is None else current) != token:
                 return False
             self.vol.put_bytes(self.key, data)
+            self.written = data
             return True
 
 
@@ -236,13 +247,14 @@ class _S3Object(VersionedObject):
 
         condition = {"IfNoneMatch": "*"} if token == ABSENT else {"IfMatch": token}
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self.name, Body=data, ContentType="application/json",
-                                   CacheControl="no-cache", **condition)
+            response = self.client.put_object(Bucket=self.bucket, Key=self.name, Body=data,
+                                              ContentType="application/json", CacheControl="no-cache", **condition)
         except ClientError as exc:
             if _s3_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
                 return False
             _raise_if_busy(exc)
             raise
+        self.written = response.get("ETag")
         return True
 
 
@@ -311,6 +323,7 @@ class _GCSObject(VersionedObject):
             return False
         except exceptions.TooManyRequests as exc:
             raise Busy("GCS rate limit (429): about one write per second per object") from exc
+        self.written = blob.generation
         return True
 
 

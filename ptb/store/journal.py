@@ -1,9 +1,12 @@
-"""The journal: every record its own immutable object under the volume.
+"""The journal: records in immutable objects under the volume.
 
 Object stores have no append and CloudFiles no conditional write, so instead
-of rewriting one shared file, each record is written once at a key no other
+of rewriting one shared file, records are written once at a key no other
 writer can produce (``ptb/journal/<rid>.json``). Nothing is ever overwritten,
-so nothing is lost however many writers there are. ``pack`` folds journal
+so nothing is lost however many writers there are. Records written together
+(a run's start with its process and motivation, its end with its result
+note) share one object, a batch named by its last record's rid: one round
+trip each, and a killed run is still seen as started. ``pack`` folds journal
 objects into segments (also immutable, uniquely named) so that reading a long
 history takes a handful of requests.
 """
@@ -16,7 +19,7 @@ import warnings
 from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
 
 from ..errors import InvalidInputError, VolumeUnavailableError
-from ..records import Record, canonical_json, envelope, new_id, record_from_json, rid_age_seconds
+from ..records import FORMAT_VERSION, Record, canonical_json, envelope, new_id, record_from_json, rid_age_seconds
 from .volume import Volume
 
 JOURNAL = "ptb/journal/"
@@ -40,33 +43,43 @@ class PartialWrite(VolumeUnavailableError):
 
 
 def append(vol: Volume, records: Sequence[Record]) -> List[Tuple[str, Record]]:
-    """Journal ``records``, one object each, in order; returns (rid, record) for each.
+    """Journal ``records`` in one object; returns (rid, record) for each.
 
     A record over ``MAX_RECORD_BYTES`` is refused before anything is written.
-    A storage failure raises ``PartialWrite``, which says what was written and
-    what was not (``ptb.store.writer`` spools that part).
+    A storage failure raises ``PartialWrite``, which says what was not
+    written (``ptb.store.writer`` spools that part): all of it, one object.
     """
-    pending: Dict[str, Tuple[Dict[str, Any], str, Record]] = {}
-    for record in records:
-        env = envelope(record)
-        text = canonical_json(env)
+    if not records:
+        return []
+    envs = [envelope(record) for record in records]
+    texts = [canonical_json(env) for env in envs]
+    for env, text in zip(envs, texts):
         size = len(text.encode("utf-8"))
         if size > MAX_RECORD_BYTES:
             raise InvalidInputError(
                 f"{env['kind']} record {env['rid']} for {vol.cloudpath} is {size} bytes, over the "
                 f"{MAX_RECORD_BYTES}-byte bound: shorten it (large outputs belong in the volume, not its provenance)"
             )
-        pending[f"{JOURNAL}{env['rid']}.json"] = (env, text, record)
-    written: List[Tuple[str, Record]] = []
+    key = f"{JOURNAL}{envs[-1]['rid']}.json"
+    batch = {"batch": envs[-1]["rid"], "records": envs, "v": FORMAT_VERSION}
+    obj, text = (envs[0], texts[0]) if len(envs) == 1 else (batch, canonical_json(batch))
     try:
-        for key, (env, text, record) in pending.items():
-            vol.put_json(key, text)
-            written.append((env["rid"], record))
+        vol.put_json(key, text)
     except Exception as exc:
-        done = {rid for rid, _ in written}
-        rest = {key: env for key, (env, _, _) in pending.items() if env["rid"] not in done}
-        raise PartialWrite(f"cannot write to {vol.cloudpath}: {exc}", written, rest) from exc
-    return written
+        raise PartialWrite(f"cannot write to {vol.cloudpath}: {exc}", [], {key: obj}) from exc
+    return [(env["rid"], record) for env, record in zip(envs, records)]
+
+
+def envelopes_of(obj: Any) -> List[Dict[str, Any]]:
+    """The record envelopes a journal object or segment holds (a batch or segment many, a record one)."""
+    if isinstance(obj, dict) and isinstance(obj.get("records"), list):
+        return [env for env in obj["records"] if _is_envelope(env)]
+    return [obj] if _is_envelope(obj) else []
+
+
+def entries_of(obj: Any) -> List[Tuple[str, Record]]:
+    """(rid, record) for every record of a journal object; raises ``InvalidInputError`` for a bad one."""
+    return [(env["rid"], record_from_json(env)) for env in envelopes_of(obj)]
 
 
 def _parse_objects(blobs: Dict[str, Any]) -> List[Any]:
@@ -90,12 +103,13 @@ def read_envelopes(vol: Volume, progress: bool = False) -> Dict[str, Dict[str, A
     between listing and reading was merged into a newer one: list again.
     """
     found: Dict[str, Dict[str, Any]] = {}
-    for env in _parse_objects(vol.get_many(vol.list(JOURNAL), progress=progress)):
-        if _is_envelope(env):
-            found[env["rid"]] = env
-        else:
+    for obj in _parse_objects(vol.get_many(vol.list(JOURNAL), progress=progress)):
+        envs = envelopes_of(obj)
+        if not envs:
             warnings.warn(f"skipping an object under {vol.cloudpath}/{JOURNAL}: not a ptb record",
                           RecordWarning, stacklevel=3)
+        for env in envs:
+            found[env["rid"]] = env
     for attempt in range(_SEGMENT_RETRIES):
         blobs = vol.get_many(vol.list(SEGMENTS), progress=progress)
         if all(data is not None for data in blobs.values()):
@@ -105,9 +119,8 @@ def read_envelopes(vol: Volume, progress: bool = False) -> Dict[str, Dict[str, A
         raise VolumeUnavailableError(f"segments of {vol.cloudpath} kept vanishing while being read "
                                      f"(packers racing?); try again")
     for segment in _parse_objects(blobs):
-        for env in segment.get("records", []) if isinstance(segment, dict) else []:
-            if _is_envelope(env):
-                found.setdefault(env["rid"], env)
+        for env in envelopes_of(segment) if isinstance(segment, dict) and "records" in segment else []:
+            found.setdefault(env["rid"], env)
     return found
 
 
@@ -157,21 +170,21 @@ def _pack(vol: Volume, min_age: float = 0.0) -> List[Dict[str, Any]]:
         segment_blobs = vol.get_many(segment_keys)
         merged_keys = [k for k, v in segment_blobs.items() if v is not None]
         for segment in _parse_objects(segment_blobs):
-            for env in segment.get("records", []) if isinstance(segment, dict) else []:
-                if _is_envelope(env):
-                    envs[env["rid"]] = env
+            for env in envelopes_of(segment) if isinstance(segment, dict) and "records" in segment else []:
+                envs[env["rid"]] = env
     packed_keys, packed = [], []
     for key, data in journal_blobs.items():
         try:
-            env = json.loads(data)
+            held = envelopes_of(json.loads(data))
         except ValueError:
-            env = None
-        if not _is_envelope(env):
+            held = []
+        if not held:
             warnings.warn(f"{vol.cloudpath}/{key} is not a ptb record; left in place", RecordWarning, stacklevel=3)
             continue
-        envs[env["rid"]] = env
+        for env in held:
+            envs[env["rid"]] = env
         packed_keys.append(key)
-        packed.append(env)
+        packed.extend(held)
     segment = {"v": 1, "records": [envs[rid] for rid in sorted(envs)]}
     vol.put_json(f"{SEGMENTS}{new_id()}.json", canonical_json(segment))
     vol.delete(packed_keys + merged_keys)

@@ -9,15 +9,16 @@ about a second before it is called corrupt, and then never written.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import VolumeUnavailableError
-from ..records import record_from_json, rid_age_seconds
+from ..records import rid_age_seconds
 from . import cas, journal
 from .view import Entry, is_current, merge_foreign, merge_into, rebuilt, undecided
-from .volume import PROVENANCE, Volume, dumps, read_parsed
+from .volume import PROVENANCE, Volume, dumps, read_parsed, remember_valid
 
 HEAL_MIN_AGE = 10.0      # seconds: younger records are still being published by their own writers
 HEAL_LIMIT = 256
@@ -47,26 +48,62 @@ def _merged(vol: Volume, prov: Optional[Dict[str, Any]], entries: Sequence[Entry
 
 
 def _swap(vol: Volume, change: Any, timeout: float) -> bool:
-    """Read, change, write over the version read; again on a conflict, until ``timeout``."""
+    """Read, change, write over the version read; again on a conflict, until ``timeout``.
+
+    The first try starts from the view as this process last wrote it, when it
+    wrote one: a lone writer (a worker's loop of chunk calls) then writes
+    without reading first, one round trip. A conflict, or nothing to add,
+    sends it back to what the store holds now.
+    """
     obj = cas.versioned(vol, PROVENANCE)
     deadline = time.monotonic() + timeout
     with obj.exclusive(timeout):
+        guess = _last_written.pop(vol.cloudpath, None)
         for attempt in range(1000):
-            prov, token = read_current(obj)
+            if guess is not None:
+                prov, token = _parsed(guess[1]), guess[0]
+            else:
+                prov, token = read_current(obj)
             for base, theirs in obj.displaced:       # foreign writes our last rename put aside: merge them back
                 prov = merge_foreign(_parsed(base), _parsed(theirs), prov)
             new = change(prov)
             if new is None:
+                if guess is not None:                 # "already there" must be seen in the store, not in memory
+                    guess = None
+                    continue
                 if not obj.displaced or prov is None:
                     return True
                 new = prov                            # nothing of ours to add, but theirs to put back
-            if obj.write(dumps(new).encode("utf-8"), token):
-                _show_in_memory(vol, new)
+            data = dumps(new).encode("utf-8")
+            if obj.write(data, token):
+                _show_in_memory(vol, data)
+                remember_valid(vol, len(data))
+                if obj.written is not None and not obj.displaced:
+                    _remember(vol.cloudpath, (obj.written, data))
                 return True
+            if guess is not None:                     # someone else wrote since: read what they left
+                guess = None
+                continue
             if time.monotonic() > deadline and not obj.displaced:   # what was put aside is never given up
                 return False
             time.sleep(random.uniform(0.005, 0.05) * min(attempt + 1, 8))
     return False
+
+
+_last_written: Dict[str, Tuple[cas.Token, bytes]] = {}   # cloudpath -> (version, bytes) this process wrote last
+
+
+def _remember(cloudpath: str, written: Tuple[cas.Token, bytes]) -> None:
+    if len(_last_written) > 256:
+        _last_written.clear()
+    _last_written[cloudpath] = written
+
+
+def _forget_written() -> None:
+    _last_written.clear()        # a forked child starts from the store, not from its parent's memory
+
+
+os.register_at_fork(after_in_child=_forget_written)
 
 
 def _parsed(data: bytes) -> Optional[Dict[str, Any]]:
@@ -77,12 +114,12 @@ def _parsed(data: bytes) -> Optional[Dict[str, Any]]:
     return found if isinstance(found, dict) else None
 
 
-def _show_in_memory(vol: Volume, prov: Dict[str, Any]) -> None:
+def _show_in_memory(vol: Volume, data: bytes) -> None:
     """Keep the CloudVolume object the user gave in step with what was written."""
     current = getattr(vol.cloudvolume, "provenance", None)
     if isinstance(current, dict):
         current.clear()
-        current.update(json.loads(dumps(prov)))
+        current.update(json.loads(data))
 
 
 def has_history(vol: Volume) -> bool:
@@ -122,8 +159,7 @@ def heal(vol: Volume, timeout: float, min_age: Optional[float] = None) -> int:
     entries: List[Entry] = []
     for data in vol.get_many(missing[-HEAL_LIMIT:]).values():
         try:
-            env = json.loads(data or b"null")
-            entries.append((env["rid"], record_from_json(env)))
+            entries.extend(journal.entries_of(json.loads(data or b"null")))
         except Exception:   # not a record: reading skips it with a warning, healing just leaves it
             continue
     if entries and not publish(vol, entries, timeout):

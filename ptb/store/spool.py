@@ -52,7 +52,7 @@ def spool(cloudpath: str, objects: Dict[str, Any], reason: str) -> Path:
     for key, obj in objects.items():
         _atomic_write(directory / quote(key, safe=""), json.dumps(obj, ensure_ascii=False))
     warnings.warn(
-        f"ptb could not write {len(objects)} record(s) to {cloudpath} ({reason}). "
+        f"ptb could not write {sum(map(records_in, objects.values()))} record(s) to {cloudpath} ({reason}). "
         f"They are kept in {directory}; run `ptb flush` when the volume is reachable again.",
         SpoolWarning,
         stacklevel=3,
@@ -60,8 +60,20 @@ def spool(cloudpath: str, objects: Dict[str, Any], reason: str) -> Path:
     return directory
 
 
+def records_in(obj: Any) -> int:
+    """How many records a spooled object holds (a batch of a run's start or end holds several)."""
+    return len(obj["records"]) if isinstance(obj, dict) and isinstance(obj.get("records"), list) else 1
+
+
+def records_in_file(path: Path) -> int:
+    try:
+        return records_in(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):   # unreadable: flush reports it; it still counts as something kept
+        return 1
+
+
 def pending() -> List[Tuple[str, int]]:
-    """(cloudpath, number of spooled objects) for every volume with something spooled."""
+    """(cloudpath, number of spooled records) for every volume with something spooled."""
     root = spool_dir()
     if not root.is_dir():
         return []
@@ -69,7 +81,7 @@ def pending() -> List[Tuple[str, int]]:
     for directory in sorted(root.iterdir()):
         marker = directory / VOLUME_FILE
         if marker.is_file():
-            count = sum(1 for p in directory.iterdir() if _is_object(p))
+            count = sum(records_in_file(p) for p in directory.iterdir() if _is_object(p))
             found.append((json.loads(marker.read_text())["cloudpath"], count))
     return found
 

@@ -24,7 +24,6 @@ This module does no I/O; ``ptb.store.publish`` reads and writes the file.
 from __future__ import annotations
 
 import bisect
-import copy
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..records import SECTION, Note, ProcessRecord, Record, RunRecord, is_ptb_entry
@@ -65,9 +64,19 @@ def foreign_part(prov: Optional[Dict[str, Any]]) -> Dict[str, Any]:
 class _Included:
     """The highest rids the view holds, to tell which records it has already counted."""
 
+    _last: Tuple[str, List[str]] = ("", [])    # the string last parsed or made, and its sorted rids
+
     def __init__(self, rids: Any):
-        self.rids: List[str] = sorted(set(rids.split())) if isinstance(rids, str) else []
+        text = rids if isinstance(rids, str) else ""
+        last_text, last_rids = _Included._last
+        self.rids: List[str] = list(last_rids) if text == last_text else sorted(set(text.split()))
         self.known = set(self.rids)
+
+    def text(self) -> str:
+        """The space-separated form the view stores (remembered: the next merge reads it back)."""
+        text = " ".join(self.rids)
+        _Included._last = (text, list(self.rids))
+        return text
 
     def decided(self, rid: str) -> bool:
         return rid in self.known or (len(self.rids) >= INCLUDED_KEPT and rid < self.rids[0])
@@ -95,13 +104,14 @@ def merge_into(prov: Dict[str, Any], entries: Iterable[Entry], cloudpath: str) -
     a run record merges only while undecided, so it is counted once. A run's
     start is left out when its end comes in the same batch: the end says more.
     """
+    changed = False
     for key, default in empty_provenance().items():
-        if prov.get(key) in (None, ""):  # absent, or CloudVolume's "" default for sources
-            prov[key] = default
+        if prov.get(key) in (None, "") and (key not in prov or prov[key] != default):
+            prov[key], changed = default, True   # absent, or CloudVolume's "" default for sources
     if not isinstance(prov["processing"], list):  # hand-written oddity: keep it whole, as one entry
-        prov["processing"] = [prov["processing"]]
+        prov["processing"], changed = [prov["processing"]], True
     section = prov.get(SECTION) if is_current(prov) else None
-    before = (copy.deepcopy(section), copy.deepcopy(prov["processing"]))
+    changed = changed or section is None or section.get("history") != pointer(cloudpath)
     included = _Included((section or {}).get("included"))
     notes = {n.get("id"): n for n in (section or {}).get("notes", []) if isinstance(n, dict)}
     processes = {e[SECTION].get("key"): e for e in prov["processing"] if is_ptb_entry(e)}
@@ -124,12 +134,13 @@ def merge_into(prov: Dict[str, Any], entries: Iterable[Entry], cloudpath: str) -
         elif isinstance(record, ProcessRecord):
             _merge_process(processes, record)
         included.add(rid)
+        changed = True          # a record not merged before: its rid at least is new (no deep copy to compare)
     kept = sorted(notes.values(), key=lambda n: (n.get("timestamp") or "", n.get("id") or ""))[-NOTES_KEPT:]
     prov[SECTION] = {"format": FORMAT, "history": pointer(cloudpath), "notes": kept,
-                     "included": " ".join(included.rids)}
+                     "included": included.text()}
     foreign = [e for e in prov["processing"] if not is_ptb_entry(e)]
     prov["processing"] = foreign + sorted(processes.values(), key=lambda e: (e[SECTION].get("id") or ""))
-    return (prov[SECTION], prov["processing"]) != before
+    return changed
 
 
 def _note_entry(record: Note) -> Dict[str, Any]:

@@ -25,9 +25,24 @@ T = TypeVar("T")
 _FORMAT_PREFIXES = ("precomputed://", "graphene://", "n5://", "zarr://", "zarr2://", "zarr3://")
 
 
-def dumps(obj: Any) -> str:
-    """Pretty JSON, as CloudVolume writes ``provenance``."""
-    return json.dumps(obj, indent=2, sort_keys=True, separators=(",", ": "), ensure_ascii=False)
+PRETTY_DEPTH = 3
+
+
+def dumps(obj: Any, depth: int = PRETTY_DEPTH, margin: str = "") -> str:
+    """Pretty JSON, as CloudVolume writes ``provenance``, to ``depth`` levels; deeper values on one line.
+
+    ``json.dumps(indent=...)`` runs the pure-Python encoder, which made it
+    most of a documented call's cost; one line per process entry and per note
+    reads as well, and the C encoder writes those.
+    """
+    if depth <= 0 or not isinstance(obj, (dict, list)) or not obj:
+        return json.dumps(obj, sort_keys=True, separators=(", ", ": "), ensure_ascii=False)
+    inner = margin + "  "
+    if isinstance(obj, dict):
+        items = [f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {dumps(obj[k], depth - 1, inner)}"
+                 for k in sorted(obj, key=str)]
+        return "{\n" + ",\n".join(items) + f"\n{margin}}}"
+    return "[\n" + ",\n".join(f"{inner}{dumps(v, depth - 1, inner)}" for v in obj) + f"\n{margin}]"
 
 
 def parse_provenance(data: Union[bytes, str], cloudpath: str) -> Dict[str, Any]:
@@ -251,8 +266,13 @@ class Volume:
         """Fail before any user code runs if the volume is unreachable or its provenance corrupt.
 
         Runs on every documented call, so it must not cost O(view): one size
-        request, and the file is parsed again only when its size changed.
+        request, and the file is parsed again only when its size changed. On
+        object stores, not even that within ``TRUSTED_SECONDS`` of this process
+        writing the view itself: a worker's next chunk call saves a round trip,
+        and its entry write still fails at once if the store is unreachable.
         """
+        if self.protocol not in ("file", "mem") and time.monotonic() < _trusted_until.get(self.cloudpath, 0.0):
+            return
         try:
             size = self.cf.size(PROVENANCE)
         except Exception as exc:
@@ -264,6 +284,19 @@ class Volume:
 
 
 _checked_sizes: Dict[str, int] = {}
+
+
+TRUSTED_SECONDS = 1.0
+_trusted_until: Dict[str, float] = {}
+
+
+def remember_valid(vol: Volume, size: int) -> None:
+    """ptb just wrote a ``provenance`` of ``size`` bytes: the next ``check_readable`` need not parse it."""
+    if len(_checked_sizes) > 1024:
+        _checked_sizes.clear()
+        _trusted_until.clear()
+    _checked_sizes[vol.cloudpath] = size
+    _trusted_until[vol.cloudpath] = time.monotonic() + TRUSTED_SECONDS
 
 
 def _fresh_connections_in_child() -> None:

@@ -12,7 +12,7 @@ import warnings
 from typing import Any, List, Sequence, Tuple
 
 from ..errors import VolumeUnavailableError
-from ..records import Record, canonical_json, record_from_json
+from ..records import Record, canonical_json
 from . import journal, spool, updater
 from .view import Entry
 from .volume import Volume
@@ -26,7 +26,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def append(vol: Volume, records: Sequence[Record], *, spool_on_failure: bool = True) -> List[Entry]:
-    """Journal ``records`` in order; returns (rid, record) for those now in the journal.
+    """Journal ``records`` in one object; returns (rid, record) for each, or [] when they were spooled.
 
     A record over the size bound raises ``InvalidInputError`` before anything
     is written. A storage failure spools what was not written (with a
@@ -70,7 +70,7 @@ def write_env(vol: Volume, env: Any, *, spool_on_failure: bool = True) -> str:
 
 
 def flush(progress: bool = False) -> Tuple[int, int]:
-    """Upload everything spooled; returns (uploaded, still spooled).
+    """Upload everything spooled; returns (records uploaded, records still spooled).
 
     A volume that is still unreachable keeps its records for the next flush.
     Cloudpaths that use a CloudFiles alias need the alias registered first.
@@ -90,14 +90,14 @@ def flush(progress: bool = False) -> Tuple[int, int]:
                 else:
                     vol.put_json(key, canonical_json(obj))
             except Exception as exc:
-                remaining += len(files) - done
+                remaining += sum(map(spool.records_in_file, files[done:]))
                 warnings.warn(f"{cloudpath} is still not writable ({exc}); records stay in {directory}",
                               spool.SpoolWarning, stacklevel=2)
                 break
             if key.startswith(journal.JOURNAL):
-                records.append((obj["rid"], record_from_json(obj)))
+                records.extend(journal.entries_of(obj))
             path.unlink()
-            uploaded += 1
+            uploaded += spool.records_in(obj)
         else:
             spool.release(directory)
         if records:     # with what their writer journalled before the volume went away (a run's start)
