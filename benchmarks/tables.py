@@ -149,9 +149,15 @@ def view_rows(results: Dict[str, Any], rows: List[Tuple[str, ...]], goals: List[
         p, b = (_dig(writes, (side, kind, "objects")) for side in SIDES)
         rows.append((f"objects written per {kind} (journal and provenance, inotify)", f"{p / count:.2f}",
                      f"{b / count:.2f}" if b is not None else "n/a", ratio(p, b)))
+        p, b = (_dig(writes, (side, kind, "created")) for side in SIDES)
+        rows.append((f"files created per {kind} (temporary ones too, inotify)", f"{p / count:.2f}",
+                     f"{b / count:.2f}" if b is not None else "n/a", ""))
         p, b = (_dig(writes, (side, kind, "bytes")) for side in SIDES)
         rows.append((f"bytes written per {kind} (write(2), /proc/self/io)", f"{p / count / 1024:.1f} KiB",
                      f"{b / count / 1024:.1f} KiB" if b is not None else "n/a", ratio(p, b)))
+
+    rows.append(("creating one small file on this machine (each created file above costs this)",
+                 ms(writes["ptb"]["file_creation_s"]), "", ""))
 
     opened = results["open"]
     sizes = [str(s) for s in opened["sizes"]]

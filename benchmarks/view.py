@@ -213,15 +213,16 @@ class WriteCounter:
     open of the second comes between them. (Exact for one writer at a time, as here.)
     """
 
-    IN_OPEN, IN_CLOSE_WRITE, IN_MOVED_TO, IN_Q_OVERFLOW = 0x20, 0x8, 0x80, 0x4000
+    IN_OPEN, IN_CLOSE_WRITE, IN_MOVED_TO, IN_CREATE, IN_Q_OVERFLOW = 0x20, 0x8, 0x80, 0x100, 0x4000
 
     def __init__(self, directory: str, name: Optional[str] = "provenance") -> None:
         import ctypes
 
         self.name, self.count, self.overflow = (name.encode() if name else None), 0, False
+        self.created = 0      # files created, temporary ones included (each a new inode)
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        mask = self.IN_OPEN | self.IN_CLOSE_WRITE | self.IN_MOVED_TO
+        mask = self.IN_OPEN | self.IN_CLOSE_WRITE | self.IN_MOVED_TO | self.IN_CREATE
         if self.fd < 0 or libc.inotify_add_watch(self.fd, directory.encode(), mask) < 0:
             raise OSError(ctypes.get_errno(), f"inotify on {directory} failed")
 
@@ -239,6 +240,7 @@ class WriteCounter:
                 name = data[offset + 16:offset + 16 + length].rstrip(b"\0")
                 offset += 16 + length
                 self.overflow |= bool(mask & self.IN_Q_OVERFLOW)
+                self.created += bool(mask & self.IN_CREATE)
                 wanted = name == self.name if self.name else not name.startswith(b".")  # None: any final name
                 if wanted and mask & (self.IN_CLOSE_WRITE | self.IN_MOVED_TO):
                     self.count += 1
@@ -300,8 +302,20 @@ def writes(args: Dict[str, Any]) -> Dict[str, Any]:
             ptb.store.updater.flush()
         time.sleep(0.3)
         out[kind] = {"writes": counter.poll(), "overflow": counter.overflow or any(c.overflow for c in objects),
-                     "objects": sum(c.poll() for c in objects), "bytes": _bytes_written() - written}
+                     "objects": sum(c.poll() for c in objects), "bytes": _bytes_written() - written,
+                     "created": sum(c.created for c in objects)}
+    out["file_creation_s"] = _file_creation_s(args["cloudpath"][len("file://"):] + "-creation")
     return out
+
+
+def _file_creation_s(directory: str, count: int = 200) -> float:
+    """What creating one small file costs on this machine (each journal object and view write makes one)."""
+    os.makedirs(directory, exist_ok=True)
+    t0 = time.perf_counter()
+    for i in range(count):
+        with open(os.path.join(directory, f"f{i}"), "wb") as handle:
+            handle.write(b"{}")
+    return (time.perf_counter() - t0) / count
 
 
 def _bytes_written() -> int:
