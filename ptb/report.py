@@ -86,8 +86,8 @@ def compact(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def params_summary(parameters: Dict[str, Any], limit: int = 80) -> str:
-    inner = ", ".join(f"{k}={compact(v, 30)}" for k, v in parameters.items())
+def params_summary(parameters: Dict[str, Any], limit: int = 80, each: int = 30) -> str:
+    inner = ", ".join(f"{k}={compact(v, each)}" for k, v in parameters.items())
     return compact(inner, limit)
 
 
@@ -157,7 +157,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        return (self.note_type or "note").lower() if self.kind == "note" else self.kind
+        return (self.note_type or "note").lower() if self.kind in ("note", "notes") else self.kind
 
     @property
     def failed(self) -> bool:
@@ -196,7 +196,7 @@ def timeline(history: History) -> List[Row]:
     for r in history.runs:
         rows.append(Row("run", r.id, r.started, r.description, status=r.status, duration=run_duration(r),
                         user=r.user, host=r.host, pid=r.pid, parent=r.parent, process=r.process,
-                        error=error_text(r.error)))
+                        error=error_text(r.error), parameters=r.parameters))
     for n in history.notes:
         rows.append(Row("note", n.id, n.timestamp, n.content, origin=origin_of(n), note_type=n.note_type.name,
                         run=n.run))
@@ -269,7 +269,7 @@ def _plain(text: str, _tag: str) -> str:
 
 def short_id(row: Row, lengths: Tuple[int, int]) -> str:
     """The id a user can type back into ``ptb show``: a unique prefix (none for notes and foreign entries)."""
-    if row.kind == "process":
+    if row.kind in ("process", "runs"):
         return row.id[: lengths[0]]
     return row.id[: lengths[1]] if row.kind == "run" else ""
 
@@ -281,12 +281,16 @@ def render_row(row: Row, lengths: Tuple[int, int], style: Style = _plain) -> str
         text = row.text + (f" ({params_summary(row.parameters or {})})" if row.parameters else "")
     elif row.kind == "run":
         text = f"{style(state_text(row.status, row.duration), row.status or '')}, {who(row) or 'unknown'}: {row.text}"
+        if row.parameters:         # this run's own values (the chunk), whole enough to re-run it
+            text += f" ({params_summary(row.parameters, 160, 80)})"
         if row.parent:
             text += f" (inside run {row.parent[:rlen]})"
         if row.error:
             text += f"\n{row.error}"
     elif row.kind == "note":
         text = row.text + (f" (run {row.run[:rlen]})" if row.run else "")
+    elif row.kind in ("runs", "notes"):     # a grouped process (ptb.runsummary.grouped)
+        text = row.text
     else:
         text = row.text + (f" by {row.user}" if row.user else "")
     if row.origin != "ptb":
@@ -360,12 +364,16 @@ def show(history: History, ident: str) -> Dict[str, Any]:
     if process is not None:
         pdata = process.to_json()
         pdata["origin"] = origin_of(process)
+    from .runsummary import summarise
+
+    summary = summarise(record.key, record.description, runs).to_json() if isinstance(record, ProcessRecord) else None
     return {
         "volume": history.cloudpath,
         "kind": "run" if isinstance(record, RunRecord) else "process",
         "run": record.to_json() if isinstance(record, RunRecord) else None,
         "process": pdata,
         "runs": [r.to_json() for r in runs],
+        "summary": summary,
         "notes": [n.to_json() for n in sorted(notes, key=lambda n: (n.timestamp is None, n.timestamp or 0, n.id))],
         "envs": envs_of(history, process),
     }
@@ -406,13 +414,15 @@ def render_env(path: str, content: Any, indent: str = "    ") -> str:
 def render_show(view: Dict[str, Any]) -> str:
     """``ptb show``'s text, from ``show()``'s JSON."""
     out: List[str] = []
-    run, process = view["run"], view["process"]
+    run, process, notes = view["run"], view["process"], view["notes"]
     if run is not None:
         record = RunRecord.from_json(run)
         out += [f"run {record.id}", f"  status:      {run_state(record)}",
                 f"  description: {record.description}",
                 f"  started:     {fmt_time(record.started)}", f"  ended:       {fmt_time(record.ended)}",
                 f"  who:         {who(record) or 'unknown'}", f"  parent run:  {record.parent or '-'}"]
+        if record.parameters:      # this run's own values (per_run), already redacted
+            out.append(f"  values:      {json.dumps(record.parameters, sort_keys=True, ensure_ascii=False)}")
         if record.resources:
             out.append(f"  resources:   {params_summary(record.resources, 200)}")
         if record.error:
@@ -430,13 +440,14 @@ def render_show(view: Dict[str, Any]) -> str:
         out.append("  code environment:" if view["envs"] else "  code environment: (none recorded)")
         out += [render_env(path, content) for path, content in view["envs"].items()]
         if run is None:
-            states = [run_state(RunRecord.from_json(r)) for r in view["runs"]]
-            out.append(f"  runs ({len(states)}):" if states else "  runs: none recorded")
-            out += [f"    {r['id']}  {fmt_time(to_utc(r['started']))}  {s}" for r, s in zip(view["runs"], states)]
+            from .runsummary import show_runs
+
+            lines, notes = show_runs(process, view["runs"], notes)
+            out += lines
     elif run is not None:
         out.append(f"  process:     {run['process']} (not found on the volume)")
-    if view["notes"]:
+    if notes:
         out.append("notes:")
         out += [f"  {fmt_time(to_utc(n['timestamp']))}  {n['type'].lower():<10}  " + n["content"].replace(
-            "\n", "\n" + " " * 36) for n in view["notes"]]
+            "\n", "\n" + " " * 36) for n in notes]
     return "\n".join(out)
