@@ -50,6 +50,38 @@ def test_the_pipeline_script_runs_and_documents_its_steps(tmp_path):
 
 
 @needs_exports
+def test_the_chunked_step_is_one_process_with_a_run_per_chunk(tmp_path):
+    directory = tmp_path / "work"
+    done = subprocess.run([sys.executable, str(EXAMPLES / "chunked.py"), str(directory)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "16 chunk tasks, 2 failed:" in out and "2 of 2 succeeded this time" in out
+    assert "threshold into a mask: 16 runs — 14 succeeded, 2 failed — " in out          # the grouped log
+    assert "threshold into a mask: 18 runs — 16 succeeded, 2 failed — " in out          # after the re-run
+    assert sum("  run  " in line for line in out.splitlines()) == 2                      # the failed ones
+    assert "14 motivation notes of these runs not shown" in out
+    hist = ptb.history("file://" + str(directory / "mask"))
+    (process,) = hist.processes
+    assert "offset" not in process.parameters and process.parameters["shape"] == [16, 16, 8]
+    offsets = [run.parameters["offset"] for run in hist.runs]
+    assert len(offsets) == 18 and len({tuple(o) for o in offsets}) == 16
+    failed = [run.parameters["offset"] for run in hist.runs if run.status == "failed"]
+    assert sorted(failed) == [[16, 32, 0], [48, 0, 0]]
+    assert [run.status for run in hist.runs if run.parameters["offset"] in failed] == ["failed", "failed",
+                                                                                       "succeeded", "succeeded"]
+
+
+@needs_exports
+def test_the_chunked_example_cleans_up_its_temporary_directory(tmp_path):
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    done = subprocess.run([sys.executable, str(EXAMPLES / "chunked.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert not list(tmp_path.glob("ptb-chunked-*"))
+
+
+@needs_exports
 def test_the_notebook_runs_with_the_context_manager_and_the_magic(tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
