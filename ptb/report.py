@@ -252,11 +252,11 @@ def summary_line(history: History) -> str:
     counts: Dict[str, int] = {}
     for r in runs:
         counts[r.status] = counts.get(r.status, 0) + 1
-    parts = [f"{counts[s]} {NEVER_FINISHED.split(' (')[0] if s == 'running' else s}"
+    parts = [f"{counts[s]:,} {NEVER_FINISHED.split(' (')[0] if s == 'running' else s}"
              for s in ("failed", "interrupted", "running") if counts.get(s)]
-    run_text = f"{len(runs)} run{'s' * (len(runs) != 1)}" + (f" ({', '.join(parts)})" if parts else "")
-    return (f"{len(history.processes)} process{'es' * (len(history.processes) != 1)}, {run_text}, "
-            f"{len(history.notes)} note{'s' * (len(history.notes) != 1)}, "
+    run_text = f"{len(runs):,} run{'s' * (len(runs) != 1)}" + (f" ({', '.join(parts)})" if parts else "")
+    return (f"{len(history.processes):,} process{'es' * (len(history.processes) != 1)}, {run_text}, "
+            f"{len(history.notes):,} note{'s' * (len(history.notes) != 1)}, "
             f"{len(history.foreign)} foreign entr{'ies' if len(history.foreign) != 1 else 'y'}")
 
 

@@ -208,7 +208,7 @@ def grouped(history: Any, rows: Sequence[Row], group_at: int = GROUP_AT) -> List
 _HOSTS_SHOWN = 8
 
 
-def show_lines(summary: RunSummary, runs: Sequence[RunRecord], rlen: int = 0) -> List[str]:
+def show_lines(summary: RunSummary, runs: Sequence[RunRecord]) -> List[str]:
     """A process's runs in ``ptb show``: the summary, then every run, or (when grouped) the problem ones."""
     if not summary.total:
         return ["  runs: none recorded"]
@@ -224,8 +224,7 @@ def show_lines(summary: RunSummary, runs: Sequence[RunRecord], rlen: int = 0) ->
     else:
         out.append(f"  every run ({len(listed):,}):")
     for run in listed:
-        ident = run.id[:rlen] if rlen else run.id
-        out.append(f"    {ident}  {fmt_time(run.started)}  {run_state(run)}, {who(run) or 'unknown'}")
+        out.append(f"    {run.id}  {fmt_time(run.started)}  {run_state(run)}, {who(run) or 'unknown'}")
         if run.parameters:
             out.append(f"      values: {params_summary(run.parameters, 200, 100)}")
         if run.error and summary.grouped:
