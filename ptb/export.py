@@ -20,6 +20,7 @@ from .errors import InvalidInputError, MissingDependencyError, ProvenanceError
 from .history import History, history
 from .page import cut, process_summary, to_html
 from .records import RunRecord, content_hash
+from .runsummary import PROBLEMS, status_name
 from .storage import Volume
 
 FORMATS = ("prov-json", "prov-n", "dot", "html")
@@ -222,8 +223,8 @@ _PROBLEMS_SHOWN = 5
 
 def _problems(h: History, key: str) -> str:
     """The failed and never-finished runs of a process for its DOT node, a few of them, with their values."""
-    bad = [r for r in h.runs_of(key) if r.status in ("failed", "interrupted", "running")]
-    lines = [f"\n{r.id[:12]} {'never finished' if r.status == 'running' else r.status}"
+    bad = [r for r in h.runs_of(key) if r.status in PROBLEMS]
+    lines = [f"\n{r.id[:12]} {status_name(r.status)}"
              + (f" {report.params_summary(r.parameters, 100, 80)}" if r.parameters else "")
              for r in bad[:_PROBLEMS_SHOWN]]
     return "".join(lines) + (f"\n… and {len(bad) - _PROBLEMS_SHOWN:,} more" if len(bad) > _PROBLEMS_SHOWN else "")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Dict, List, Tuple
 
 from . import report
 from .history import History
+from .runsummary import count, grouped, summarise
 
 if TYPE_CHECKING:  # export imports this module; the lineage is only annotated here
     from .export import Lineage
@@ -18,8 +19,6 @@ if TYPE_CHECKING:  # export imports this module; the lineage is only annotated h
 
 def process_summary(h: History, key: str) -> str:
     """``3 runs: 2 succeeded, 1 failed``, for a process's box here and its node in DOT."""
-    from .runsummary import count, summarise
-
     summary = summarise(key, "", h.runs_of(key))
     return f"{count(summary.total, 'run')}: {summary.counts_text()}" if summary.total else summary.counts_text()
 
@@ -130,8 +129,6 @@ dl.facts dd{margin:0 0 .4em 1.2em}
 
 
 def _table(h: History) -> str:
-    from .runsummary import grouped
-
     rows = grouped(h, report.timeline(h))        # a process of thousands of runs is one row
     lengths = report.id_lengths(h)
     out = ['<table class="timeline"><thead><tr><th>Time (UTC)</th><th>Kind</th><th>ID</th><th>Status</th>'
@@ -159,8 +156,6 @@ _FAILURES_SHOWN = 100
 
 def _runs(h: History, key: str) -> str:
     """A process's runs summed up (status, hosts, durations) and its failures listed, with their values."""
-    from .runsummary import count, summarise
-
     s = summarise(key, "", h.runs_of(key))
     if not s.total:
         return "<p>no runs recorded</p>"

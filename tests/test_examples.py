@@ -33,13 +33,18 @@ def statuses(cloudpath):
     return [(run.description, run.status) for run in ptb.history(cloudpath).runs]
 
 
+def run_example(name, cwd, *args, env=None):
+    """Run ``examples/NAME`` as a user would; its stdout."""
+    done = subprocess.run([sys.executable, str(EXAMPLES / name), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @needs_exports
 def test_the_pipeline_script_runs_and_documents_its_steps(tmp_path):
     directory = tmp_path / "volume"
-    done = subprocess.run([sys.executable, str(EXAMPLES / "pipeline.py"), str(directory)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "label failed as planned" in done.stdout
+    assert "label failed as planned" in run_example("pipeline.py", tmp_path, directory)
     cloudpath = "file://" + str(directory)
     assert statuses(cloudpath) == [("smooth the image", "succeeded"), ("threshold into a mask", "succeeded"),
                                    ("label connected components", "failed")]
@@ -52,10 +57,7 @@ def test_the_pipeline_script_runs_and_documents_its_steps(tmp_path):
 @needs_exports
 def test_the_chunked_step_is_one_process_with_a_run_per_chunk(tmp_path):
     directory = tmp_path / "work"
-    done = subprocess.run([sys.executable, str(EXAMPLES / "chunked.py"), str(directory)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
+    out = run_example("chunked.py", tmp_path, directory)
     assert "16 chunk tasks, 2 failed:" in out and "2 of 2 succeeded this time" in out
     assert "threshold into a mask: 16 runs — 14 succeeded, 2 failed — " in out          # the grouped log
     assert "threshold into a mask: 18 runs — 16 succeeded, 2 failed — " in out          # after the re-run
@@ -74,10 +76,7 @@ def test_the_chunked_step_is_one_process_with_a_run_per_chunk(tmp_path):
 
 @needs_exports
 def test_the_chunked_example_cleans_up_its_temporary_directory(tmp_path):
-    env = dict(os.environ, TMPDIR=str(tmp_path))
-    done = subprocess.run([sys.executable, str(EXAMPLES / "chunked.py")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    run_example("chunked.py", tmp_path, env=dict(os.environ, TMPDIR=str(tmp_path)))
     assert not list(tmp_path.glob("ptb-chunked-*"))
 
 
