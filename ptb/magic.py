@@ -92,7 +92,8 @@ def prepare(shell: Any, line: str, cell: str) -> Tuple[Any, Any, Any]:
     names = _names(args.parameters) + [n for n in per_run if n not in _names(args.parameters)]
     missing = [n for n in names if n not in shell.user_ns]
     if missing:
-        raise InvalidInputError(f"%%provenance -p/--per-run: no notebook variable named {', '.join(map(repr, missing))}")
+        raise InvalidInputError("%%provenance -p/--per-run: no notebook variable named "
+                                + ", ".join(map(repr, missing)))
     parameters = {n: shell.user_ns[n] for n in names}
     vols = [Volume.resolve(v) for v in instrument._targets(_volumes(shell, args.volume))]
     body, last, filename = _compile(shell, cell)      # a syntax error fails here, before any run starts
