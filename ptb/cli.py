@@ -22,6 +22,7 @@ from .read import fmt, timeline
 from .read import show as show_view
 from .read.diff import diff as compare
 from .read.diff import render_diff
+from .read.runsummary import GROUP_AT, grouped
 
 
 class Failure(click.ClickException):
@@ -124,11 +125,19 @@ def main() -> None:
 @click.option("--type", "types", multiple=True, type=click.Choice(fmt.TYPES, case_sensitive=False),
               help="Only entries of this type (repeatable).")
 @click.option("-n", "--limit", type=click.IntRange(min=0), help="Only the newest N entries.")
+@click.option("--runs", "every_run", is_flag=True,
+              help=f"List every run and its notes, also of processes with {GROUP_AT} runs or more "
+                   "(shown as one summary line otherwise).")
 @_json_option
 @_progress_option
 def log(path: str, failures: bool, since: Optional[str], types: List[str], limit: Optional[int],
-        as_json: bool, no_progress: bool) -> None:
-    """The history of a volume: processes, runs and notes, newest last."""
+        every_run: bool, as_json: bool, no_progress: bool) -> None:
+    """The history of a volume: processes, runs and notes, newest last.
+
+    A process with many runs (a step run once per chunk) is one summary line,
+    followed by its failed and never-finished runs one by one; --runs lists
+    every run. --json always has every row.
+    """
     try:
         since_time = fmt.parse_since(since) if since else None
     except InvalidInputError as exc:
@@ -138,7 +147,7 @@ def log(path: str, failures: bool, since: Optional[str], types: List[str], limit
     if as_json:
         _echo_json(timeline.log_json(h, rows))
     else:
-        click.echo(timeline.render_log(h, rows, style=_style))
+        click.echo(timeline.render_log(h, rows if every_run else grouped(h, rows), style=_style))
 
 
 @main.command()
@@ -291,7 +300,8 @@ def demo(ctx: click.Context, path: Optional[str]) -> None:
         raise Failure(f"ptb demo is not available in this installation ({exc})") from None
     cloudpath = _quietly(run_demo, path)
     click.echo(f"documented a small pipeline on {cloudpath}\n")
-    ctx.invoke(log, path=cloudpath, failures=False, since=None, types=(), limit=None, as_json=False)
+    ctx.invoke(log, path=cloudpath, failures=False, since=None, types=(), limit=None, every_run=False,
+               as_json=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

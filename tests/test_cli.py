@@ -139,7 +139,8 @@ def test_show_by_prefix(good, git_repo):
     assert out.startswith(f"run {ids[1]}") and 'File "mesh.py", line 3' in out
     data = json.loads(ptb_cli("show", path, ids[2], "--json").stdout)
     assert data["kind"] == "run" and data["run"]["status"] == "running" and data["process"]["key"] == process.key
-    assert set(data) == {"volume", "kind", "run", "process", "runs", "notes", "envs"}
+    assert set(data) == {"volume", "kind", "run", "process", "runs", "summary", "notes", "envs"}
+    assert data["summary"] is None            # a run's view; a process's sums up its runs
 
 
 def test_show_on_legacy_volume(legacy):

@@ -33,13 +33,18 @@ def statuses(cloudpath):
     return [(run.description, run.status) for run in ptb.history(cloudpath).runs]
 
 
+def run_example(name, cwd, *args, env=None):
+    """Run ``examples/NAME`` as a user would; its stdout."""
+    done = subprocess.run([sys.executable, str(EXAMPLES / name), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @needs_exports
 def test_the_pipeline_script_runs_and_documents_its_steps(tmp_path):
     directory = tmp_path / "volume"
-    done = subprocess.run([sys.executable, str(EXAMPLES / "pipeline.py"), str(directory)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "label failed as planned" in done.stdout
+    assert "label failed as planned" in run_example("pipeline.py", tmp_path, directory)
     cloudpath = "file://" + str(directory)
     assert statuses(cloudpath) == [("smooth the image", "succeeded"), ("threshold into a mask", "succeeded"),
                                    ("label connected components", "failed")]
@@ -47,6 +52,32 @@ def test_the_pipeline_script_runs_and_documents_its_steps(tmp_path):
     assert hist.runs[2].error["type"] == "ValueError"
     assert any(n.content.endswith("voxels in the mask") for n in hist.notes)
     assert all(p.code_envfiles for p in hist.processes)
+
+
+@needs_exports
+def test_the_chunked_step_is_one_process_with_a_run_per_chunk(tmp_path):
+    directory = tmp_path / "work"
+    out = run_example("chunked.py", tmp_path, directory)
+    assert "16 chunk tasks, 2 failed:" in out and "2 of 2 succeeded this time" in out
+    assert "threshold into a mask: 16 runs — 14 succeeded, 2 failed — " in out          # the grouped log
+    assert "threshold into a mask: 18 runs — 16 succeeded, 2 failed — " in out          # after the re-run
+    assert sum("  run  " in line for line in out.splitlines()) == 2                      # the failed ones
+    assert "14 motivation notes of these runs not shown" in out
+    hist = ptb.history("file://" + str(directory / "mask"))
+    (process,) = hist.processes
+    assert "offset" not in process.parameters and process.parameters["shape"] == [16, 16, 8]
+    offsets = [run.parameters["offset"] for run in hist.runs]
+    assert len(offsets) == 18 and len({tuple(o) for o in offsets}) == 16
+    failed = [run.parameters["offset"] for run in hist.runs if run.status == "failed"]
+    assert sorted(failed) == [[16, 32, 0], [48, 0, 0]]
+    assert [run.status for run in hist.runs if run.parameters["offset"] in failed] == ["failed", "failed",
+                                                                                       "succeeded", "succeeded"]
+
+
+@needs_exports
+def test_the_chunked_example_cleans_up_its_temporary_directory(tmp_path):
+    run_example("chunked.py", tmp_path, env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert not list(tmp_path.glob("ptb-chunked-*"))
 
 
 @needs_exports

@@ -8,6 +8,9 @@
                                                       notes tagged TAG through run.note
     python workers.py hang CLOUDPATH                  enter a documented run, print "inside", sleep forever
     python workers.py calls CLOUDPATH COUNT TAG       COUNT calls of a decorated step; every 5th one fails
+    python workers.py chunks CLOUDPATH COUNT TAG      COUNT chunk calls of one step (per_run=["bbox"]) as if on host
+                                                      node-TAG; chunks listed in $PTB_FAIL_CHUNKS ("TAG:i,...")
+                                                      fail, and chunk $PTB_DIE_CHUNK ("TAG:i") kills the worker
     python workers.py cvwriter CLOUDPATH COUNT TAG    append COUNT processing entries as igneous does: a fresh
                                                       CloudVolume, append, commit_provenance (no ptb at all)
     python workers.py view CLOUDPATH                  print what a fresh CloudVolume(path).provenance holds
@@ -99,6 +102,35 @@ def calls(cloudpath: str, count: int, tag: str) -> None:
     for i in range(count):
         try:
             step(cloudpath, i % 2 if i % 5 != 4 else 4)
+        except ValueError:
+            pass
+
+
+CHUNK = 64
+
+
+def chunks(cloudpath: str, count: int, tag: str) -> None:
+    import socket
+
+    socket.gethostname = lambda: f"node-{tag}"      # as if every worker ran on a node of its own
+    import ptb
+
+    fail = set(filter(None, os.environ.get("PTB_FAIL_CHUNKS", "").split(",")))
+    die = os.environ.get("PTB_DIE_CHUNK", "")
+
+    @ptb.provenance("dst", "downsample to mip 1", per_run=["bbox"], motivation="mip 1 for proofreading")
+    def downsample(dst: str, bbox: list, mip: int = 0) -> int:
+        chunk = f"{tag}:{bbox[0] // CHUNK}"
+        if chunk == die:
+            os._exit(3)                            # killed mid-chunk: the run never finishes
+        if chunk in fail:
+            raise ValueError(f"chunk {bbox} has no data at mip {mip}")
+        return bbox[0]
+
+    row = int(tag) * CHUNK
+    for i in range(count):
+        try:
+            downsample(cloudpath, [i * CHUNK, row, 0, (i + 1) * CHUNK, row + CHUNK, CHUNK])
         except ValueError:
             pass
 
@@ -202,6 +234,8 @@ if __name__ == "__main__":
         hang(args[0])
     elif command == "calls":
         calls(args[0], int(args[1]), args[2])
+    elif command == "chunks":
+        chunks(args[0], int(args[1]), args[2])
     elif command == "cvwriter":
         cvwriter(args[0], int(args[1]), args[2])
     elif command == "view":

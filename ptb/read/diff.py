@@ -56,6 +56,7 @@ def _side(history: History, ident: str) -> Tuple[Dict[str, Any], Dict[str, Any],
         for key in ("status", "started", "ended", "duration", "user", "host"):
             value = getattr(record, key)
             fields[f"run.{key}"] = value.isoformat() if isinstance(value, datetime.datetime) else value
+        _flatten("run.parameters", record.parameters, fields)      # its own values (per_run): the chunk
     else:
         process = record
         head = {"kind": "process", "id": record.key, "process": record.key}

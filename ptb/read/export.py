@@ -16,8 +16,10 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..errors import InvalidInputError, MissingDependencyError
 from ..records import RunRecord, content_hash
 from . import fmt, timeline
+from .history import History
 from .lineage import Lineage, lineage, source_key
 from .page import cut, process_summary, to_html
+from .runsummary import PROBLEMS, status_name
 
 FORMATS = ("prov-json", "prov-n", "dot", "html")
 NAMESPACE = "urn:provenance-toolbox:"
@@ -90,7 +92,9 @@ def to_prov(lin: Lineage) -> Any:
                 attrs: Dict[str, Any] = {"prov:label": p.description}
                 if run is not None:
                     attrs.update({"ptb:status": run.status, "ptb:duration": run.duration, "ptb:host": run.host,
-                                  "ptb:pid": run.pid, "ptb:error": fmt.error_text(run.error)})
+                                  "ptb:pid": run.pid, "ptb:error": fmt.error_text(run.error),
+                                  "ptb:parameters": json.dumps(run.parameters, sort_keys=True, ensure_ascii=False)
+                                  if run.parameters else None})      # its own values, as a plan's parameters
                 node("activity", ident, attrs, run.started if run else None, run.ended if run else None)
                 if run is not None and run.user:
                     doc.wasAssociatedWith(ident, person(run.user), plan)
@@ -124,6 +128,18 @@ def _dq(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+_PROBLEMS_SHOWN = 5
+
+
+def _problems(h: History, key: str) -> str:
+    """The failed and never-finished runs of a process for its DOT node, a few of them, with their values."""
+    bad = [r for r in h.runs_of(key) if r.status in PROBLEMS]
+    lines = [f"\n{r.id[:12]} {status_name(r.status)}"
+             + (f" {fmt.params_summary(r.parameters, 100, 80)}" if r.parameters else "")
+             for r in bad[:_PROBLEMS_SHOWN]]
+    return "".join(lines) + (f"\n… and {len(bad) - _PROBLEMS_SHOWN:,} more" if len(bad) > _PROBLEMS_SHOWN else "")
+
+
 def to_dot(lin: Lineage) -> str:
     """The lineage as Graphviz DOT text, in PROV's colours (entities yellow, activities blue, agents orange)."""
     ids: Dict[str, str] = {}
@@ -146,7 +162,7 @@ def to_dot(lin: Lineage) -> str:
         lines.append(f"  {ids['v:' + src]} -> {ids['v:' + dst]} [label=\"source of\"];")
     for cloudpath, h in lin.volumes.items():
         for p in h.processes:
-            pid = node(f"p:{cloudpath}:{p.key}", f"{p.description}\n{process_summary(h, p.key)}",
+            pid = node(f"p:{cloudpath}:{p.key}", f"{p.description}\n{process_summary(h, p.key)}{_problems(h, p.key)}",
                        'shape=box, style=filled, fillcolor="#9FB1FC"')
             lines.append(f"  {pid} -> {ids['v:' + cloudpath]} [label=\"generated\"];")
             for user in dict.fromkeys(r.user for r in h.runs_of(p.key) if r.user):

@@ -80,8 +80,8 @@ def compact(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def params_summary(parameters: Dict[str, Any], limit: int = 80) -> str:
-    inner = ", ".join(f"{k}={compact(v, 30)}" for k, v in parameters.items())
+def params_summary(parameters: Dict[str, Any], limit: int = 80, each: int = 30) -> str:
+    inner = ", ".join(f"{k}={compact(v, each)}" for k, v in parameters.items())
     return compact(inner, limit)
 
 

@@ -12,18 +12,13 @@ from typing import Dict, List, Tuple
 from . import fmt, timeline
 from .history import History
 from .lineage import Lineage
+from .runsummary import count, grouped, summarise
 
 
 def process_summary(h: History, key: str) -> str:
     """``3 runs: 2 succeeded, 1 failed``, for a process's box here and its node in DOT."""
-    runs = h.runs_of(key)
-    if not runs:
-        return "no runs recorded"
-    counts: Dict[str, int] = {}
-    for run in runs:
-        label = "never finished" if run.status == "running" else run.status
-        counts[label] = counts.get(label, 0) + 1
-    return f"{len(runs)} run{'s' * (len(runs) != 1)}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    summary = summarise(key, "", h.runs_of(key))
+    return f"{count(summary.total, 'run')}: {summary.counts_text()}" if summary.total else summary.counts_text()
 
 
 def cut(text: str, limit: int = 50) -> str:
@@ -132,13 +127,15 @@ dl.facts dd{margin:0 0 .4em 1.2em}
 
 
 def _table(h: History) -> str:
-    rows = timeline.timeline(h)
+    rows = grouped(h, timeline.timeline(h))        # a process of thousands of runs is one row
     lengths = timeline.id_lengths(h)
     out = ['<table class="timeline"><thead><tr><th>Time (UTC)</th><th>Kind</th><th>ID</th><th>Status</th>'
            '<th>Who</th><th>What</th></tr></thead><tbody>']
     for row in rows:
         status = fmt.state_text(row.status, row.duration) if row.kind == "run" else ""
-        text = row.text + (f"\n{row.error}" if row.error else "") + (f" [{row.origin}]" if row.origin != "ptb" else "")
+        values = f" ({fmt.params_summary(row.parameters, 160, 80)})" if row.kind == "run" and row.parameters else ""
+        text = row.text + values + (f"\n{row.error}" if row.error else "")
+        text += f" [{row.origin}]" if row.origin != "ptb" else ""
         cells = [fmt.fmt_time(row.time), row.label, timeline.short_id(row, lengths), status,
                  fmt.who(row), text]
         classes = f"row kind-{row.kind}" + (f" status-{row.status}" if row.status else "")
@@ -150,6 +147,31 @@ def _table(h: History) -> str:
         out.append('<tr><td colspan="6">nothing recorded</td></tr>')
     out.append("</tbody></table>")
     return "\n".join(out)
+
+
+_FAILURES_SHOWN = 100
+
+
+def _runs(h: History, key: str) -> str:
+    """A process's runs summed up (status, hosts, durations) and its failures listed, with their values."""
+    s = summarise(key, "", h.runs_of(key))
+    if not s.total:
+        return "<p>no runs recorded</p>"
+    facts = [("runs", s.line().split(": ", 1)[1]), ("by host", ", ".join(f"{k} {n:,}" for k, n in
+                                                                           list(s.by_host.items())[:8]) or "-"),
+             ("duration", s.durations_text())]
+    out = ['<dl class="facts runs">' + "".join(f"<dt>{k}</dt><dd>{html.escape(v)}</dd>" for k, v in facts) + "</dl>"]
+    if s.problems:
+        items = [f'<li class="status-{r.status}"><span class="id">{html.escape(r.id)}</span> '
+                 f"{html.escape(fmt.run_state(r))}, {html.escape(fmt.who(r) or 'unknown')}"
+                 + (f" — {html.escape(fmt.params_summary(r.parameters, 200, 100))}" if r.parameters else "")
+                 + (f"<br>{html.escape(fmt.error_text(r.error) or '')}" if r.error else "") + "</li>"
+                 for r in s.problems[:_FAILURES_SHOWN]]
+        more = len(s.problems) - _FAILURES_SHOWN
+        if more > 0:
+            items.append(f"<li>… and {count(more, 'more run')} (<code>ptb log PATH --failures</code>)</li>")
+        out.append(f'<p>Failed or never finished ({len(s.problems):,}):</p><ul class="failures">{"".join(items)}</ul>')
+    return "".join(out)
 
 
 def _processes(h: History) -> str:
@@ -165,7 +187,7 @@ def _processes(h: History) -> str:
                                                   "tag", "image ID", "sha256") if env.get(k) not in (None, "")]
             envs.append(f"<li><code>{html.escape(path)}</code> — {html.escape('; '.join(map(str, facts)))}</li>")
         out.append(f'<article class="process" id="process-{html.escape(p.key)}"><h3>{html.escape(p.description)}'
-                   f' <span class="id">{html.escape(p.key)}</span></h3><p>{html.escape(process_summary(h, p.key))}</p>'
+                   f' <span class="id">{html.escape(p.key)}</span></h3>{_runs(h, p.key)}'
                    f"<pre>{html.escape(json.dumps(p.parameters, indent=2, sort_keys=True, ensure_ascii=False))}</pre>"
                    f"<ul>{''.join(envs) or '<li>no code environment recorded</li>'}</ul></article>")
     return "\n".join(out) or "<p>No processes recorded.</p>"

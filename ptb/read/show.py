@@ -53,12 +53,16 @@ def show(history: History, ident: str) -> Dict[str, Any]:
     if process is not None:
         pdata = process.to_json()
         pdata["origin"] = origin_of(process)
+    from .runsummary import summarise
+
+    summary = summarise(record.key, record.description, runs).to_json() if isinstance(record, ProcessRecord) else None
     return {
         "volume": history.cloudpath,
         "kind": "run" if isinstance(record, RunRecord) else "process",
         "run": record.to_json() if isinstance(record, RunRecord) else None,
         "process": pdata,
         "runs": [r.to_json() for r in runs],
+        "summary": summary,
         "notes": [n.to_json() for n in sorted(notes, key=lambda n: (n.timestamp is None, n.timestamp or 0, n.id))],
         "envs": envs_of(history, process),
     }
@@ -99,13 +103,15 @@ def render_env(path: str, content: Any, indent: str = "    ") -> str:
 def render_show(view: Dict[str, Any]) -> str:
     """``ptb show``'s text, from ``show()``'s JSON."""
     out: List[str] = []
-    run, process = view["run"], view["process"]
+    run, process, notes = view["run"], view["process"], view["notes"]
     if run is not None:
         record = RunRecord.from_json(run)
         out += [f"run {record.id}", f"  status:      {run_state(record)}",
                 f"  description: {record.description}",
                 f"  started:     {fmt_time(record.started)}", f"  ended:       {fmt_time(record.ended)}",
                 f"  who:         {who(record) or 'unknown'}", f"  parent run:  {record.parent or '-'}"]
+        if record.parameters:      # this run's own values (per_run), already redacted
+            out.append(f"  values:      {json.dumps(record.parameters, sort_keys=True, ensure_ascii=False)}")
         if record.resources:
             out.append(f"  resources:   {params_summary(record.resources, 200)}")
         if record.error:
@@ -123,13 +129,14 @@ def render_show(view: Dict[str, Any]) -> str:
         out.append("  code environment:" if view["envs"] else "  code environment: (none recorded)")
         out += [render_env(path, content) for path, content in view["envs"].items()]
         if run is None:
-            states = [run_state(RunRecord.from_json(r)) for r in view["runs"]]
-            out.append(f"  runs ({len(states)}):" if states else "  runs: none recorded")
-            out += [f"    {r['id']}  {fmt_time(to_utc(r['started']))}  {s}" for r, s in zip(view["runs"], states)]
+            from .runsummary import show_runs
+
+            lines, notes = show_runs(process, view["runs"], notes)
+            out += lines
     elif run is not None:
         out.append(f"  process:     {run['process']} (not found on the volume)")
-    if view["notes"]:
+    if notes:
         out.append("notes:")
         out += [f"  {fmt_time(to_utc(n['timestamp']))}  {n['type'].lower():<10}  " + n["content"].replace(
-            "\n", "\n" + " " * 36) for n in view["notes"]]
+            "\n", "\n" + " " * 36) for n in notes]
     return "\n".join(out)

@@ -55,7 +55,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        return (self.note_type or "note").lower() if self.kind == "note" else self.kind
+        return (self.note_type or "note").lower() if self.kind in ("note", "notes") else self.kind
 
     @property
     def failed(self) -> bool:
@@ -94,7 +94,7 @@ def timeline(history: History) -> List[Row]:
     for r in history.runs:
         rows.append(Row("run", r.id, r.started, r.description, status=r.status, duration=run_duration(r),
                         user=r.user, host=r.host, pid=r.pid, parent=r.parent, process=r.process,
-                        error=error_text(r.error)))
+                        error=error_text(r.error), parameters=r.parameters))
     for n in history.notes:
         rows.append(Row("note", n.id, n.timestamp, n.content, origin=origin_of(n), note_type=n.note_type.name,
                         run=n.run))
@@ -150,11 +150,11 @@ def summary_line(history: History) -> str:
     counts: Dict[str, int] = {}
     for r in runs:
         counts[r.status] = counts.get(r.status, 0) + 1
-    parts = [f"{counts[s]} {NEVER_FINISHED.split(' (')[0] if s == 'running' else s}"
+    parts = [f"{counts[s]:,} {NEVER_FINISHED.split(' (')[0] if s == 'running' else s}"
              for s in ("failed", "interrupted", "running") if counts.get(s)]
-    run_text = f"{len(runs)} run{'s' * (len(runs) != 1)}" + (f" ({', '.join(parts)})" if parts else "")
-    return (f"{len(history.processes)} process{'es' * (len(history.processes) != 1)}, {run_text}, "
-            f"{len(history.notes)} note{'s' * (len(history.notes) != 1)}, "
+    run_text = f"{len(runs):,} run{'s' * (len(runs) != 1)}" + (f" ({', '.join(parts)})" if parts else "")
+    return (f"{len(history.processes):,} process{'es' * (len(history.processes) != 1)}, {run_text}, "
+            f"{len(history.notes):,} note{'s' * (len(history.notes) != 1)}, "
             f"{len(history.foreign)} foreign entr{'ies' if len(history.foreign) != 1 else 'y'}")
 
 
@@ -167,7 +167,7 @@ def _plain(text: str, _tag: str) -> str:
 
 def short_id(row: Row, lengths: Tuple[int, int]) -> str:
     """The id a user can type back into ``ptb show``: a unique prefix (none for notes and foreign entries)."""
-    if row.kind == "process":
+    if row.kind in ("process", "runs"):
         return row.id[: lengths[0]]
     return row.id[: lengths[1]] if row.kind == "run" else ""
 
@@ -179,12 +179,16 @@ def render_row(row: Row, lengths: Tuple[int, int], style: Style = _plain) -> str
         text = row.text + (f" ({params_summary(row.parameters or {})})" if row.parameters else "")
     elif row.kind == "run":
         text = f"{style(state_text(row.status, row.duration), row.status or '')}, {who(row) or 'unknown'}: {row.text}"
+        if row.parameters:         # this run's own values (the chunk), whole enough to re-run it
+            text += f" ({params_summary(row.parameters, 160, 80)})"
         if row.parent:
             text += f" (inside run {row.parent[:rlen]})"
         if row.error:
             text += f"\n{row.error}"
     elif row.kind == "note":
         text = row.text + (f" (run {row.run[:rlen]})" if row.run else "")
+    elif row.kind in ("runs", "notes"):     # a grouped process (ptb.read.runsummary.grouped)
+        text = row.text
     else:
         text = row.text + (f" by {row.user}" if row.user else "")
     if row.origin != "ptb":
