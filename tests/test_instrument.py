@@ -338,6 +338,17 @@ def test_per_run_values_make_one_process_of_many_runs_in_two_objects_per_call(vo
     assert entry["ptb"]["runs"]["count"] == 4 and entry["ptb"]["runs"]["failed"] == 1
 
 
+def test_documented_per_run_and_a_bad_per_run_value(vol):
+    for z in (0, 64):
+        with documented(vol, "proofread a slab", parameters={"mip": 1, "z": z}, per_run="z"):
+            pass
+    hist = ptb.history(vol)
+    (process,) = hist.processes
+    assert process.parameters == {"mip": 1} and sorted(r.parameters["z"] for r in hist.runs) == [0, 64]
+    with pytest.raises(InvalidInputError, match="per_run"):
+        provenance(vol, "step", per_run=[3])
+
+
 def test_a_killed_per_run_call_is_seen_started_with_its_chunk(vol, tmp_path):
     """The entry object alone (the worker died before the exit) names the run and its chunk."""
     code = (f"import os, ptb\n"

@@ -155,3 +155,16 @@ def test_secrets_in_a_cell_its_exception_and_its_traceback_never_reach_the_volum
     root = Path(vol.cloudpath[len("file://"):])
     stored = "\n".join(p.read_text(errors="replace") for p in root.rglob("*") if p.is_file())
     assert not [s for s in (token, ticket, bearer) if s in stored]
+
+
+def test_per_run_names_the_cells_own_values_not_the_step(shell, vol):
+    shell.user_ns.update(bbox=[0, 0, 0, 8, 8, 8])
+    cell = '%%provenance {path} "count voxels in a chunk" -p mip --per-run bbox\nint(vol[:, :, :].sum())\n'
+    assert run_cell(shell, cell).success
+    shell.user_ns.update(bbox=[8, 0, 0, 16, 8, 8])
+    assert run_cell(shell, cell).success
+    hist = ptb.history(vol)
+    (process,) = hist.processes                  # one step, two chunks
+    assert process.parameters == {"mip": 2}
+    assert sorted(r.parameters["bbox"] for r in hist.runs) == [[0, 0, 0, 8, 8, 8], [8, 0, 0, 16, 8, 8]]
+    assert not run_cell(shell, '%%provenance {path} "x" --per-run nowhere\n1\n').success
