@@ -121,7 +121,7 @@ def canonical_json(value: Any) -> str:
 
 
 def content_hash(value: Any, length: int = 16) -> str:
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:length]
+    return hashlib.sha256(canonical_json(value).encode("utf-8", "surrogatepass")).hexdigest()[:length]
 
 
 class NoteType(enum.Enum):

@@ -224,7 +224,7 @@ class Run:
 
         wanted = set(keys)
         return prepare_parameters({k: v for k, v in self.parameters.items() if k in wanted},
-                                  redact=self._redact, exclude=self._exclude)
+                                  redact=self._redact, exclude=self._exclude, known=self._known)
 
     def _capture(self) -> List[Any]:
         try:

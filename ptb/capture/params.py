@@ -285,14 +285,15 @@ def _jsonable(value: Any, *, max_bytes: int, secret: Optional[Callable[[str], bo
 
 
 def prepare_parameters(params: Any, *, redact: Iterable[str] = (), exclude: Iterable[str] = (),
-                       max_bytes: int = MAX_BYTES, max_total: int = MAX_TOTAL_BYTES) -> Dict[str, Any]:
+                       max_bytes: int = MAX_BYTES, max_total: int = MAX_TOTAL_BYTES,
+                       known: Iterable[str] = ()) -> Dict[str, Any]:
     """The parameters as they are stored: JSON-safe, secrets redacted, excluded names gone.
 
     Values under secret-looking names (``is_secret_name``, plus ``redact``) are
     replaced by ``REDACTED`` at any depth, as is the item after a secret flag
     in a list (``["mysql", "--password", "..."]``), and strings are scrubbed
     (``scrubbed``: ``redact`` names too, and the secret values themselves
-    wherever they reappear). Each value is bounded by ``max_bytes`` and all of
+    wherever they reappear, with the ``known`` ones: a run's others). Each value is bounded by ``max_bytes`` and all of
     them by ``max_total``: past it, the largest are summarised until they fit,
     so no argument can make the record too large to store. Never raises for a
     value; a value that had to be summarised or repr'd gives a
@@ -302,7 +303,7 @@ def prepare_parameters(params: Any, *, redact: Iterable[str] = (), exclude: Iter
     raw = parameters_from(params)
     extra = tuple(redact)
     dropped = set(exclude)
-    values = secret_values(raw, extra)
+    values = tuple(dict.fromkeys([*secret_values(raw, extra), *known]))
 
     def secret(name: str) -> bool:
         return is_secret_name(name, extra)

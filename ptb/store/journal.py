@@ -46,15 +46,24 @@ def append(vol: Volume, records: Sequence[Record]) -> List[Tuple[str, Record]]:
     """Journal ``records`` in one object; returns (rid, record) for each.
 
     A record over ``MAX_RECORD_BYTES`` is refused before anything is written.
+    Lone surrogates in a record's texts are stored escaped (``\\udcff``), and
+    the record returned is the one stored.
     A storage failure raises ``PartialWrite``, which says what was not
     written (``ptb.store.writer`` spools that part): all of it, one object.
     """
     if not records:
         return []
     envs = [envelope(record) for record in records]
+    records = list(records)
     texts = [canonical_json(env) for env in envs]
-    for env, text in zip(envs, texts):
-        size = len(text.encode("utf-8"))
+    for i, (env, text) in enumerate(zip(envs, texts)):
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:      # lone surrogates: stored escaped, and returned as stored
+            envs[i] = env = _storable(env)
+            texts[i] = text = canonical_json(env)
+            records[i] = record_from_json(env)
+            size = len(text.encode("utf-8"))
         if size > MAX_RECORD_BYTES:
             raise InvalidInputError(
                 f"{env['kind']} record {env['rid']} for {vol.cloudpath} is {size} bytes, over the "
@@ -68,6 +77,21 @@ def append(vol: Volume, records: Sequence[Record]) -> List[Tuple[str, Record]]:
     except Exception as exc:
         raise PartialWrite(f"cannot write to {vol.cloudpath}: {exc}", [], {key: obj}) from exc
     return [(env["rid"], record) for env, record in zip(envs, records)]
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with lone surrogates in its strings escaped (``\\udcff`` as text), so it encodes as UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_storable(v) for v in value]
+    return value
 
 
 def envelopes_of(obj: Any) -> List[Dict[str, Any]]:
