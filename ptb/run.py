@@ -188,7 +188,7 @@ class Run:
         self._learn_secrets()
         self.description = self._text(self.description, "description")
         identity = {k: v for k, v in self.parameters.items() if k not in self._per_run}
-        self._recorded = prepare_parameters(identity, redact=self._redact, exclude=self._exclude)
+        self._recorded = prepare_parameters(identity, redact=self._redact, exclude=self._exclude, known=self._known)
         self._param_ids = {k: id(v) for k, v in self.parameters.items()}
         envs = self._capture()
         self._envfiles = tuple(env.filename for env in envs)
@@ -234,7 +234,9 @@ class Run:
         except Exception as exc:
             recording_warning(f"ptb could not capture the code environment of {self.description!r}: {exc!r}")
             envs = []
-        return envs + self._sources
+        from .capture.secretvalues import scrub_env
+
+        return [scrub_env(e, self._known) for e in envs + self._sources]
 
     def _new_process(self, vol: Volume, recorded: Dict[str, Any]) -> List[ProcessRecord]:
         if (vol.cloudpath, process_key(self.description, recorded)) in _processes_written:

@@ -87,6 +87,27 @@ def test_user_written_texts_are_scrubbed_like_result_notes(tmp_path):
         assert leaked.encode() not in data, leaked
 
 
+def test_a_secret_value_in_the_uncommitted_diff_is_scrubbed(tmp_path, git_repo, monkeypatch):
+    (git_repo / "pipeline.py").write_text(f"def step(x):\n    return x + 1\n# tried it with {SECRET}\n")
+    (git_repo / "hostile_step.py").write_text(textwrap.dedent("""
+        import ptb
+
+        def make(path):
+            @ptb.provenance(path, "a step in the repository")
+            def login(password):
+                return 1
+            return login
+    """))
+    monkeypatch.syspath_prepend(str(git_repo))
+    import hostile_step
+
+    cloudpath = _volume(tmp_path)
+    assert hostile_step.make(cloudpath)(SECRET) == 1
+    data = volume_bytes(cloudpath)
+    assert SECRET.encode() not in data
+    assert f"tried it with {REDACTED}".encode() in data, "the diff is recorded, scrubbed"
+
+
 def test_the_value_after_a_secret_flag_in_an_argv_list_is_redacted(tmp_path):
     argv = ["mysql", "-u", "root", "--password", SECRET, "-h", "db"]
     assert prepare_parameters({"cmd": argv})["cmd"] == ["mysql", "-u", "root", "--password", REDACTED, "-h", "db"]

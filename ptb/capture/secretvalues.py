@@ -5,7 +5,8 @@ user's code does with it: an exception message, a note, the return value. ptb
 knows that value, so ``secret_values`` gathers the values of a run's secret
 parameters (at any depth, after a secret flag in an argv-style list, the
 password of a URL) and ``ptb.capture.redact.scrub_text`` replaces them in
-every text. Only values of at least ``MIN_SECRET_CHARS`` characters are
+every text, and ``scrub_env`` from a code environment (an uncommitted diff
+that holds one). Only values of at least ``MIN_SECRET_CHARS`` characters are
 gathered: scrubbing ``"0"`` or ``"ab"`` out of every text would redact
 ordinary words and numbers, not secrets. Walking is bounded (depth, items),
 so a hostile container cannot hang a call.
@@ -14,14 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import re
 import types
 from collections.abc import Mapping
-from typing import Any, Iterable, Set, Tuple
+from typing import Any, Dict, Iterable, Set, Tuple
 
-from .redact import MIN_SECRET_CHARS, is_secret_name
+from .codeenv import CodeEnv
+from .redact import MIN_SECRET_CHARS, is_secret_name, scrubbed
 
-__all__ = ["MIN_SECRET_CHARS", "is_secret_flag", "secret_values"]
+__all__ = ["MIN_SECRET_CHARS", "is_secret_flag", "secret_values", "scrub_env", "ScrubbedEnv"]
 
 _MAX_VALUES = 64            # more secret values than this in one run: keep the first ones
 _MAX_ITEMS = 1000           # items looked at per container
@@ -102,3 +105,45 @@ def secret_values(params: Any, extra: Iterable[str] = ()) -> Tuple[str, ...]:
     except Exception:
         pass
     return tuple(sorted(found, key=lambda v: (-len(v), v)))
+
+
+class ScrubbedEnv(CodeEnv):
+    """A code environment with a run's secret values scrubbed from its texts (a diff that holds one).
+
+    Its contents differ from the original's, so it has its own content address.
+    """
+
+    def __init__(self, env: CodeEnv, values: Tuple[str, ...]):
+        self.kind, self.name = env.kind, env.name
+        self._contents = _scrub_strings(env.contents(), values)
+        self._filename = super().filename
+
+    def contents(self) -> Dict[str, Any]:
+        return self._contents
+
+    @property
+    def filename(self) -> str:
+        return self._filename
+
+
+def scrub_env(env: CodeEnv, values: Tuple[str, ...]) -> CodeEnv:
+    """``env``, or a ``ScrubbedEnv`` when one of the secret ``values`` occurs in it; never raises."""
+    if not values:
+        return env
+    try:
+        text = json.dumps(env.contents(), ensure_ascii=False)
+        if not any(v in text for v in values):
+            return env
+        return ScrubbedEnv(env, values)
+    except Exception:
+        return env
+
+
+def _scrub_strings(value: Any, values: Tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return scrubbed(value, (), values) if any(v in value for v in values) else value
+    if isinstance(value, dict):
+        return {k: _scrub_strings(v, values) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub_strings(v, values) for v in value]
+    return value
