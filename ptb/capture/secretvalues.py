@@ -14,6 +14,7 @@ so a hostile container cannot hang a call.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import re
@@ -33,10 +34,15 @@ _MAX_TEXT = 64 * 1024       # characters of a string searched for URL passwords
 _URL_PASSWORD = re.compile(r"://[^/?#\s:@]{0,256}:(?P<password>[^/?#\s@]{1,1024})@")
 
 
+@functools.lru_cache(maxsize=4096)
+def _secret_name(name: str, extra: Tuple[str, ...]) -> bool:
+    return is_secret_name(name, extra)
+
+
 def is_secret_flag(item: Any, extra: Iterable[str] = ()) -> bool:
     """Whether an argv item is a flag whose next item is a secret (``--password``, ``--api-token``)."""
     return (isinstance(item, str) and item.startswith("-") and "=" not in item and len(item) <= 64
-            and bool(item.strip("-")) and is_secret_name(item.strip("-"), extra))
+            and bool(item.strip("-")) and _secret_name(item.strip("-"), tuple(extra)))
 
 
 def secret_values(params: Any, extra: Iterable[str] = ()) -> Tuple[str, ...]:
@@ -85,7 +91,7 @@ def secret_values(params: Any, extra: Iterable[str] = ()) -> Tuple[str, ...]:
             items = list(itertools.islice(iter(value), _MAX_ITEMS))
             for i, item in enumerate(items):
                 pair = (type(item) in (tuple, list) and len(item) == 2 and isinstance(item[0], str)
-                        and is_secret_name(item[0], extra))
+                        and _secret_name(item[0], extra))
                 if pair:
                     walk(item[1], True, depth + 1)
                 else:
@@ -94,12 +100,12 @@ def secret_values(params: Any, extra: Iterable[str] = ()) -> Tuple[str, ...]:
         else:
             return
         for key, item in itertools.islice(pairs, _MAX_ITEMS):
-            walk(item, secret or is_secret_name(str(key), extra), depth + 1)
+            walk(item, secret or _secret_name(str(key), extra), depth + 1)
 
     try:
         for name, value in itertools.islice(dict(params or {}).items(), _MAX_ITEMS):
             try:
-                walk(value, is_secret_name(str(name), extra), 0)
+                walk(value, _secret_name(str(name), extra), 0)
             except Exception:       # a hostile value: what was found so far still counts
                 continue
     except Exception:
