@@ -27,11 +27,11 @@ def _caller_sources(filename: str, redact: Sequence[str]) -> Tuple[Optional[str]
         return filename, []
     import linecache
 
-    from .capture.redact import scrub_text
+    from .capture.redact import scrubbed
     from .capture.source import SourceEnv
 
     lines = linecache.getlines(filename)
-    return None, ([SourceEnv("cell", scrub_text("".join(lines), redact), filename)] if lines else [])
+    return None, ([SourceEnv("cell", scrubbed("".join(lines), redact), filename)] if lines else [])
 
 
 def documented(volume: Any, description: str, *, parameters: Any = None, motivation: Optional[str] = None,

@@ -55,10 +55,11 @@ def provenance(volume: Any, description: str, *, motivation: Optional[str] = Non
     runs synchronously in the event loop on first await. The decorated
     function pickles by reference, as a plain function does, so it can be
     sent to process pools; cloudpickle (Dask, joblib, Ray) sends one it
-    cannot import by value, with its decoration. Exception messages,
-    tracebacks and the result note are scrubbed of secrets (and of the
-    ``redact`` names) before they are stored, and notes are bounded to
-    ``MAX_NOTE`` characters.
+    cannot import by value, with its decoration. Every text the run stores
+    (exception message and traceback, notes, description) is scrubbed of
+    secrets (the ``redact`` names too, and the values of the call's secret
+    parameters wherever they reappear) before it is stored, and notes are
+    bounded to ``MAX_NOTE`` characters.
     """
     from .capture.params import parameters_from
 

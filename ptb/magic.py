@@ -10,7 +10,7 @@ values of notebook variables as parameters; ``--per-run`` does too, as this
 run's own values (the chunk the cell works on) rather than the step's. The
 cell runs through the same engine as ``ptb.documented``, and its source is
 recorded with the run, scrubbed
-of secrets (``ptb.capture.params.scrub_text``: ``Authorization:`` headers,
+of secrets (``ptb.capture.redact.scrubbed``: ``Authorization:`` headers,
 ``password=...``, URL credentials, the ``--redact`` names). Inside it,
 ``ptb.current_run().note(...)`` adds notes. IPython is imported only here.
 """
@@ -79,7 +79,8 @@ def _compile(shell: Any, cell: str) -> Any:
 
 def prepare(shell: Any, line: str, cell: str) -> Tuple[Any, Any, Any]:
     """The run, and the cell's compiled code; ``InvalidInputError`` for a bad magic line."""
-    from .capture.redact import scrub_text
+    from .capture.redact import scrubbed
+    from .capture.secretvalues import secret_values
     from .capture.source import SourceEnv
     from .run import Run, targets
     from .store.volume import Volume
@@ -101,8 +102,8 @@ def prepare(shell: Any, line: str, cell: str) -> Tuple[Any, Any, Any]:
     session = shell.user_ns.get("__session__") or shell.user_ns.get("__vsc_ipynb_file__")
     notebook = session if isinstance(session, str) else None
     redact = _names(args.redact)
-    source = SourceEnv(f"cell-{os.path.basename(notebook)}" if notebook else "cell", scrub_text(cell, redact),
-                       notebook or filename)       # secrets in the cell's text never reach the volume
+    text = scrubbed(cell, redact, secret_values(parameters, redact))     # secrets in the cell never reach the volume
+    source = SourceEnv(f"cell-{os.path.basename(notebook)}" if notebook else "cell", text, notebook or filename)
     run = Run(vols, args.description, parameters, motivation=args.motivation, result=args.result,
               redact=redact, exclude=_names(args.exclude), sources=[source], per_run=per_run)
     return run, body, last

@@ -21,12 +21,19 @@ def addnote(volume: Any, note_type: Union[NoteType, int, str], content: str,
     """Record a note of any type; returns it (with its id).
 
     Inside a documented run that logs to this volume, the note is linked to
-    that run unless ``run`` says otherwise.
+    that run unless ``run`` says otherwise. The content is stored scrubbed
+    (``ptb.capture.redact.scrubbed``), as a run's own notes are: secret-looking
+    assignments (``password=...``), URL credentials and tokens, and, inside a
+    documented run, the secret values among its parameters.
     """
+    from .capture.redact import scrubbed
+
     vol = Volume.resolve(volume)
+    current = current_run()
     if run is None:
-        current = current_run()
         run = current.id if current is not None and vol.cloudpath in current.cloudpaths else None
+    if isinstance(content, str):
+        content = scrubbed(content, values=current.secret_values if current is not None else ())
     note = Note(to_utc(timestamp) if timestamp is not None else utcnow(), NoteType.parse(note_type), content, run=run)
     writer.write(vol, [note])
     return note

@@ -34,7 +34,9 @@ class Process:
             if not isinstance(env, CodeEnv):
                 raise InvalidInputError(f"code environments must be PythonGithubEnv, DockerEnv or another "
                                         f"ptb.capture.env.CodeEnv, not {type(env).__name__} ({env!r:.60})")
-        self.description = description
+        from .capture.redact import scrubbed
+
+        self.description = scrubbed(description)
         self.parameters = parameters
         self.code_envs = code_envs
         self._params = prepare_parameters(parameters)

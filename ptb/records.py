@@ -84,6 +84,33 @@ def to_utc(value: Timestamp) -> Optional[datetime.datetime]:
     return value.astimezone(datetime.timezone.utc)
 
 
+def _typed(data: Mapping[str, Any], name: str, kinds: Tuple[type, ...], required: bool = False) -> Any:
+    """``data[name]`` when it is one of ``kinds`` (None when absent and not ``required``); else ``InvalidInputError``.
+
+    A journal object is data from storage: a field of the wrong type is refused
+    here, so a bad record is skipped by name instead of failing a reader later.
+    """
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise InvalidInputError(f"field {name!r} is missing")
+        return None
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        wanted = " or ".join(k.__name__ for k in kinds)
+        raise InvalidInputError(f"field {name!r} is a {type(value).__name__}, not a {wanted}")
+    return value
+
+
+def _names(data: Mapping[str, Any], name: str) -> Tuple[str, ...]:
+    items = _typed(data, name, (list, tuple)) or ()
+    if not all(isinstance(i, str) for i in items):
+        raise InvalidInputError(f"field {name!r} holds something that is not a str")
+    return tuple(items)
+
+
+_NUMBER = (int, float)
+
+
 def _iso(value: Optional[datetime.datetime]) -> Optional[str]:
     return None if value is None else value.isoformat()
 
@@ -94,7 +121,7 @@ def canonical_json(value: Any) -> str:
 
 
 def content_hash(value: Any, length: int = 16) -> str:
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:length]
+    return hashlib.sha256(canonical_json(value).encode("utf-8", "surrogatepass")).hexdigest()[:length]
 
 
 class NoteType(enum.Enum):
@@ -168,7 +195,9 @@ class Note:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Note:
-        return cls(data.get("timestamp"), data["type"], data["content"], id=data["id"], run=data.get("run"))
+        return cls(_typed(data, "timestamp", (str,)), _typed(data, "type", (str, int), True),
+                   _typed(data, "content", (str,), True), id=_typed(data, "id", (str,), True),
+                   run=_typed(data, "run", (str,)))
 
 
 def process_key(description: str, parameters: Mapping[str, Any]) -> str:
@@ -214,11 +243,11 @@ class ProcessRecord:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ProcessRecord:
         return cls(
-            data["task"],
-            data.get("parameters") or {},
-            tuple(data.get("code_envfiles") or ()),
-            id=data["id"],
-            timestamp=data.get("timestamp"),
+            _typed(data, "task", (str,), True),
+            _typed(data, "parameters", (dict,)) or {},
+            _names(data, "code_envfiles"),
+            id=_typed(data, "id", (str,), True),
+            timestamp=_typed(data, "timestamp", (str,)),
         )
 
 
@@ -287,21 +316,21 @@ class RunRecord:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
         return cls(
-            id=data["id"],
-            description=data.get("task", ""),
-            process=data.get("process", ""),
-            status=data["status"],
-            started=data["started"],
-            ended=data.get("ended"),
-            duration=data.get("duration"),
-            parent=data.get("parent"),
-            user=data.get("user"),
-            host=data.get("host"),
-            pid=data.get("pid"),
-            resources=dict(data.get("resources") or {}),
-            error=data.get("error"),
-            code_envfiles=tuple(data.get("code_envfiles") or ()),
-            parameters=dict(data.get("parameters") or {}),
+            id=_typed(data, "id", (str,), True),
+            description=_typed(data, "task", (str,)) or "",
+            process=_typed(data, "process", (str,)) or "",
+            status=_typed(data, "status", (str,), True),
+            started=_typed(data, "started", (str,), True),
+            ended=_typed(data, "ended", (str,)),
+            duration=_typed(data, "duration", _NUMBER),
+            parent=_typed(data, "parent", (str,)),
+            user=_typed(data, "user", (str,)),
+            host=_typed(data, "host", (str,)),
+            pid=_typed(data, "pid", (int,)),
+            resources=dict(_typed(data, "resources", (dict,)) or {}),
+            error=_typed(data, "error", (dict,)),
+            code_envfiles=_names(data, "code_envfiles"),
+            parameters=dict(_typed(data, "parameters", (dict,)) or {}),
         )
 
 
@@ -322,17 +351,30 @@ def envelope(record: Record, rid: Optional[str] = None) -> Dict[str, Any]:
     return data
 
 
+class NewerFormatError(InvalidInputError):
+    """A record written by a newer ptb, in a format version this one does not read."""
+
+
 def record_from_json(data: Mapping[str, Any]) -> Record:
-    """Parse one journal object; raises ``InvalidInputError`` for anything else."""
+    """Parse one journal object; raises ``InvalidInputError`` for anything else.
+
+    A record of a newer format version raises ``NewerFormatError`` (upgrade
+    to read it); one whose fields have the wrong types says which field.
+    """
     try:
+        version = data.get("v", FORMAT_VERSION)
+        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+            raise NewerFormatError(
+                f"record {data.get('rid')} was written by a newer ptb (format version {version}; this ptb "
+                f"reads up to {FORMAT_VERSION}): upgrade provenance-toolbox to read it")
+        if version != FORMAT_VERSION:
+            raise InvalidInputError(f"format version {version!r} is not one ptb wrote")
         kind = data["kind"]
-        if data.get("v", FORMAT_VERSION) > FORMAT_VERSION:
-            raise InvalidInputError(
-                f"record {data.get('rid')} has format version {data['v']}; "
-                f"this ptb reads up to {FORMAT_VERSION}: upgrade provenance-toolbox"
-            )
+        if kind not in _KINDS:
+            raise InvalidInputError(f"kind {kind!r} is not one of {', '.join(_KINDS)}")
         return _KINDS[kind].from_json(data)  # type: ignore[attr-defined]
-    except InvalidInputError:
+    except NewerFormatError:
         raise
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise InvalidInputError(f"not a ptb record ({exc!r}): {str(dict(data))[:200]}") from None
+    except (InvalidInputError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        why = str(exc) if isinstance(exc, InvalidInputError) else repr(exc)
+        raise InvalidInputError(f"not a ptb record ({why}): {str(data)[:200]}") from None

@@ -30,7 +30,7 @@ import warnings
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .capture import usage
-from .capture.errortext import MAX_MESSAGE, MAX_NOTE, bounded, clean, error_of, type_name
+from .capture.errortext import MAX_MESSAGE, MAX_NOTE, clean, error_of, type_name
 from .errors import InvalidInputError, ProvenanceError
 from .records import Note, NoteType, ProcessRecord, RunRecord, new_id, process_key, utcnow
 from .store import writer
@@ -109,6 +109,7 @@ class Run:
         self._redact, self._exclude, self._per_run = tuple(redact), tuple(exclude), names(per_run, "per_run")
         self._source_file, self._func, self._sources = source_file, func, list(sources)
         self._results: List[Note] = []
+        self._known: Tuple[str, ...] = ()     # the secret values among the parameters, scrubbed from every text
         self._value_text: Optional[str] = None
         self.ending: Optional[str] = None     # how it ended, for the default result note ("3 item(s)")
         self._parent_run: Optional[Run] = None
@@ -120,6 +121,11 @@ class Run:
     def cloudpaths(self) -> List[str]:
         return [vol.cloudpath for vol in self.volumes]
 
+    @property
+    def secret_values(self) -> Tuple[str, ...]:
+        """The secret values among this run's parameters: no text stored while it runs may hold them."""
+        return self._known
+
     # ----------------------------------------------------------- user API
     def note(self, text: str, note_type: Union[NoteType, int, str] = NoteType.GENERIC) -> Note:
         """Record a note now, linked to this run (one journal write; the view gets it when the run ends).
@@ -128,21 +134,23 @@ class Run:
         """
         if self.status == "new":
             raise ProvenanceError("enter the run (`with ptb.documented(...) as run:`) before adding notes")
-        note = Note(utcnow(), NoteType.parse(note_type), self._cut(text, "note"), run=self.id)
+        note = Note(utcnow(), NoteType.parse(note_type), self._text(text, "note"), run=self.id)
         for vol in self.volumes:
             self._journalled[vol.cloudpath] += writer.append(vol, [note])
         return note
 
     def result(self, text: str) -> None:
         """Set the result note, written when the run ends (replaces the default one); bounded like ``note``."""
-        self._results.append(Note(utcnow(), NoteType.RESULT, self._cut(text, "result"), run=self.id))
+        self._results.append(Note(utcnow(), NoteType.RESULT, self._text(text, "result"), run=self.id))
 
-    def _cut(self, text: Any, what: str) -> Any:
-        if isinstance(text, str) and len(text) > MAX_NOTE:
+    def _text(self, text: Any, what: str, limit: int = MAX_NOTE) -> Any:
+        """A text of this run as stored: scrubbed (``clean``: patterns and the run's secret values), bounded."""
+        if not isinstance(text, str):
+            return text         # Note refuses it, naming its type
+        if len(text) > limit:
             recording_warning(f"ptb: the {what} of run {self.id} ({self.description!r}) is {len(text)} characters; "
-                  f"only the first {MAX_NOTE} are recorded (large outputs belong in the volume)")
-            return bounded(text, MAX_NOTE)
-        return text
+                  f"only the first {limit} are recorded (large outputs belong in the volume)")
+        return clean(text, self._redact, limit, self._known)
 
     # ------------------------------------------------------------ entry
     def __enter__(self) -> Run:
@@ -177,8 +185,10 @@ class Run:
         self.parent = self._parent_run.id if self._parent_run is not None else None
         for vol in self.volumes:
             vol.check_readable()
+        self._learn_secrets()
+        self.description = self._text(self.description, "description")
         identity = {k: v for k, v in self.parameters.items() if k not in self._per_run}
-        self._recorded = prepare_parameters(identity, redact=self._redact, exclude=self._exclude)
+        self._recorded = prepare_parameters(identity, redact=self._redact, exclude=self._exclude, known=self._known)
         self._param_ids = {k: id(v) for k, v in self.parameters.items()}
         envs = self._capture()
         self._envfiles = tuple(env.filename for env in envs)
@@ -189,7 +199,7 @@ class Run:
             host=_whoami()[1], pid=os.getpid(), code_envfiles=self._envfiles,
             parameters=self._run_values(self._per_run))
         motivation = self.motivation or f"run of {self.description!r} (no motivation given)"
-        self._motivation = Note(self.started, NoteType.MOTIVATION, self._cut(motivation, "motivation"), run=self.id)
+        self._motivation = Note(self.started, NoteType.MOTIVATION, self._text(motivation, "motivation"), run=self.id)
         started: List[Volume] = []
         self._journalled: Dict[str, List[Entry]] = {}
         try:
@@ -214,7 +224,7 @@ class Run:
 
         wanted = set(keys)
         return prepare_parameters({k: v for k, v in self.parameters.items() if k in wanted},
-                                  redact=self._redact, exclude=self._exclude)
+                                  redact=self._redact, exclude=self._exclude, known=self._known)
 
     def _capture(self) -> List[Any]:
         try:
@@ -224,7 +234,9 @@ class Run:
         except Exception as exc:
             recording_warning(f"ptb could not capture the code environment of {self.description!r}: {exc!r}")
             envs = []
-        return envs + self._sources
+        from .capture.secretvalues import scrub_env
+
+        return [scrub_env(e, self._known) for e in envs + self._sources]
 
     def _new_process(self, vol: Volume, recorded: Dict[str, Any]) -> List[ProcessRecord]:
         if (vol.cloudpath, process_key(self.description, recorded)) in _processes_written:
@@ -251,7 +263,7 @@ class Run:
             return
         try:
             final = dataclasses.replace(self._record, status="failed", ended=utcnow(), duration=0.0, error={
-                "type": type_name(exc), "message": clean(f"not started: {exc}", self._redact, MAX_MESSAGE),
+                "type": type_name(exc), "message": clean(f"not started: {exc}", self._redact, MAX_MESSAGE, self._known),
                 "traceback": ""})
             for vol in started:
                 writer.write(vol, [final], with_entries=self._published_with_end(vol, final.process))
@@ -263,7 +275,7 @@ class Run:
         """Turn the return value into the result note with the user's callable; never raises."""
         if callable(self._result):
             try:
-                self._value_text = clean(str(self._result(value)), self._redact)
+                self._value_text = clean(str(self._result(value)), self._redact, values=self._known)
             except Exception as exc:
                 recording_warning(f"ptb: the result callable of {self.description!r} raised {exc!r}; "
                       f"the default result note is recorded instead")
@@ -276,12 +288,13 @@ class Run:
         try:
             self.duration = duration = time.perf_counter() - self._t0
             ended = utcnow()
+            self._learn_secrets()       # the block may have added some to its parameters
             resources = self._resources()
             if exc is None:
                 self.status, error = "succeeded", None
             else:
                 self.status = "interrupted" if isinstance(exc, _INTERRUPTS) or _cancelled(exc) else "failed"
-                error = error_of(exc, self._redact)
+                error = error_of(exc, self._redact, self._known)
             final = dataclasses.replace(self._record, status=self.status, ended=ended, duration=duration,
                                         resources=resources, error=error, parameters=self._final_run_values())
         except Exception as err:
@@ -329,7 +342,7 @@ class Run:
     def _result_notes(self, ended: Any, duration: float, error: Optional[Dict[str, Any]]) -> List[Note]:
         took = _seconds(duration)
         if error is not None:
-            message = bounded(error["message"], 500)       # already scrubbed
+            message = clean(error["message"], (), 500)       # already scrubbed: only bounded
             text = f"{self.status} after {took}: {error['type']}" + (f": {message}" if message else "")
             return [*self._clean_results(), Note(ended, NoteType.RESULT, text, run=self.id)]
         if self._results:
@@ -337,14 +350,20 @@ class Run:
         if self._value_text is not None:
             text = self._value_text
         elif isinstance(self._result, str):
-            text = clean(self._result, self._redact)
+            text = clean(self._result, self._redact, values=self._known)
         else:
             text = f"succeeded in {took}" + (f" ({self.ending})" if self.ending else "")
         return [Note(ended, NoteType.RESULT, text, run=self.id)]
 
     def _clean_results(self) -> List[Note]:
-        return [dataclasses.replace(n, content=clean(n.content, self._redact)) if isinstance(n.content, str) else n
+        """The result notes set inside the run, scrubbed again of the secret values it knows by now."""
+        return [dataclasses.replace(n, content=clean(n.content, self._redact, values=self._known))
                 for n in self._results]
+
+    def _learn_secrets(self) -> None:
+        from .capture.secretvalues import secret_values
+
+        self._known = secret_values(self.parameters, self._redact)
 
 
 def check_texts(description: Any, motivation: Any, result: Any) -> None:

@@ -1,18 +1,23 @@
-"""Texts a run stores about itself: bounded, and scrubbed of secrets before they are cut.
+"""Texts ptb stores: one scrubbing rule (``scrubbed``), bounded after it for a run's own texts.
 
-An exception becomes its type, message and a bounded traceback (its first
-line and last frames); notes are bounded to ``MAX_NOTE`` characters. Every
-text is scrubbed (``redact.scrub_text``) before it is cut, so no secret is
-stored cut in half.
+Every text on its way into a volume (exception messages and tracebacks,
+result, motivation and generic notes, ``run.note``, descriptions, cell
+sources) goes through ``scrubbed``: lone surrogates (a non-UTF-8 file name
+from ``os.listdir``) are escaped, so the text can be stored, and secrets are
+scrubbed (``redact.scrub_text``: secret-looking assignments, URL credentials,
+token shapes, and the run's known secret values). An exception becomes its
+type, message and a bounded traceback (its first line and last frames);
+notes are bounded to ``MAX_NOTE`` characters, after scrubbing, so no secret
+is stored cut in half.
 """
 from __future__ import annotations
 
 import traceback
 from typing import Any, Dict, Iterable
 
-from .redact import scrub_text
+from .redact import scrubbed
 
-__all__ = ["MAX_TRACEBACK", "MAX_MESSAGE", "MAX_NOTE", "type_name", "bounded", "clean", "error_of"]
+__all__ = ["MAX_TRACEBACK", "MAX_MESSAGE", "MAX_NOTE", "type_name", "bounded", "scrubbed", "clean", "error_of"]
 
 MAX_TRACEBACK = 16 * 1024
 MAX_MESSAGE = 4096
@@ -33,27 +38,29 @@ def bounded(text: str, limit: int, omitted: int = 0) -> str:
     return text[:keep] + f" ... [truncated {len(text) - keep + omitted} chars]"
 
 
-def clean(text: str, redact: Iterable[str] = (), limit: int = MAX_NOTE) -> str:
-    """Secrets scrubbed, then bounded: scrubbed before it is cut, so no secret is stored cut in half."""
+def clean(text: str, redact: Iterable[str] = (), limit: int = MAX_NOTE, values: Iterable[str] = ()) -> str:
+    """``scrubbed``, then bounded: scrubbed before it is cut, so no secret is stored cut in half."""
     head = text[:4 * limit]
-    return bounded(scrub_text(head, redact), limit, len(text) - len(head))
+    return bounded(scrubbed(head, redact, values), limit, len(text) - len(head))
 
 
-def error_of(exc: BaseException, redact: Iterable[str] = ()) -> Dict[str, Any]:
+def error_of(exc: BaseException, redact: Iterable[str] = (), values: Iterable[str] = ()) -> Dict[str, Any]:
     """Type, message and traceback (its first line and last frames, bounded), secrets scrubbed."""
     try:
         message = str(exc)
     except Exception:
         message = "<unprintable>"
     try:
-        return {"type": type_name(exc), "message": clean(message, redact, MAX_MESSAGE),
-                "traceback": _traceback(exc, redact)}
+        return {"type": scrubbed(type_name(exc)), "message": clean(message, redact, MAX_MESSAGE, values),
+                "traceback": _traceback(exc, redact, values)}
     except Exception as err:        # never store an unscrubbed text, never lose the run's end
-        return {"type": type_name(exc), "message": f"<not recorded: {err!r}>"[:MAX_MESSAGE], "traceback": ""}
+        return {"type": scrubbed(type_name(exc)), "message": clean(f"<not recorded: {err!r}>", (), MAX_MESSAGE),
+                "traceback": ""}
 
 
-def _traceback(exc: BaseException, redact: Iterable[str]) -> str:
-    chunks = [clean(c, redact, 2048).rstrip("\n") + "\n"
+def _traceback(exc: BaseException, redact: Iterable[str], values: Iterable[str]) -> str:
+    values = tuple(values)
+    chunks = [clean(c, redact, 2048, values).rstrip("\n") + "\n"
               for c in traceback.format_exception(type(exc), exc, exc.__traceback__)]
     text = "".join(chunks)
     if len(text) > MAX_TRACEBACK:     # keep where it started (first frames) and where it failed (last ones)

@@ -13,20 +13,22 @@ import dataclasses
 import datetime
 import enum
 import hashlib
-import inspect
+import itertools
 import json
 import math
 import os
 import re
-import sys
 import types
 import warnings
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterable, Optional
 
-from ..errors import InvalidInputError
-from .redact import REDACTED, SECRET_WORDS, is_secret_name, scrub_text, strip_url_credentials
+from .binding import bind_call, config_items, parameters_from
+from .binding import module as _module
+from .binding import type_name as _type_name
+from .redact import REDACTED, SECRET_WORDS, is_secret_name, scrub_text, scrubbed, strip_url_credentials
+from .secretvalues import is_secret_flag, secret_values
 
 __all__ = [
     "REDACTED", "SECRET_WORDS", "ParameterWarning", "is_secret_name", "strip_url_credentials",
@@ -34,6 +36,7 @@ __all__ = [
 ]
 
 MAX_BYTES = 64 * 1024
+MAX_TOTAL_BYTES = 512 * 1024    # all of one record's parameters: half the journal's record bound
 MAX_DEPTH = 20
 CYCLE = "<cycle>"
 TOO_DEEP = "<too deep>"
@@ -47,14 +50,6 @@ class ParameterWarning(UserWarning):
     """A parameter value was recorded as a summary or a repr instead of its value."""
 
 
-def _type_name(value: Any) -> str:
-    try:
-        t = type(value)
-        return f"{t.__module__}.{t.__qualname__}"
-    except Exception:
-        return "<unknown type>"
-
-
 def _encode(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False).encode("utf-8")
@@ -64,19 +59,15 @@ def _summary(value: Any, size: int, unit: str = "bytes", digest: Optional[str] =
     return {"type": _type_name(value), "summary": f"too large: {size} {unit}", "sha256": digest}
 
 
-def _module(name: str) -> Any:
-    """A module only if it is already imported: a value of its types cannot exist otherwise."""
-    return sys.modules.get(name)
-
-
 class _Converter:
     """One conversion: its limits, its redaction rule and what had to degrade."""
 
     def __init__(self, max_bytes: int, secret: Optional[Callable[[str], bool]] = None,
-                 extra: tuple = ()):
+                 extra: tuple = (), values: tuple = ()):
         self.max_bytes = max_bytes
         self.secret = secret
         self.extra = extra       # more secret names, for the text scrubber
+        self.values = values     # secret values known to the run, scrubbed wherever they reappear
         self.degraded: list[str] = []
         self._path: set[int] = set()
 
@@ -95,7 +86,7 @@ class _Converter:
     def fallback(self, value: Any) -> dict:
         self.degraded.append("repr")
         try:
-            text = self.text(scrub_text(_ADDRESS.sub("", repr(value)[:1000]), self.extra)[:200])
+            text = self.text(scrubbed(_ADDRESS.sub("", repr(value)[:1000]), self.extra, self.values)[:200])
         except Exception:
             text = "<unrepresentable>"
         return {"type": _type_name(value), "repr": text}
@@ -106,15 +97,28 @@ class _Converter:
             data = value.encode("utf-8", "backslashreplace")
             self.degraded.append("too large")
             return _summary(value, len(data), digest=hashlib.sha256(data).hexdigest())
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:   # lone surrogates would break every later encode
-            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
-        return scrub_text(value, self.extra)
+        return scrubbed(value, self.extra, self.values)
 
-    def mapping(self, items: Iterable[tuple[Any, Any]], depth: int) -> dict:
+    @property
+    def limit(self) -> int:
+        """The most items of one container that are converted."""
+        return min(_MAX_ITEMS, self.max_bytes // 2)
+
+    def bounded(self, items: Iterable[Any]) -> Optional[list]:
+        """The first items of an iterable, or None (degraded) past ``limit``: ``len()`` may lie, and
+        ``__iter__`` may never end."""
+        taken = list(itertools.islice(iter(items), self.limit + 1))
+        if len(taken) > self.limit:
+            self.degraded.append("too large")
+            return None
+        return taken
+
+    def mapping(self, items: Iterable[tuple[Any, Any]], depth: int) -> Any:
+        pairs = self.bounded(items)
+        if pairs is None:
+            return {"type": "mapping", "summary": f"too large: {self.limit} items or more", "sha256": None}
         out: Dict[str, Any] = {}
-        for key, val in items:
+        for key, val in pairs:
             key = key if isinstance(key, str) else self.key(key)
             key = self.text(key) if isinstance(key, str) and len(key) <= self.max_bytes else "<key>"
             if self.secret is not None and self.secret(key):
@@ -196,7 +200,7 @@ class _Converter:
 
     def container(self, v: Any, depth: int) -> Any:
         sized = isinstance(v, (list, tuple, deque, set, frozenset, dict, Mapping))
-        if sized and len(v) > min(_MAX_ITEMS, self.max_bytes // 2):
+        if sized and len(v) > self.limit:
             self.degraded.append("too large")
             return _summary(v, len(v), "items")
         if isinstance(v, tuple) and hasattr(v, "_asdict") and hasattr(type(v), "_fields"):
@@ -204,14 +208,17 @@ class _Converter:
         if isinstance(v, (list, tuple, deque)):
             return self.sequence(v, depth)
         if isinstance(v, (set, frozenset)):
+            members = self.bounded(v)
+            if members is None:
+                return _summary(v, self.limit, "items or more")
             try:
-                items = sorted(v)
+                items = sorted(members)
             except Exception:
-                items = sorted(v, key=lambda x: (_type_name(x), self.fallback_repr(x)))
+                items = sorted(members, key=lambda x: (_type_name(x), self.fallback_repr(x)))
             return [self.convert(x, depth + 1) for x in items]
         cp = _module("configparser")
         if cp is not None and isinstance(v, (cp.RawConfigParser, cp.SectionProxy)):
-            return self.mapping(_config_items(v), depth)
+            return self.mapping(config_items(v), depth)
         if isinstance(v, Mapping):
             return self.mapping(v.items(), depth)
         ap = _module("argparse")
@@ -221,10 +228,21 @@ class _Converter:
             return self.mapping(((f.name, getattr(v, f.name)) for f in dataclasses.fields(v)), depth)
         return self.fallback(v)
 
-    def sequence(self, v: Any, depth: int) -> list:
-        """A list; an item that is a ``(name, value)`` pair with a secret name keeps only the name."""
-        return [[self.text(x[0]), REDACTED] if self.secret_pair(x) else self.convert(x, depth + 1)
-                for x in v]
+    def sequence(self, v: Any, depth: int) -> Any:
+        """A list; an item that is a ``(name, value)`` pair with a secret name keeps only the name, and
+        the item after a secret flag (``["mysql", "--password", "..."]``) is redacted."""
+        items = self.bounded(v)
+        if items is None:
+            return _summary(v, self.limit, "items or more")
+        out: list = []
+        for i, x in enumerate(items):
+            if self.secret_pair(x):
+                out.append([self.text(x[0]), REDACTED])
+            elif self.secret is not None and i and is_secret_flag(items[i - 1], self.extra):
+                out.append(REDACTED)
+            else:
+                out.append(self.convert(x, depth + 1))
+        return out
 
     def secret_pair(self, x: Any) -> bool:
         return (self.secret is not None and type(x) in (tuple, list) and len(x) == 2
@@ -245,28 +263,6 @@ class _Converter:
         return out
 
 
-def _config_items(config: Any) -> list[tuple[str, Any]]:
-    """The real values of a ConfigParser (or one section), interpolated where possible."""
-    cp = _module("configparser")
-    if isinstance(config, cp.SectionProxy):
-        return [(k, _config_value(config.parser, config.name, k)) for k in config]
-    items = []
-    defaults = config.defaults()
-    if defaults:
-        items.append((config.default_section, dict(defaults)))
-    for section in config.sections():
-        values = {k: _config_value(config, section, k) for k in config.options(section)}
-        items.append((section, values))
-    return items
-
-
-def _config_value(config: Any, section: str, key: str) -> Any:
-    try:
-        return config.get(section, key)
-    except Exception:     # broken interpolation: the raw text is the real value
-        return config.get(section, key, raw=True)
-
-
 def to_jsonable(value: Any, *, max_bytes: int = MAX_BYTES) -> Any:
     """A JSON-safe form of ``value`` that can be stored and hashed; never raises.
 
@@ -280,56 +276,40 @@ def to_jsonable(value: Any, *, max_bytes: int = MAX_BYTES) -> Any:
 
 
 def _jsonable(value: Any, *, max_bytes: int, secret: Optional[Callable[[str], bool]] = None,
-              extra: tuple = ()) -> tuple[Any, list[str]]:
-    conv = _Converter(max_bytes, secret, extra)
+              extra: tuple = (), values: tuple = ()) -> tuple[Any, list[str]]:
+    conv = _Converter(max_bytes, secret, extra, values)
     try:
         return conv.top(value), conv.degraded
     except Exception:
         return {"type": _type_name(value), "repr": "<unrepresentable>"}, ["repr"]
 
 
-def parameters_from(obj: Any) -> Dict[str, Any]:
-    """The name -> value pairs held by a parameters container given by a user.
-
-    Accepts None, a mapping, ``types.SimpleNamespace``, ``argparse.Namespace``,
-    a ``ConfigParser`` (each section a dict of its real values) or a dataclass
-    instance; anything else is an ``InvalidInputError``.
-    """
-    if obj is None:
-        return {}
-    cp, ap = _module("configparser"), _module("argparse")
-    if cp is not None and isinstance(obj, cp.RawConfigParser):
-        return {str(k): v for k, v in _config_items(obj)}
-    if isinstance(obj, Mapping):
-        return {k if isinstance(k, str) else str(k): v for k, v in obj.items()}
-    if isinstance(obj, types.SimpleNamespace) or (ap is not None and isinstance(obj, ap.Namespace)):
-        return dict(vars(obj))
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-    raise InvalidInputError(
-        f"parameters of type {_type_name(obj)} are not supported; give a dict (or other "
-        "mapping), types.SimpleNamespace, argparse.Namespace, configparser.ConfigParser, "
-        "a dataclass instance, or None")
-
-
 def prepare_parameters(params: Any, *, redact: Iterable[str] = (), exclude: Iterable[str] = (),
-                       max_bytes: int = MAX_BYTES) -> Dict[str, Any]:
+                       max_bytes: int = MAX_BYTES, max_total: int = MAX_TOTAL_BYTES,
+                       known: Iterable[str] = ()) -> Dict[str, Any]:
     """The parameters as they are stored: JSON-safe, secrets redacted, excluded names gone.
 
     Values under secret-looking names (``is_secret_name``, plus ``redact``) are
-    replaced by ``REDACTED`` at any depth, and strings are scrubbed with
-    ``scrub_text`` (``redact`` names too). Never raises for a value; a value
-    that had to be summarised or repr'd gives a ``ParameterWarning``. Only an
-    unsupported container type raises (``InvalidInputError``).
+    replaced by ``REDACTED`` at any depth, as is the item after a secret flag
+    in a list (``["mysql", "--password", "..."]``), and strings are scrubbed
+    (``scrubbed``: ``redact`` names too, and the secret values themselves
+    wherever they reappear, with the ``known`` ones: a run's others). Each value is bounded by ``max_bytes`` and all of
+    them by ``max_total``: past it, the largest are summarised until they fit,
+    so no argument can make the record too large to store. Never raises for a
+    value; a value that had to be summarised or repr'd gives a
+    ``ParameterWarning``. Only an unsupported container type raises
+    (``InvalidInputError``).
     """
     raw = parameters_from(params)
     extra = tuple(redact)
     dropped = set(exclude)
+    values = tuple(dict.fromkeys([*secret_values(raw, extra), *known]))
 
     def secret(name: str) -> bool:
         return is_secret_name(name, extra)
 
     out: Dict[str, Any] = {}
+    degraded_by: Dict[str, list] = {}
     for name, value in raw.items():
         if name in dropped:
             continue
@@ -338,11 +318,28 @@ def prepare_parameters(params: Any, *, redact: Iterable[str] = (), exclude: Iter
         if secret(key):
             out[key] = REDACTED
             continue
-        out[key], degraded = _jsonable(value, max_bytes=max_bytes, secret=secret, extra=extra)
+        out[key], degraded_by[key] = _jsonable(value, max_bytes=max_bytes, secret=secret, extra=extra,
+                                               values=values)
+    _fit(out, degraded_by, max_total)
+    for key, degraded in degraded_by.items():
         if degraded:
             _warn(f"ptb: parameter {key!r} is not recorded as given "
                   f"({', '.join(sorted(set(degraded)))}); pass exclude=[{key!r}] to leave it out")
     return out
+
+
+def _fit(out: Dict[str, Any], degraded_by: Dict[str, list], max_total: int) -> None:
+    """Summarise the largest values of ``out`` until all of them encode to at most ``max_total`` bytes."""
+    sizes = {key: len(_encode(value)) for key, value in out.items()}
+    total = sum(sizes.values())
+    for key in sorted(sizes, key=lambda k: -sizes[k]):
+        if total <= max_total:
+            return
+        data = _encode(out[key])
+        out[key] = {"type": "parameter", "summary": f"too large together with the others: {len(data)} bytes",
+                    "sha256": hashlib.sha256(data).hexdigest()}
+        total += len(_encode(out[key])) - sizes[key]
+        degraded_by.setdefault(key, []).append("too large with the others")
 
 
 def _warn(message: str) -> None:
@@ -350,42 +347,3 @@ def _warn(message: str) -> None:
         warnings.warn(message, ParameterWarning, stacklevel=3)
     except Exception:    # warnings turned into errors must still not fail the user's call
         pass
-
-
-_SELF_NAMES = ("self", "cls", "mcs", "mcls", "metacls", "klass")
-
-
-def bind_call(func: Callable, instance: Any, args: tuple, kwargs: Dict[str, Any]) -> Dict[str, Any]:
-    """The parameters of one call, by name, with defaults applied and no ``self``/``cls``.
-
-    Takes the ``(wrapped, instance, args, kwargs)`` a ``wrapt.decorator`` gets,
-    for every call form: function, method, classmethod, staticmethod, and a
-    method called through its class (``K.m(obj, 7)``, where wrapt passes a
-    partial). Binds against the unwrapped function's own signature; ``*args``
-    is kept as a list and ``**kwargs`` as a dict under their names. A call
-    that does not bind gives ``{}``: the user's call raises its own error.
-    """
-    try:
-        target = inspect.unwrap(getattr(func, "__func__", func))
-        sig = inspect.signature(target)
-        params = list(sig.parameters.values())
-        first = params[0] if params else None
-        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        prepend = (
-            instance is not None and first is not None and first.kind in positional
-            and (first.name in _SELF_NAMES or getattr(func, "__self__", None) is instance
-                 or type(func).__name__ == "PartialCallableObjectProxy"))
-        bound = sig.bind(*((instance,) + tuple(args) if prepend else args), **kwargs)
-        bound.apply_defaults()
-        out = dict(bound.arguments)
-        if first is not None and (prepend or (first.kind in positional
-                                              and first.name in ("self", "cls"))):
-            out.pop(first.name, None)
-        for p in params:
-            if p.kind is inspect.Parameter.VAR_POSITIONAL and p.name in out:
-                out[p.name] = list(out[p.name])
-            elif p.kind is inspect.Parameter.VAR_KEYWORD and p.name in out:
-                out[p.name] = dict(out[p.name])
-        return out
-    except Exception:
-        return {}

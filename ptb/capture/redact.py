@@ -13,9 +13,12 @@ import functools
 import re
 from typing import Iterable, List, Optional, Tuple
 
-__all__ = ["REDACTED", "SECRET_WORDS", "is_secret_name", "strip_url_credentials", "scrub_text"]
+__all__ = ["REDACTED", "SECRET_WORDS", "MIN_SECRET_CHARS", "is_secret_name", "strip_url_credentials",
+           "scrub_text", "scrubbed"]
 
 REDACTED = "<redacted>"
+#: Known secret values shorter than this are not scrubbed from texts: "0" or "abc" are everywhere.
+MIN_SECRET_CHARS = 4
 
 #: Name parts (split on ``_``, ``-``, ``.``, spaces and camelCase) that mark a secret.
 #: Not "pin" (``pin_memory``), "private" (``private=True``) nor "dsn" (a DSN's secrets are
@@ -241,7 +244,16 @@ def _scrub_shape(match: re.Match) -> str:
     return f"{match.groupdict().get('keep') or ''}{REDACTED}"
 
 
-def scrub_text(text: str, extra: Iterable[str] = ()) -> str:
+def _scrub_values(text: str, values: Iterable[str]) -> str:
+    """Every occurrence of the known secret ``values`` (longest first) replaced by ``REDACTED``."""
+    for value in sorted({v for v in values if isinstance(v, str) and len(v.strip()) >= MIN_SECRET_CHARS},
+                        key=len, reverse=True):
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
+
+
+def scrub_text(text: str, extra: Iterable[str] = (), values: Iterable[str] = ()) -> str:
     """``text`` with every secret it holds replaced by ``REDACTED``; never raises.
 
     Removes URL credentials (``strip_url_credentials``), the values of
@@ -251,13 +263,19 @@ def scrub_text(text: str, extra: Iterable[str] = ()) -> str:
     (GitHub, GitLab, Slack, Hugging Face, AWS access key IDs, JWTs, PEM private
     key blocks). Names are kept. A value after ``=`` or ``:`` and a blank runs
     to the end of its line; without the blank, to the next blank, ``;`` or
-    ``&``. Linear in the text's length; anything not a str is ``str()``'d first.
+    ``&``. ``values`` are secret values known to the caller (a run's secret
+    parameters, ``ptb.capture.secretvalues``): each is replaced wherever it
+    occurs, if it has at least ``MIN_SECRET_CHARS`` characters (shorter ones
+    are too common to scrub). Linear in the text's length; anything not a str
+    is ``str()``'d first.
     """
     try:
         text = text if isinstance(text, str) else str(text)
         if isinstance(extra, str):
             extra = (extra,)
         wanted = tuple(sorted({str(e).lower() for e in extra}))
+        if values:
+            text = _scrub_values(text, values)
         text = strip_url_credentials(text)
         if "PRIVATE KEY" in text:        # first: 'key = """-----BEGIN..' would leave only its first line
             text = _scrub_pem(text)
@@ -268,3 +286,22 @@ def scrub_text(text: str, extra: Iterable[str] = ()) -> str:
         return text
     except Exception:
         return REDACTED
+
+
+def scrubbed(text: str, redact: Iterable[str] = (), values: Iterable[str] = ()) -> str:
+    """The one rule for a text stored in a volume: lone surrogates escaped (``\\udcff``), secrets scrubbed.
+
+    ``redact`` names more secret names, ``values`` are the secret values the
+    run knows (``ptb.capture.secretvalues``; those under ``MIN_SECRET_CHARS``
+    characters are left alone). Every text ptb stores goes through here
+    (parameters, notes, descriptions, errors, sources). Never raises.
+    """
+    try:
+        text = text if isinstance(text, str) else str(text)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:      # lone surrogates would fail every later encode
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    except Exception:
+        return REDACTED
+    return scrub_text(text, redact, values)

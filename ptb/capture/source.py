@@ -40,10 +40,10 @@ class SourceEnv(CodeEnv):
 
     def contents(self) -> Dict[str, Any]:
         if self._stored is None or self._stored[0] is not self.source:   # scrubbed once per source
-            from .redact import scrub_text
+            from .redact import scrubbed
 
             data = self.source.encode("utf-8", "replace")
-            self._stored = (self.source, {"source": scrub_text(bounded_text(data, len(data), "source")),
+            self._stored = (self.source, {"source": scrubbed(bounded_text(data, len(data), "source")),
                                           "sha256": hashlib.sha256(data).hexdigest()})
         return {"CodeEnv type": self.kind, "name": self.name, "file": self.file, **self._stored[1]}
 

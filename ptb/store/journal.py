@@ -46,15 +46,24 @@ def append(vol: Volume, records: Sequence[Record]) -> List[Tuple[str, Record]]:
     """Journal ``records`` in one object; returns (rid, record) for each.
 
     A record over ``MAX_RECORD_BYTES`` is refused before anything is written.
+    Lone surrogates in a record's texts are stored escaped (``\\udcff``), and
+    the record returned is the one stored.
     A storage failure raises ``PartialWrite``, which says what was not
     written (``ptb.store.writer`` spools that part): all of it, one object.
     """
     if not records:
         return []
     envs = [envelope(record) for record in records]
+    records = list(records)
     texts = [canonical_json(env) for env in envs]
-    for env, text in zip(envs, texts):
-        size = len(text.encode("utf-8"))
+    for i, (env, text) in enumerate(zip(envs, texts)):
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:      # lone surrogates: stored escaped, and returned as stored
+            envs[i] = env = _storable(env)
+            texts[i] = text = canonical_json(env)
+            records[i] = record_from_json(env)
+            size = len(text.encode("utf-8"))
         if size > MAX_RECORD_BYTES:
             raise InvalidInputError(
                 f"{env['kind']} record {env['rid']} for {vol.cloudpath} is {size} bytes, over the "
@@ -68,6 +77,21 @@ def append(vol: Volume, records: Sequence[Record]) -> List[Tuple[str, Record]]:
     except Exception as exc:
         raise PartialWrite(f"cannot write to {vol.cloudpath}: {exc}", [], {key: obj}) from exc
     return [(env["rid"], record) for env, record in zip(envs, records)]
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with lone surrogates in its strings escaped (``\\udcff`` as text), so it encodes as UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_storable(v) for v in value]
+    return value
 
 
 def envelopes_of(obj: Any) -> List[Dict[str, Any]]:
@@ -118,8 +142,12 @@ def read_envelopes(vol: Volume, progress: bool = False) -> Dict[str, Dict[str, A
     else:
         raise VolumeUnavailableError(f"segments of {vol.cloudpath} kept vanishing while being read "
                                      f"(packers racing?); try again")
-    for segment in _parse_objects(blobs):
-        for env in envelopes_of(segment) if isinstance(segment, dict) and "records" in segment else []:
+    for key, data in blobs.items():
+        held = _segment_envelopes(data)
+        if held is None:
+            warnings.warn(f"skipping {vol.cloudpath}/{key}: not a readable segment (the records it held are "
+                          f"not shown)", RecordWarning, stacklevel=3)
+        for env in held or ():
             found.setdefault(env["rid"], env)
     return found
 
@@ -167,11 +195,15 @@ def _pack(vol: Volume, min_age: float = 0.0) -> List[Dict[str, Any]]:
     envs: Dict[str, Dict[str, Any]] = {}
     merged_keys: List[str] = []
     if merge:
-        segment_blobs = vol.get_many(segment_keys)
-        merged_keys = [k for k, v in segment_blobs.items() if v is not None]
-        for segment in _parse_objects(segment_blobs):
-            for env in envelopes_of(segment) if isinstance(segment, dict) and "records" in segment else []:
-                envs[env["rid"]] = env
+        for key, data in vol.get_many(segment_keys).items():
+            held = _segment_envelopes(data)
+            if held is None:
+                if data is not None:     # vanished ones were merged by another packer
+                    warnings.warn(f"{vol.cloudpath}/{key} is not a readable segment; left in place (not merged, "
+                                  f"not deleted) for a human to look at", RecordWarning, stacklevel=3)
+                continue
+            envs.update((env["rid"], env) for env in held)
+            merged_keys.append(key)
     packed_keys, packed = [], []
     for key, data in journal_blobs.items():
         try:
@@ -181,14 +213,44 @@ def _pack(vol: Volume, min_age: float = 0.0) -> List[Dict[str, Any]]:
         if not held:
             warnings.warn(f"{vol.cloudpath}/{key} is not a ptb record; left in place", RecordWarning, stacklevel=3)
             continue
+        unusable = _unusable(held)
+        if unusable:
+            warnings.warn(f"{vol.cloudpath}/{key} is left in the journal, unpacked: {unusable}", RecordWarning,
+                          stacklevel=3)
+            continue
         for env in held:
             envs[env["rid"]] = env
         packed_keys.append(key)
         packed.extend(held)
+    if not packed_keys and not merged_keys:
+        return []
     segment = {"v": 1, "records": [envs[rid] for rid in sorted(envs)]}
     vol.put_json(f"{SEGMENTS}{new_id()}.json", canonical_json(segment))
     vol.delete(packed_keys + merged_keys)
     return packed
+
+
+def _segment_envelopes(data: Any) -> Any:
+    """The envelopes of a segment's bytes, or None when they are not a readable segment."""
+    if data is None:
+        return None
+    try:
+        segment = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(segment, dict) or not isinstance(segment.get("records"), list):
+        return None
+    return envelopes_of(segment)
+
+
+def _unusable(envs: List[Dict[str, Any]]) -> str:
+    """Why one of ``envs`` cannot be read by this ptb ('' when all can): such objects are never packed."""
+    for env in envs:
+        try:
+            record_from_json(env)
+        except InvalidInputError as exc:
+            return str(exc)
+    return ""
 
 
 def pack(vol: Volume) -> int:

@@ -241,15 +241,21 @@ def sync(volume: Any) -> Dict[str, Any]:
     """Pack the journal into a segment and rebuild the view exactly (``ptb sync``).
 
     Refuses a location where nothing is recorded, so a mistyped path does
-    not gain a new ``provenance`` file.
+    not gain a new ``provenance`` file. A volume the storage will not let it
+    write (read-only, full) is a ``VolumeUnavailableError``.
     """
     vol = Volume.resolve(volume)
     flush()
     if vol.read_provenance() is None and not publish.has_history(vol):
         raise VolumeUnavailableError(f"nothing is recorded at {vol.cloudpath}: no provenance file and no ptb "
                                      f"journal (is the path right?)")
-    journal.pack(vol)
-    return publish.rebuild(vol)
+    try:
+        journal.pack(vol)
+        return publish.rebuild(vol)
+    except OSError as exc:      # a read-only volume, a full disk: what the storage said, in one line
+        raise VolumeUnavailableError(f"cannot sync {vol.cloudpath}: {exc.strerror or exc}"
+                                     f"{f' ({exc.filename})' if exc.filename else ''}; nothing was lost: "
+                                     f"the journal is intact") from exc
 
 
 def sync_summary(volume: Any) -> Dict[str, Any]:

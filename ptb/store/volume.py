@@ -266,7 +266,8 @@ class Volume:
         """Fail before any user code runs if the volume is unreachable or its provenance corrupt.
 
         Runs on every documented call, so it must not cost O(view): one size
-        request, and the file is parsed again only when its size changed. On
+        request (a ``stat`` on ``file://``), and the file is parsed again only when it changed
+        (``stamp``). On
         object stores, not even that within ``TRUSTED_SECONDS`` of this process
         writing the view itself: a worker's next chunk call saves a round trip,
         and its entry write still fails at once if the store is unreachable.
@@ -274,16 +275,30 @@ class Volume:
         if self.protocol not in ("file", "mem") and time.monotonic() < _trusted_until.get(self.cloudpath, 0.0):
             return
         try:
-            size = self.cf.size(PROVENANCE)
+            stamp = self.stamp()
         except Exception as exc:
             raise VolumeUnavailableError(f"cannot reach {self.cloudpath}: {exc}") from exc
-        if size is None or _checked_sizes.get(self.cloudpath) == size:
+        if stamp is None or _checked_sizes.get(self.cloudpath) == stamp:
             return
         self.read_provenance()
-        _checked_sizes[self.cloudpath] = size
+        _checked_sizes[self.cloudpath] = stamp
+
+    def stamp(self) -> Any:
+        """What tells the ``provenance`` file changed: its size, and on ``file://`` its inode and mtime too.
+
+        A hand edit that keeps the size (a character replaced) is a change on ``file://``;
+        on object stores, the size is all one cheap request gives. None when absent.
+        """
+        if self.protocol != "file":
+            return self.cf.size(PROVENANCE)
+        try:
+            st = os.stat(self.local_path(PROVENANCE))
+        except FileNotFoundError:
+            return None
+        return (st.st_size, st.st_ino, st.st_mtime_ns)
 
 
-_checked_sizes: Dict[str, int] = {}
+_checked_sizes: Dict[str, Any] = {}
 
 
 TRUSTED_SECONDS = 1.0
@@ -295,7 +310,14 @@ def remember_valid(vol: Volume, size: int) -> None:
     if len(_checked_sizes) > 1024:
         _checked_sizes.clear()
         _trusted_until.clear()
-    _checked_sizes[vol.cloudpath] = size
+    if vol.protocol == "file":
+        try:
+            stamp: Any = vol.stamp()
+        except OSError:
+            return
+    else:
+        stamp = size
+    _checked_sizes[vol.cloudpath] = stamp
     _trusted_until[vol.cloudpath] = time.monotonic() + TRUSTED_SECONDS
 
 

@@ -1,0 +1,119 @@
+"""Where parameter values come from: a call bound to its signature, or a container a user gave.
+
+``bind_call`` binds a call (every form wrapt passes) to the function's own
+signature; ``parameters_from`` reads the name -> value pairs of a dict,
+namespace, ConfigParser or dataclass. Neither converts a value: that is
+``ptb.capture.params``' job.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import sys
+import types
+from collections.abc import Mapping
+from typing import Any, Callable, Dict
+
+from ..errors import InvalidInputError
+
+__all__ = ["bind_call", "parameters_from", "config_items", "module", "type_name"]
+
+
+def type_name(value: Any) -> str:
+    """``module.Qualname`` of ``value``'s type; never raises."""
+    try:
+        t = type(value)
+        return f"{t.__module__}.{t.__qualname__}"
+    except Exception:
+        return "<unknown type>"
+
+
+def module(name: str) -> Any:
+    """A module only if it is already imported: a value of its types cannot exist otherwise."""
+    return sys.modules.get(name)
+
+
+def config_items(config: Any) -> list[tuple[str, Any]]:
+    """The real values of a ConfigParser (or one section), interpolated where possible."""
+    cp = module("configparser")
+    if isinstance(config, cp.SectionProxy):
+        return [(k, config_value(config.parser, config.name, k)) for k in config]
+    items = []
+    defaults = config.defaults()
+    if defaults:
+        items.append((config.default_section, dict(defaults)))
+    for section in config.sections():
+        values = {k: config_value(config, section, k) for k in config.options(section)}
+        items.append((section, values))
+    return items
+
+
+def config_value(config: Any, section: str, key: str) -> Any:
+    try:
+        return config.get(section, key)
+    except Exception:     # broken interpolation: the raw text is the real value
+        return config.get(section, key, raw=True)
+
+
+def parameters_from(obj: Any) -> Dict[str, Any]:
+    """The name -> value pairs held by a parameters container given by a user.
+
+    Accepts None, a mapping, ``types.SimpleNamespace``, ``argparse.Namespace``,
+    a ``ConfigParser`` (each section a dict of its real values) or a dataclass
+    instance; anything else is an ``InvalidInputError``.
+    """
+    if obj is None:
+        return {}
+    cp, ap = module("configparser"), module("argparse")
+    if cp is not None and isinstance(obj, cp.RawConfigParser):
+        return {str(k): v for k, v in config_items(obj)}
+    if isinstance(obj, Mapping):
+        return {k if isinstance(k, str) else str(k): v for k, v in obj.items()}
+    if isinstance(obj, types.SimpleNamespace) or (ap is not None and isinstance(obj, ap.Namespace)):
+        return dict(vars(obj))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    raise InvalidInputError(
+        f"parameters of type {type_name(obj)} are not supported; give a dict (or other "
+        "mapping), types.SimpleNamespace, argparse.Namespace, configparser.ConfigParser, "
+        "a dataclass instance, or None")
+
+
+
+_SELF_NAMES = ("self", "cls", "mcs", "mcls", "metacls", "klass")
+
+
+def bind_call(func: Callable, instance: Any, args: tuple, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The parameters of one call, by name, with defaults applied and no ``self``/``cls``.
+
+    Takes the ``(wrapped, instance, args, kwargs)`` a ``wrapt.decorator`` gets,
+    for every call form: function, method, classmethod, staticmethod, and a
+    method called through its class (``K.m(obj, 7)``, where wrapt passes a
+    partial). Binds against the unwrapped function's own signature; ``*args``
+    is kept as a list and ``**kwargs`` as a dict under their names. A call
+    that does not bind gives ``{}``: the user's call raises its own error.
+    """
+    try:
+        target = inspect.unwrap(getattr(func, "__func__", func))
+        sig = inspect.signature(target)
+        params = list(sig.parameters.values())
+        first = params[0] if params else None
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        prepend = (
+            instance is not None and first is not None and first.kind in positional
+            and (first.name in _SELF_NAMES or getattr(func, "__self__", None) is instance
+                 or type(func).__name__ == "PartialCallableObjectProxy"))
+        bound = sig.bind(*((instance,) + tuple(args) if prepend else args), **kwargs)
+        bound.apply_defaults()
+        out = dict(bound.arguments)
+        if first is not None and (prepend or (first.kind in positional
+                                              and first.name in ("self", "cls"))):
+            out.pop(first.name, None)
+        for p in params:
+            if p.kind is inspect.Parameter.VAR_POSITIONAL and p.name in out:
+                out[p.name] = list(out[p.name])
+            elif p.kind is inspect.Parameter.VAR_KEYWORD and p.name in out:
+                out[p.name] = dict(out[p.name])
+        return out
+    except Exception:
+        return {}
