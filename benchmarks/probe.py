@@ -362,8 +362,30 @@ def count(args: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-PROBES = {"call": call, "note": note, "writer": writer, "import": import_, "env": env, "makevol": makevol,
-          "count": count}
+# ------------------------------------------------------------------ scrubbing secrets from texts
+def scrub(args: Dict[str, Any]) -> Dict[str, Any]:
+    """``scrub_text`` (every text ptb stores goes through it) on a 256 KiB diff with secrets in it,
+    and the slowest of a set of adversarial 256 KiB inputs (it must stay linear). ptb only."""
+    from ptb.capture.redact import scrub_text
+
+    lines, i = [], 0
+    while sum(map(len, lines)) < 256 * 1024:
+        lines += [f"@@ -{i},7 +{i},7 @@ def step_{i}(src, dst, *, mip=0, keys=None):\n",
+                  f"-    vol = CloudVolume(f'gs://bucket/layer{i}', mip=mip, progress=False)\n",
+                  f"+    vol = CloudVolume(f'precomputed://https://h/layer{i}', mip=mip)  # key: value\n",
+                  "     for key, token in zip(keys, tokens):  data[key] = token.strip()\n",
+                  f"+password = S3CR3T{i}\n" if i % 50 == 0 else f"+retries = {i}\n",
+                  '     log.info("done %s", {"n": 3, "path": "/tmp/x"})\n']
+        i += 1
+    bad = ["a" * 262144, "key " * 65536, "token=a " * 32768, "password: " + "x" * 262144, '"' * 262144,
+           "-----BEGIN RSA PRIVATE KEY-----" * 8000, "https://a@" * 26000, "\\" * 262144,
+           "x" * 200000 + "password=abc"]
+    best = lambda text: min(timed(scrub_text, text) for _ in range(3))  # noqa: E731
+    return {"diff_s": best("".join(lines)), "adversarial_s": max(best(text) for text in bad)}
+
+
+PROBES = {"scrub": scrub, "call": call, "note": note, "writer": writer, "import": import_, "env": env,
+          "makevol": makevol, "count": count}
 
 
 def main(probes: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]]) -> None:

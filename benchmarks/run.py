@@ -267,6 +267,10 @@ def bench_import(bench: Bench) -> Dict[str, Any]:
     return out
 
 
+def bench_scrub(bench: Bench) -> Dict[str, Any]:
+    return {"ptb": bench.probe("ptb", "scrub", {})}
+
+
 def bench_env(bench: Bench) -> Dict[str, Any]:
     runs = 1 if bench.quick else 3
     out = {}
@@ -305,7 +309,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         results: Dict[str, Any] = {"quick": args.quick, "protocols": protocols, "loads": loads}
         calls_on = [(f"call/{p}", lambda b, p=p: bench_call(b, p)) for p in protocols if p in ("s3",)]
-        for name, run in (("import", bench_import), ("env", bench_env), ("call", bench_call), *calls_on,
+        for name, run in (("import", bench_import), ("env", bench_env), ("scrub", bench_scrub),
+                          ("call", bench_call), *calls_on,
                           ("note", bench_note), ("writers", lambda b: bench_writers(b, protocols)),
                           ("stale", lambda b: bench_stale(b, protocols)), ("writes", bench_writes),
                           ("open", bench_open), ("native", lambda b: bench_native(b, protocols))):

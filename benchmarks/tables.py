@@ -109,6 +109,13 @@ def table(results: Dict[str, Any]) -> Tuple[str, List[str]]:
     for key, label in (("cold_s", "first in the process"), ("warm_s", "again, checkout unchanged")):
         p, b = get(env, "ptb", key), get(env, "baseline", key)
         rows.append((f"environment capture, {label}", ms(p), ms(b) if b else "n/a", ratio(p, b)))
+    scrub = results["scrub"]["ptb"]
+    rows.append(("scrubbing secrets from a 256 KiB diff / the worst of 9 adversarial 256 KiB texts",
+                 f"{ms(scrub['diff_s'])} / {ms(scrub['adversarial_s'])}", "", ""))
+    goals.append(f"scrubbing a 256 KiB diff takes {ms(scrub['diff_s'])} "
+                 f"({'within' if scrub['diff_s'] < 0.05 else 'NOT within'} 50 ms); the worst adversarial text "
+                 f"{ms(scrub['adversarial_s'])} "
+                 f"({'within' if scrub['adversarial_s'] < 1 else 'NOT within'} 1 s: linear)")
     return rst_table(rows, ("measure", "ptb", "0.1.5", "ptb / 0.1.5")), goals
 
 
