@@ -26,12 +26,11 @@ import os
 import socket
 import sys
 import time
-import warnings
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .capture import usage
 from .capture.errortext import MAX_MESSAGE, MAX_NOTE, bounded, clean, error_of, type_name
-from .errors import InvalidInputError, ProvenanceError
+from .errors import InvalidInputError, ProvenanceError, warn
 from .records import Note, NoteType, ProcessRecord, RunRecord, new_id, process_key, utcnow
 from .store import writer
 from .store.view import Entry
@@ -50,10 +49,7 @@ class RecordingWarning(UserWarning):
 
 def recording_warning(message: str) -> None:
     """Warn (``RecordingWarning``) about what could not be recorded; never raises, even when warnings are errors."""
-    try:
-        warnings.warn(message, RecordingWarning, stacklevel=3)
-    except Exception:   # warnings turned into errors must still not break the user's call
-        pass
+    warn(message, RecordingWarning, stacklevel=3)
 
 
 def current_run() -> Optional[Run]:

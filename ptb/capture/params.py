@@ -20,12 +20,11 @@ import os
 import re
 import sys
 import types
-import warnings
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterable, Optional
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, warn
 from .redact import REDACTED, SECRET_WORDS, is_secret_name, scrub_text, strip_url_credentials
 
 __all__ = [
@@ -346,10 +345,7 @@ def prepare_parameters(params: Any, *, redact: Iterable[str] = (), exclude: Iter
 
 
 def _warn(message: str) -> None:
-    try:
-        warnings.warn(message, ParameterWarning, stacklevel=3)
-    except Exception:    # warnings turned into errors must still not fail the user's call
-        pass
+    warn(message, ParameterWarning, stacklevel=3)
 
 
 _SELF_NAMES = ("self", "cls", "mcs", "mcls", "metacls", "klass")

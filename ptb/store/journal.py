@@ -15,10 +15,9 @@ from __future__ import annotations
 import json
 import random
 import time
-import warnings
 from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
 
-from ..errors import InvalidInputError, VolumeUnavailableError
+from ..errors import InvalidInputError, VolumeUnavailableError, warn
 from ..records import FORMAT_VERSION, Record, canonical_json, envelope, new_id, record_from_json, rid_age_seconds
 from .volume import Volume
 
@@ -90,7 +89,7 @@ def _parse_objects(blobs: Dict[str, Any]) -> List[Any]:
         try:
             parsed.append(json.loads(data))
         except ValueError:
-            warnings.warn(f"skipping {key}: not JSON", RecordWarning, stacklevel=3)
+            warn(f"skipping {key}: not JSON", RecordWarning, stacklevel=3)
     return parsed
 
 
@@ -106,7 +105,7 @@ def read_envelopes(vol: Volume, progress: bool = False) -> Dict[str, Dict[str, A
     for obj in _parse_objects(vol.get_many(vol.list(JOURNAL), progress=progress)):
         envs = envelopes_of(obj)
         if not envs:
-            warnings.warn(f"skipping an object under {vol.cloudpath}/{JOURNAL}: not a ptb record",
+            warn(f"skipping an object under {vol.cloudpath}/{JOURNAL}: not a ptb record",
                           RecordWarning, stacklevel=3)
         for env in envs:
             found[env["rid"]] = env
@@ -130,7 +129,7 @@ def _entries(envs: Iterable[Dict[str, Any]], vol: Volume) -> List[Tuple[Dict[str
         try:
             entries.append((env, record_from_json(env)))
         except InvalidInputError as exc:
-            warnings.warn(f"skipping journal record {env['rid']} of {vol.cloudpath}: {exc}", RecordWarning,
+            warn(f"skipping journal record {env['rid']} of {vol.cloudpath}: {exc}", RecordWarning,
                           stacklevel=3)
     return entries
 
@@ -179,7 +178,7 @@ def _pack(vol: Volume, min_age: float = 0.0) -> List[Dict[str, Any]]:
         except ValueError:
             held = []
         if not held:
-            warnings.warn(f"{vol.cloudpath}/{key} is not a ptb record; left in place", RecordWarning, stacklevel=3)
+            warn(f"{vol.cloudpath}/{key} is not a ptb record; left in place", RecordWarning, stacklevel=3)
             continue
         for env in held:
             envs[env["rid"]] = env
@@ -211,7 +210,7 @@ def maybe_pack(vol: Volume, chance: float = 0.05, threshold: int = 256,
             return []
         return _entries(_pack(vol, min_age), vol)
     except Exception as exc:  # packing is housekeeping; it never fails a caller
-        warnings.warn(f"packing the journal of {vol.cloudpath} failed: {exc}", RecordWarning, stacklevel=2)
+        warn(f"packing the journal of {vol.cloudpath} failed: {exc}", RecordWarning, stacklevel=2)
         return []
 
 

@@ -12,10 +12,11 @@ import hashlib
 import json
 import os
 import secrets as _secrets
-import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 from urllib.parse import quote, unquote
+
+from ..errors import warn
 
 VOLUME_FILE = "volume.json"
 
@@ -51,7 +52,7 @@ def spool(cloudpath: str, objects: Dict[str, Any], reason: str) -> Path:
         _atomic_write(marker, json.dumps({"cloudpath": cloudpath}))
     for key, obj in objects.items():
         _atomic_write(directory / quote(key, safe=""), json.dumps(obj, ensure_ascii=False))
-    warnings.warn(
+    warn(
         f"ptb could not write {sum(map(records_in, objects.values()))} record(s) to {cloudpath} ({reason}). "
         f"They are kept in {directory}; run `ptb flush` when the volume is reachable again.",
         SpoolWarning,
