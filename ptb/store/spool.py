@@ -39,8 +39,11 @@ def _volume_dir(cloudpath: str) -> Path:
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{_secrets.token_hex(6)}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:    # removed whatever fails, the write itself included (a full disk)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def spool(cloudpath: str, objects: Dict[str, Any], reason: str) -> Path:

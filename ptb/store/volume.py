@@ -8,6 +8,7 @@ create-only writes for content-addressed files.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -192,9 +193,9 @@ class Volume:
         directory = os.path.dirname(path)
         os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{_secrets.token_hex(6)}")
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        try:
+        try:    # the temp file is removed whatever fails, the write itself included (a full disk)
+            with open(tmp, "wb") as handle:
+                handle.write(data)
             if not exclusive:
                 os.replace(tmp, path)
                 return True
@@ -203,8 +204,10 @@ class Volume:
                 return True
             except FileExistsError:
                 return False
+            except OSError:         # no hard links on this filesystem (some NFS and FUSE mounts)
+                return _create_exclusive(path, data)
         finally:
-            if os.path.exists(tmp):
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
 
     def get_bytes(self, key: str) -> Optional[bytes]:
@@ -316,6 +319,26 @@ def _fresh_connections_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_fresh_connections_in_child)
+
+
+def _create_exclusive(path: str, data: bytes) -> bool:
+    """Create-only without a hard link: an exclusive create, removed again if the write fails.
+
+    Used only for content-addressed files, where a reader that sees the file
+    half-written (which the rename spares everyone else) reads it again later.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return True
 
 
 def _strip_format(cloudpath: str) -> str:
