@@ -215,6 +215,7 @@ def maybe_pack(vol: Volume, chance: float = 0.05, threshold: int = 256,
 
 
 _envs_written: Set[Tuple[str, str]] = set()
+MAX_CACHED = 4096
 
 
 def write_env(vol: Volume, env: Any) -> str:
@@ -229,6 +230,8 @@ def write_env(vol: Volume, env: Any) -> str:
         vol.put_json_if_absent(key, env.contents())
     except Exception as exc:
         raise PartialWrite(f"cannot write {key} to {vol.cloudpath}: {exc}", [], {key: env.contents()}) from exc
+    if len(_envs_written) > MAX_CACHED:     # a long-lived process writing to many volumes
+        _envs_written.clear()
     _envs_written.add((vol.cloudpath, key))
     return key
 
