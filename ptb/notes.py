@@ -21,13 +21,15 @@ def addnote(volume: Any, note_type: Union[NoteType, int, str], content: str,
     """Record a note of any type; returns it (with its id).
 
     Inside a documented run that logs to this volume, the note is linked to
-    that run unless ``run`` says otherwise.
+    that run unless ``run`` says otherwise. A path where there is no volume
+    (no ``info``) is refused with ``VolumeUnavailableError``.
     """
     vol = Volume.resolve(volume)
     if run is None:
         current = current_run()
         run = current.id if current is not None and vol.cloudpath in current.cloudpaths else None
     note = Note(to_utc(timestamp) if timestamp is not None else utcnow(), NoteType.parse(note_type), content, run=run)
+    vol.require_volume()        # a mistyped path is refused, not given a provenance file
     writer.write(vol, [note])
     return note
 

@@ -173,6 +173,10 @@ class Run:
         self.parent = self._parent_run.id if self._parent_run is not None else None
         for vol in self.volumes:
             vol.check_readable()
+        self._no_volume = [vol for vol in self.volumes if not vol.has_info()]
+        for vol in self._no_volume:
+            recording_warning(f"ptb: {vol.cloudpath} has no info file: no volume is there yet. Fine if "
+                              f"{self.description!r} creates it; if the path is mistyped, its records go there")
         identity = {k: v for k, v in self.parameters.items() if k not in self._per_run}
         self._recorded = prepare_parameters(identity, redact=self._redact, exclude=self._exclude)
         self._param_ids = {k: id(v) for k, v in self.parameters.items()}
@@ -304,6 +308,18 @@ class Run:
             if not any(record is final for _, record in journalled):
                 continue                  # spooled: `ptb flush` publishes it with the rest
             writer.publish(vol, self._published_with_end(vol, final.process) + journalled)
+        self._check_volumes()
+
+    def _check_volumes(self) -> None:
+        """Say where a run was recorded with no volume (a mistyped path, a directory deleted meanwhile)."""
+        for vol in self.volumes:
+            try:
+                if (vol in self._no_volume or vol.protocol == "file") and not vol.has_info():
+                    recording_warning(f"ptb recorded run {self.id} ({self.description!r}) at {vol.cloudpath}, "
+                                      f"where there is no volume (no info file): is the path right? The "
+                                      f"records are under {vol.cloudpath}/ptb/")
+            except Exception:     # unreachable now: the writes above said so
+                pass
 
     def _final_run_values(self) -> Dict[str, Any]:
         """The per-run values, with those the block added or replaced (a plain call has none)."""

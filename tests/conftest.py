@@ -175,10 +175,11 @@ def assert_alias_registered(cloudpath: str) -> None:
     pytest.param("gs", marks=pytest.mark.gcs),
 ])
 def cloudpath(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty, unique volume location on one protocol (the test runs once per protocol).
+    """A fresh, unique volume on one protocol (the test runs once per protocol).
 
     file://<tmp_path>/volume, mem://ptb-test/<uuid>, labs3://ptb-test/<uuid>, gs://ptb-test/<uuid>.
-    Nothing exists there yet; use ``make_volume`` for a real CloudVolume.
+    Only its ``info`` exists (ptb refuses to write where there is no volume); use ``make_volume``
+    for a real CloudVolume.
     """
     proto = request.param
     name = f"vol-{uuid.uuid4().hex}"
@@ -191,6 +192,9 @@ def cloudpath(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     else:
         path = request.getfixturevalue("gcs_server").root + name
     assert_alias_registered(path)
+    from cloudfiles import CloudFiles
+
+    CloudFiles(path).put_json("info", VOLUME_INFO)
     yield path
     if "ptb.store.updater" in sys.modules:  # no debounced view write may outlive the test
         sys.modules["ptb.store.updater"].flush()
@@ -199,6 +203,11 @@ def cloudpath(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
         cf = CloudFiles(path)
         cf.delete(list(cf.list()))
+
+
+VOLUME_INFO = {"type": "image", "data_type": "uint8", "num_channels": 1, "scales": [{
+    "key": "4_4_40", "encoding": "raw", "resolution": [4, 4, 40], "voxel_offset": [0, 0, 0],
+    "size": [64, 64, 16], "chunk_sizes": [[64, 64, 16]]}]}
 
 
 @pytest.fixture

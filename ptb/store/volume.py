@@ -15,9 +15,10 @@ import os
 import secrets as _secrets
 import sys
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, TypeVar, Union
 
 from ..errors import CorruptProvenanceError, InvalidInputError, VolumeUnavailableError
+from . import probe
 
 PROVENANCE = "provenance"
 TORN_READ_SECONDS = 1.0
@@ -265,6 +266,34 @@ class Volume:
         """The ``provenance`` file, None when absent; corrupt (invalid for about a second) raises."""
         return read_parsed(lambda: (self.get_bytes(PROVENANCE), None), self.cloudpath)[0]
 
+    def has_info(self) -> bool:
+        """Whether a volume is there: an ``info`` file (or a zarr/n5 one). Raises when unreachable.
+
+        A path without one is mistyped, or a volume its step has yet to
+        create. On object stores a volume seen once is not asked again; a
+        local one is a stat, so a directory deleted mid-run is noticed.
+        """
+        if self.protocol == "file":
+            return any(os.path.exists(self.local_path(m)) for m in VOLUME_FILES)
+        if self.cloudpath in _volumes_seen:
+            return True
+        try:
+            found = any(self.cf.size(m) is not None for m in VOLUME_FILES)   # `exists` batches: emulators refuse
+        except Exception as exc:
+            raise VolumeUnavailableError(f"cannot reach {self.cloudpath}: {exc}") from exc
+        if found:
+            if len(_volumes_seen) > 1024:
+                _volumes_seen.clear()
+            _volumes_seen.add(self.cloudpath)
+        return found
+
+    def require_volume(self) -> None:
+        """Refuse (``VolumeUnavailableError``) a path where there is no volume, before writing anything."""
+        probe.check(self.cloudpath, self.secrets)
+        if not self.has_info():
+            raise VolumeUnavailableError(f"{self.cloudpath} is not a volume: it has no info file (is the path "
+                                         f"right?). Nothing was written.")
+
     def check_readable(self) -> None:
         """Fail before any user code runs if the volume is unreachable or its provenance corrupt.
 
@@ -276,6 +305,7 @@ class Volume:
         """
         if self.protocol not in ("file", "mem") and time.monotonic() < _trusted_until.get(self.cloudpath, 0.0):
             return
+        probe.check(self.cloudpath, self.secrets)     # once per process: a wrong key, no bucket, fail fast
         try:
             size = self.cf.size(PROVENANCE)
         except Exception as exc:
@@ -283,10 +313,14 @@ class Volume:
         if size is None or _checked_sizes.get(self.cloudpath) == size:
             return
         self.read_provenance()
+        if len(_checked_sizes) > 1024:
+            _checked_sizes.clear()
         _checked_sizes[self.cloudpath] = size
 
 
 _checked_sizes: Dict[str, int] = {}
+_volumes_seen: Set[str] = set()
+VOLUME_FILES = ("info", "zarr.json", ".zarray", ".zgroup", "attributes.json")
 
 
 TRUSTED_SECONDS = 1.0
