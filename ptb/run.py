@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from .capture import usage
 from .capture.errortext import MAX_MESSAGE, MAX_NOTE, bounded, clean, error_of, type_name
 from .errors import InvalidInputError, ProvenanceError, warn
+from .read.fmt import fmt_duration
 from .records import Note, NoteType, ProcessRecord, RunRecord, new_id, process_key, utcnow
 from .store import writer
 from .store.view import Entry
@@ -64,14 +65,6 @@ def _whoami() -> Tuple[Optional[str], Optional[str]]:
     except Exception:   # no passwd entry in some containers
         user = os.environ.get("USER")
     return user, socket.gethostname()
-
-
-def _seconds(duration: float) -> str:
-    if duration < 1:
-        return f"{duration * 1000:.3g} ms"
-    return f"{duration:.3g} s" if duration < 120 else f"{int(duration // 60)} min {duration % 60:.0f} s"
-
-
 
 
 class Run:
@@ -339,7 +332,7 @@ class Run:
                 "cpu_system_s": round(system, 6), "memory_bytes": rss, "peak_memory_bytes": peak}
 
     def _result_notes(self, ended: Any, duration: float, error: Optional[Dict[str, Any]]) -> List[Note]:
-        took = _seconds(duration)
+        took = fmt_duration(duration)       # as `ptb log` shows durations: one formatter
         if error is not None:
             message = bounded(error["message"], 500)       # already scrubbed
             text = f"{self.status} after {took}: {error['type']}" + (f": {message}" if message else "")
