@@ -28,9 +28,28 @@ PROTOCOLS = ("file", "mem", "s3", "gs")
 GIT_REMOTE = "https://user:SECRETTOKEN@github.com/lab/pipeline.git"
 
 
+_HOME_DIRS = ("IPYTHONDIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR")
+_session_home: list = []
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "s3: needs the local SeaweedFS S3 server (deselect with -m 'not s3')")
     config.addinivalue_line("markers", "gcs: needs the local fake-gcs-server (deselect with -m 'not gcs')")
+    # The suite leaves ``~`` as it found it: IPython and Jupyter kernels write their profile,
+    # history and connection files here instead (subprocesses inherit it), removed at the end.
+    import tempfile
+
+    home = tempfile.mkdtemp(prefix="ptb-tests-home-")
+    _session_home.append(home)
+    for var in _HOME_DIRS:
+        os.environ[var] = os.path.join(home, var.lower())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    for home in _session_home:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

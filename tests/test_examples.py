@@ -125,3 +125,10 @@ def test_testing_volume_on_file_and_at_a_path(tmp_path):
     assert here.cloudpath == "file://" + str(tmp_path / "here")
     with pytest.raises(ValueError):
         ptb.testing.volume("gs")
+
+
+def test_testing_volume_on_file_is_removed_when_the_process_exits(tmp_path):
+    code = "import ptb.testing; print(ptb.testing.volume('file').cloudpath[len('file://'):])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    made = Path(done.stdout.strip())
+    assert made.name.startswith("ptb-testing-") and not made.exists()
