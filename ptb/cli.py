@@ -144,11 +144,13 @@ def log(path: str, failures: bool, since: Optional[str], types: List[str], limit
 @main.command()
 @click.argument("path", type=VOLUME)
 @click.argument("ident", metavar="ID")
+@click.option("--packages", is_flag=True, help="List every installed package (by default: how many, and those "
+                                               "that differ from the process's other runs).")
 @_json_option
-def show(path: str, ident: str, as_json: bool) -> None:
+def show(path: str, ident: str, packages: bool, as_json: bool) -> None:
     """One process or run in full, with its code environment. ID may be a unique prefix."""
     view = show_view.show(_history(path), ident)
-    _echo_json(view) if as_json else click.echo(show_view.render_show(view))
+    _echo_json(view) if as_json else click.echo(show_view.render_show(view, packages=packages))
 
 
 @main.command()

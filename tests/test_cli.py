@@ -139,12 +139,14 @@ def test_show_by_prefix(good, git_repo):
     assert out.startswith(f"run {ids[1]}") and 'File "mesh.py", line 3' in out
     data = json.loads(ptb_cli("show", path, ids[2], "--json").stdout)
     assert data["kind"] == "run" and data["run"]["status"] == "running" and data["process"]["key"] == process.key
-    assert set(data) == {"volume", "kind", "run", "process", "runs", "notes", "envs"}
+    assert set(data) == {"volume", "kind", "run", "process", "runs", "notes", "envs", "packages_elsewhere"}
 
 
 def test_show_on_legacy_volume(legacy):
     out = ptb_cli("show", legacy, "legacy-0").stdout
     assert "watershed segmentation" in out and "commit hash: 0123456789abcdef" in out
+    assert "packages: 2 installed" in out and "numpy==" not in out
+    assert "numpy==1.22.0" in ptb_cli("show", legacy, "legacy-0", "--packages").stdout
 
 
 def test_diff(good):
