@@ -330,6 +330,13 @@ def test_demo(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("documented a small pipeline on ")
     assert "process" in result.stdout and "run" in result.stdout
+    assert "it is properly documented (`ptb check` passes)" in result.stdout
+    path = f"file://{tmp_path / 'demo'}"
+    assert f"is in {tmp_path / 'demo'}; next, try:" in result.stdout        # where it left the volume
+    assert f"  ptb check {path}\n" in result.stdout and f"  ptb export {path} -f html -o demo.html" in result.stdout
+    show = next(line.strip() for line in result.stdout.splitlines() if line.startswith("  ptb show "))
+    assert ptb_cli(*show.split()[1:]).stdout.startswith("run ")              # the failed run, as suggested
+    assert ptb_cli("check", path).exit_code == 0
 
 
 def test_version_and_help():
