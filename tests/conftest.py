@@ -37,19 +37,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gcs: needs the local fake-gcs-server (deselect with -m 'not gcs')")
     # The suite leaves ``~`` as it found it: IPython and Jupyter kernels write their profile,
     # history and connection files here instead (subprocesses inherit it), removed at the end.
+    import atexit
+    import shutil
     import tempfile
 
     home = tempfile.mkdtemp(prefix="ptb-tests-home-")
     _session_home.append(home)
     for var in _HOME_DIRS:
         os.environ[var] = os.path.join(home, var.lower())
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    import shutil
-
-    for home in _session_home:
-        shutil.rmtree(home, ignore_errors=True)
+    # removed at exit, after IPython's own exit handler (registered later, so run earlier) wrote its history
+    atexit.register(shutil.rmtree, home, True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -161,6 +161,7 @@ def test_the_view_holds_a_digest_of_runs_not_the_runs(cloudpath):
 
 def test_the_view_stays_small_however_many_notes(tmp_path):
     cloudpath = f"file://{tmp_path / 'v'}"
+    make_volume(cloudpath)
     vol = Volume.resolve(cloudpath)
     sizes = []
     for batch in range(3):
@@ -302,6 +303,7 @@ def test_a_cloudvolume_writer_racing_ptb_writers_loses_nothing_to_ptb(kind, requ
 
 def test_forked_multiprocessing_children_update_the_view_before_exiting(tmp_path):
     cloudpath = "file://" + str(tmp_path / "vol")
+    make_volume(cloudpath)
     child = multiprocessing.get_context("fork").Process(target=ptb.addgeneric, args=(cloudpath, "from a child"))
     child.start()
     child.join(timeout=60)
