@@ -9,6 +9,10 @@ import pickle
 import sys
 import warnings
 
+# What code raises when it is wrong, not when storage fails: never relabelled as a storage failure,
+# never spooled (a spooled bug would be replayed), said as what it is.
+BUGS = (TypeError, AttributeError, NameError, KeyError, IndexError, AssertionError, RecursionError)
+
 
 def warn(message: str, category: type = UserWarning, stacklevel: int = 2) -> None:
     """Issue one of ptb's warnings; never raises.

@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 from .capture import usage
 from .capture.errortext import MAX_MESSAGE, MAX_NOTE, bounded, clean, error_of, type_name
-from .errors import InvalidInputError, ProvenanceError, warn
+from .errors import BUGS, InvalidInputError, ProvenanceError, warn
 from .read.fmt import fmt_duration
 from .records import Note, NoteType, ProcessRecord, RunRecord, new_id, process_key, utcnow
 from .store import writer
@@ -296,8 +296,10 @@ class Run:
                     journalled = writer.append(vol, [final])
                 except Exception as again:
                     recording_warning(f"ptb could not record the end of run {self.id} on {vol.cloudpath}: {again!r}")
-            except Exception as err:
-                recording_warning(f"ptb could not record the end of run {self.id} on {vol.cloudpath}: {err!r}")
+            except Exception as err:      # a storage error was spooled above; this is anything else
+                recording_warning(f"ptb could not record the end of run {self.id} on {vol.cloudpath}: {err!r}"
+                                  + (" (a bug, not a storage failure: please report it)" if isinstance(err, BUGS)
+                                     else ""))
             if not any(record is final for _, record in journalled):
                 continue                  # spooled: `ptb flush` publishes it with the rest
             writer.publish(vol, self._published_with_end(vol, final.process) + journalled)

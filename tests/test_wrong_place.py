@@ -109,3 +109,29 @@ def test_ptb_note_refuses_a_path_that_is_not_a_volume(tmp_path: Path):
     assert done.returncode != 0
     assert "not a volume" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not typo.exists()
+
+
+# ------------------------------------------------------------------ a bug is not a storage failure
+def test_a_bug_at_the_end_of_a_run_is_said_as_one_not_spooled(tmp_path: Path, spool_dir: Path,
+                                                                monkeypatch: pytest.MonkeyPatch):
+    """Spooling is for storage failures: a bug spooled would be replayed by every `ptb flush`."""
+    import cloudfiles
+
+    import ptb.testing
+
+    vol = ptb.testing.volume()
+
+    def broken_put(self, *args, **kwargs):        # a client that is wrong, not a store that is down
+        raise TypeError("put() got an unexpected keyword argument 'compress'")
+
+    @provenance(vol, "a step whose end hits a bug")
+    def step() -> int:
+        monkeypatch.setattr(cloudfiles.CloudFiles, "put", broken_put)
+        return 3
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert step() == 3
+    said = _recording_warnings(caught)
+    assert any("TypeError" in w and "a bug, not a storage failure" in w for w in said), said
+    assert not spool_dir.exists() or not any(spool_dir.rglob("*.json"))

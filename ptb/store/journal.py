@@ -17,7 +17,7 @@ import random
 import time
 from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
 
-from ..errors import InvalidInputError, VolumeUnavailableError, warn
+from ..errors import BUGS, InvalidInputError, VolumeUnavailableError, warn
 from ..records import FORMAT_VERSION, Record, canonical_json, envelope, new_id, record_from_json, rid_age_seconds
 from .volume import Volume
 
@@ -64,6 +64,8 @@ def append(vol: Volume, records: Sequence[Record]) -> List[Tuple[str, Record]]:
     obj, text = (envs[0], texts[0]) if len(envs) == 1 else (batch, canonical_json(batch))
     try:
         vol.put_json(key, text)
+    except BUGS:
+        raise
     except Exception as exc:
         raise PartialWrite(f"cannot write to {vol.cloudpath}: {exc}", [], {key: obj}) from exc
     return [(env["rid"], record) for env, record in zip(envs, records)]
@@ -228,6 +230,8 @@ def write_env(vol: Volume, env: Any) -> str:
         return key
     try:
         vol.put_json_if_absent(key, env.contents())
+    except BUGS:
+        raise
     except Exception as exc:
         raise PartialWrite(f"cannot write {key} to {vol.cloudpath}: {exc}", [], {key: env.contents()}) from exc
     if len(_envs_written) > MAX_CACHED:     # a long-lived process writing to many volumes

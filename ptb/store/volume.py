@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, TypeVar, Union
 
-from ..errors import CorruptProvenanceError, InvalidInputError, VolumeUnavailableError
+from ..errors import BUGS, CorruptProvenanceError, InvalidInputError, VolumeUnavailableError
 from . import probe
 
 PROVENANCE = "provenance"
@@ -147,6 +147,8 @@ class Volume:
 
             try:
                 self._cf = CloudFiles(self.cloudpath, secrets=self.secrets, progress=False)
+            except BUGS:
+                raise
             except Exception as exc:
                 raise VolumeUnavailableError(f"cannot open {self.cloudpath}: {exc}") from exc
         return self._cf
@@ -214,6 +216,8 @@ class Volume:
     def get_bytes(self, key: str) -> Optional[bytes]:
         try:
             return self.cf.get(key)
+        except BUGS:
+            raise
         except Exception as exc:
             raise VolumeUnavailableError(f"cannot read {self.cloudpath}/{key}: {exc}") from exc
 
@@ -235,6 +239,8 @@ class Volume:
             return {key: self.get_bytes(key) for key in keys}
         try:
             results = self.cf.get(keys, progress=progress)
+        except BUGS:
+            raise
         except Exception as exc:
             raise VolumeUnavailableError(f"cannot read {len(keys)} objects under {self.cloudpath}: {exc}") from exc
         return {item["path"]: (None if item.get("error") else item["content"]) for item in results}
@@ -245,6 +251,8 @@ class Volume:
             keys = list(self.cf.list(prefix=prefix, flat=True))
         except FileNotFoundError:  # file:// lists a missing directory by raising
             return []
+        except BUGS:
+            raise
         except Exception as exc:
             raise VolumeUnavailableError(f"cannot list {self.cloudpath}/{prefix}: {exc}") from exc
         return sorted(k for k in keys if k.endswith(".json") and not os.path.basename(k).startswith("."))
@@ -279,6 +287,8 @@ class Volume:
             return True
         try:
             found = any(self.cf.size(m) is not None for m in VOLUME_FILES)   # `exists` batches: emulators refuse
+        except BUGS:
+            raise
         except Exception as exc:
             raise VolumeUnavailableError(f"cannot reach {self.cloudpath}: {exc}") from exc
         if found:
@@ -308,6 +318,8 @@ class Volume:
         probe.check(self.cloudpath, self.secrets)     # once per process: a wrong key, no bucket, fail fast
         try:
             size = self.cf.size(PROVENANCE)
+        except BUGS:
+            raise
         except Exception as exc:
             raise VolumeUnavailableError(f"cannot reach {self.cloudpath}: {exc}") from exc
         if size is None or _checked_sizes.get(self.cloudpath) == size:
