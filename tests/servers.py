@@ -298,7 +298,7 @@ class SeaweedS3(_ServerProcess):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
         # `weed mini` makes an admin identity from these; -s3.config adds the read-only one.
         env.update(AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key)
-        env["TMPDIR"] = str(self.rundir / "tmp")     # its gRPC sockets, which it puts in /tmp otherwise
+        env["TMPDIR"] = str(self.rundir / "tmp")     # what of its temporary files follows TMPDIR
         return env
 
     def start(self, tmpdir: str | os.PathLike) -> SeaweedS3:
@@ -306,6 +306,15 @@ class SeaweedS3(_ServerProcess):
             (Path(tmpdir) / sub).mkdir(parents=True, exist_ok=True)
         super().start(tmpdir)
         return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop it, and remove the gRPC sockets ``weed`` puts in ``/tmp`` whatever TMPDIR says
+        (``/tmp/seaweedfs-<service>-grpc-<port>.sock``, named by our ports: nobody else's)."""
+        super().stop(timeout)
+        for port in {q for p in getattr(self, "ports", {}).values() for q in (p, p + 10000)}:
+            for sock in glob.glob(f"/tmp/seaweedfs-*-grpc-{port}.sock"):
+                with contextlib.suppress(OSError):
+                    os.unlink(sock)
 
     def client(self, **config):
         """A boto3 S3 client for this server, with the server's credentials."""
