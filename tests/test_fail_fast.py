@@ -80,3 +80,20 @@ def test_gcs_without_credentials_fails_fast(tmp_path: Path):
     assert "no Google credentials" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert took < 8, took       # 5 s, plus starting Python and importing the clients
     assert not (tmp_path / "spool").exists()     # refused, not spooled: no user code to protect
+
+
+@pytest.mark.s3
+def test_an_s3_endpoint_that_does_not_answer_fails_fast(s3_server):
+    """Nothing listens there: connection refused is said at once, not after CloudFiles' retries."""
+    import socket
+
+    import cloudfiles.paths
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]            # free, and nothing will listen on it
+    cloudfiles.paths.add_alias("labs3dead", f"s3://http://127.0.0.1:{port}/")
+    try:
+        _fails_fast(f"labs3dead://{s3_server.bucket}/vol-{uuid.uuid4().hex}", "does not answer")
+    finally:
+        cloudfiles.paths.remove_alias("labs3dead")
