@@ -153,11 +153,13 @@ def log(path: str, failures: bool, since: Optional[str], types: List[str], limit
 @main.command()
 @click.argument("path", type=VOLUME)
 @click.argument("ident", metavar="ID")
+@click.option("--packages", is_flag=True, help="List every installed package (by default: how many, and those "
+                                               "that differ from the process's other runs).")
 @_json_option
-def show(path: str, ident: str, as_json: bool) -> None:
+def show(path: str, ident: str, packages: bool, as_json: bool) -> None:
     """One process or run in full, with its code environment. ID may be a unique prefix."""
     view = show_view.show(_history(path), ident)
-    _echo_json(view) if as_json else click.echo(show_view.render_show(view))
+    _echo_json(view) if as_json else click.echo(show_view.render_show(view, packages=packages))
 
 
 @main.command()
@@ -298,10 +300,22 @@ def demo(ctx: click.Context, path: Optional[str]) -> None:
         from .demo import run_demo
     except ImportError as exc:
         raise Failure(f"ptb demo is not available in this installation ({exc})") from None
+    from .read.check import check as check_volume
+    from .read.history import history
+
     cloudpath = _quietly(run_demo, path)
-    click.echo(f"documented a small pipeline on {cloudpath}\n")
+    report = check_volume(cloudpath)
+    click.echo(f"documented a small pipeline on {cloudpath}")
+    click.echo("it is properly documented (`ptb check` passes)\n" if report.ok else
+               "ptb check finds: " + "; ".join(report.problems) + "\n")
     ctx.invoke(log, path=cloudpath, failures=False, since=None, types=(), limit=None, every_run=False,
                as_json=False)
+    failed = [r.id for r in history(cloudpath, with_envs=False).runs if r.status == "failed"]
+    directory = cloudpath[len("file://"):] if cloudpath.startswith("file://") else cloudpath
+    click.echo(f"\nthe volume (and its source, raw/) is in {directory}; next, try:")
+    for command in ([f"ptb show {cloudpath} {failed[0][:12]}"] if failed else []) + [
+            f"ptb check {cloudpath}", f"ptb export {cloudpath} -f html -o demo.html"]:
+        click.echo(f"  {command}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -109,22 +109,30 @@ def decorator(found: Sequence[Any], new_run: Callable[..., Run], *, parameters: 
         source_file = inspect.getsourcefile(target) if getattr(target, "__code__", None) is not None else None
         kind = call_kind(func)
 
-        def make_run(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Optional[Run]:
-            bound = bind_call(wrapped, instance, args, kwargs)
+        def make_run(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Union[Run, str]:
+            """The call's run, or why there is none (the call does not bind, or has no volume)."""
+            try:
+                bound = bind_call(wrapped, instance, args, kwargs)
+            except Exception as exc:
+                recording_warning(f"ptb could not bind the parameters of {qualname} ({exc!r}): a ptb bug, "
+                                  f"please report it; the call is recorded without its parameters")
+                bound = {}
+            if bound is None:
+                return "the call does not match its signature"
             vols = list(fixed)
             for name in names:
                 holder = bound if name in bound else bound.get(varkw or "", {})
                 if name not in holder:
-                    return None         # the call does not bind: let the function raise its own TypeError
+                    return "its volume parameter is missing from the call"
                 vols += _resolve_value(holder[name], name, secrets)
             return new_run(vols, {**bound, **parameters_from(parameters)}, source_file, target)
 
         @wrapt.decorator(proxy=Wrapper)
         def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
             run = make_run(wrapped, instance, args, kwargs)
-            if run is None:
+            if isinstance(run, str):     # the function raises its own TypeError, as it would undecorated
                 value = wrapped(*args, **kwargs)
-                recording_warning(f"{qualname} was not documented: its volume parameter is missing from the call")
+                recording_warning(f"{qualname} was not documented: {run}")
                 return value
             if kind == "sync":
                 with run:

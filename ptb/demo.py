@@ -2,7 +2,10 @@
 
 Three decorated steps run on a fresh ``file://`` volume: smoothing and
 thresholding succeed, meshing fails on purpose (and is caught) so the log
-shows a failed run with its error next to the successful ones.
+shows a failed run with its error next to the successful ones. The volume is
+properly documented (``ptb check`` passes): a motivation, every process with
+its code environment, and its ``sources``: the raw toy image it was copied
+from, a volume of its own in ``raw/`` inside the pipeline's.
 """
 from __future__ import annotations
 
@@ -60,8 +63,8 @@ def run_demo(path: Optional[str] = None) -> str:
     """Create a small volume, document a pipeline on it, and return its cloudpath.
 
     Args:
-        path: A cloudpath or a local directory for the volume; a new temporary
-            directory when None.
+        path: A local directory (or ``file://`` path) for the volume; a new
+            temporary directory when None (it is left in place, to look at).
     """
     import numpy as np
     from cloudvolume import CloudVolume
@@ -74,7 +77,12 @@ def run_demo(path: Optional[str] = None) -> str:
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(32, 32, 8), dtype=np.uint8)
     image[8:24, 8:24, 2:6] = 230
-    CloudVolume.from_numpy(image, vol_path=cloudpath, resolution=(4, 4, 40), layer_type="image")
+    raw = f"{cloudpath.rstrip('/')}/raw"      # inside it, so one directory holds the whole demo
+    CloudVolume.from_numpy(image, vol_path=raw, resolution=(4, 4, 40), layer_type="image")
+    vol = CloudVolume.from_numpy(image, vol_path=cloudpath, resolution=(4, 4, 40), layer_type="image")
+    vol.provenance.sources = [raw]          # what it was made from: `ptb check` asks for it
+    vol.provenance.owners = ["ptb demo"]
+    vol.commit_provenance()
     addmotivation(cloudpath, "ptb demo: a toy image, smoothed, thresholded and meshed")
     smooth(cloudpath, iterations=2)
     threshold(cloudpath, level=100)

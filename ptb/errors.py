@@ -6,6 +6,29 @@ and what to do about it. A user's own exceptions never pass through here.
 from __future__ import annotations
 
 import pickle
+import sys
+import warnings
+
+# What code raises when it is wrong, not when storage fails: never relabelled as a storage failure,
+# never spooled (a spooled bug would be replayed), said as what it is.
+BUGS = (TypeError, AttributeError, NameError, KeyError, IndexError, AssertionError, RecursionError)
+
+
+def warn(message: str, category: type = UserWarning, stacklevel: int = 2) -> None:
+    """Issue one of ptb's warnings; never raises.
+
+    Every warning ptb gives goes through here: a warning turned into an error
+    (``python -W error``, ``filterwarnings("error")``) must not break a user's
+    call, kill a background thread or dump a traceback at exit, so it is
+    printed as one line on stderr instead.
+    """
+    try:
+        warnings.warn(message, category, stacklevel=stacklevel + 1)
+    except Exception:
+        try:
+            sys.stderr.write(f"ptb: {getattr(category, '__name__', 'Warning')}: {message}\n")
+        except Exception:   # no stderr (closed at exit, a pythonw process)
+            pass
 
 
 class ProvenanceError(Exception):

@@ -24,7 +24,8 @@ def addnote(volume: Any, note_type: Union[NoteType, int, str], content: str,
     that run unless ``run`` says otherwise. The content is stored scrubbed
     (``ptb.capture.redact.scrubbed``), as a run's own notes are: secret-looking
     assignments (``password=...``), URL credentials and tokens, and, inside a
-    documented run, the secret values among its parameters.
+    documented run, the secret values among its parameters. A path where
+    there is no volume (no ``info``) is refused with ``VolumeUnavailableError``.
     """
     from .capture.redact import scrubbed
 
@@ -35,6 +36,7 @@ def addnote(volume: Any, note_type: Union[NoteType, int, str], content: str,
     if isinstance(content, str):
         content = scrubbed(content, values=current.secret_values if current is not None else ())
     note = Note(to_utc(timestamp) if timestamp is not None else utcnow(), NoteType.parse(note_type), content, run=run)
+    vol.require_volume()        # a mistyped path is refused, not given a provenance file
     writer.write(vol, [note])
     return note
 

@@ -83,9 +83,11 @@ def logprocess(volume: Any, process: Process, duplicate: bool = False) -> Proces
     Raises:
         DuplicateProcessError: (an ``AssertionError``) the process is already
             recorded and ``duplicate`` is False.
+        VolumeUnavailableError: there is no volume (no ``info``) at ``volume``.
     """
     _require_process(process)
     vol = Volume.resolve(volume)
+    vol.require_volume()        # a mistyped path is refused, not given a provenance file
     if not duplicate and not process_absent(vol, process):
         raise DuplicateProcessError(
             f"process {process.description!r} with these parameters is already logged on {vol.cloudpath}; "

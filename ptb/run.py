@@ -26,12 +26,12 @@ import os
 import socket
 import sys
 import time
-import warnings
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .capture import usage
 from .capture.errortext import MAX_MESSAGE, MAX_NOTE, clean, error_of, type_name
-from .errors import InvalidInputError, ProvenanceError
+from .errors import BUGS, InvalidInputError, ProvenanceError, warn
+from .read.fmt import fmt_duration
 from .records import Note, NoteType, ProcessRecord, RunRecord, new_id, process_key, utcnow
 from .store import writer
 from .store.view import Entry
@@ -50,10 +50,7 @@ class RecordingWarning(UserWarning):
 
 def recording_warning(message: str) -> None:
     """Warn (``RecordingWarning``) about what could not be recorded; never raises, even when warnings are errors."""
-    try:
-        warnings.warn(message, RecordingWarning, stacklevel=3)
-    except Exception:   # warnings turned into errors must still not break the user's call
-        pass
+    warn(message, RecordingWarning, stacklevel=3)
 
 
 def current_run() -> Optional[Run]:
@@ -68,14 +65,6 @@ def _whoami() -> Tuple[Optional[str], Optional[str]]:
     except Exception:   # no passwd entry in some containers
         user = os.environ.get("USER")
     return user, socket.gethostname()
-
-
-def _seconds(duration: float) -> str:
-    if duration < 1:
-        return f"{duration * 1000:.3g} ms"
-    return f"{duration:.3g} s" if duration < 120 else f"{int(duration // 60)} min {duration % 60:.0f} s"
-
-
 
 
 class Run:
@@ -185,6 +174,10 @@ class Run:
         self.parent = self._parent_run.id if self._parent_run is not None else None
         for vol in self.volumes:
             vol.check_readable()
+        self._no_volume = [vol for vol in self.volumes if not vol.has_info()]
+        for vol in self._no_volume:
+            recording_warning(f"ptb: {vol.cloudpath} has no info file: no volume is there yet. Fine if "
+                              f"{self.description!r} creates it; if the path is mistyped, its records go there")
         self._learn_secrets()
         self.description = self._text(self.description, "description")
         identity = {k: v for k, v in self.parameters.items() if k not in self._per_run}
@@ -316,11 +309,25 @@ class Run:
                     journalled = writer.append(vol, [final])
                 except Exception as again:
                     recording_warning(f"ptb could not record the end of run {self.id} on {vol.cloudpath}: {again!r}")
-            except Exception as err:
-                recording_warning(f"ptb could not record the end of run {self.id} on {vol.cloudpath}: {err!r}")
+            except Exception as err:      # a storage error was spooled above; this is anything else
+                recording_warning(f"ptb could not record the end of run {self.id} on {vol.cloudpath}: {err!r}"
+                                  + (" (a bug, not a storage failure: please report it)" if isinstance(err, BUGS)
+                                     else ""))
             if not any(record is final for _, record in journalled):
                 continue                  # spooled: `ptb flush` publishes it with the rest
             writer.publish(vol, self._published_with_end(vol, final.process) + journalled)
+        self._check_volumes()
+
+    def _check_volumes(self) -> None:
+        """Say where a run was recorded with no volume (a mistyped path, a directory deleted meanwhile)."""
+        for vol in self.volumes:
+            try:
+                if (vol in self._no_volume or vol.protocol == "file") and not vol.has_info():
+                    recording_warning(f"ptb recorded run {self.id} ({self.description!r}) at {vol.cloudpath}, "
+                                      f"where there is no volume (no info file): is the path right? The "
+                                      f"records are under {vol.cloudpath}/ptb/")
+            except Exception:     # unreachable now: the writes above said so
+                pass
 
     def _final_run_values(self) -> Dict[str, Any]:
         """The per-run values, with those the block added or replaced (a plain call has none)."""
@@ -340,7 +347,7 @@ class Run:
                 "cpu_system_s": round(system, 6), "memory_bytes": rss, "peak_memory_bytes": peak}
 
     def _result_notes(self, ended: Any, duration: float, error: Optional[Dict[str, Any]]) -> List[Note]:
-        took = _seconds(duration)
+        took = fmt_duration(duration)       # as `ptb log` shows durations: one formatter
         if error is not None:
             message = clean(error["message"], (), 500)       # already scrubbed: only bounded
             text = f"{self.status} after {took}: {error['type']}" + (f": {message}" if message else "")

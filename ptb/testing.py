@@ -15,6 +15,7 @@ is what ``ptb log`` would show.
 """
 from __future__ import annotations
 
+import atexit
 import tempfile
 from typing import Any, Mapping, Optional, Sequence
 
@@ -24,6 +25,15 @@ from .store.volume import as_cloudpath
 
 __all__ = ["volume", "records", "assert_documented"]
 
+_made: list = []     # the temporary directories of file:// volumes, removed at exit
+
+
+def _remove_made() -> None:
+    import shutil
+
+    for directory in _made:
+        shutil.rmtree(directory, ignore_errors=True)
+
 
 def volume(protocol: str = "mem", path: Optional[str] = None, shape: Sequence[int] = (8, 8, 8),
            dtype: str = "uint8") -> Any:
@@ -31,7 +41,8 @@ def volume(protocol: str = "mem", path: Optional[str] = None, shape: Sequence[in
 
     Args:
         protocol: ``"mem"`` (in this process's memory, nothing to clean up) or
-            ``"file"`` (a new temporary directory, visible to subprocesses).
+            ``"file"`` (a new temporary directory, visible to subprocesses,
+            removed when this process exits).
         path: A cloudpath or a local directory to use instead.
     """
     import numpy as np
@@ -42,7 +53,11 @@ def volume(protocol: str = "mem", path: Optional[str] = None, shape: Sequence[in
     elif protocol == "mem":
         cloudpath = f"mem://ptb-testing/{new_id()}"
     elif protocol == "file":
-        cloudpath = "file://" + tempfile.mkdtemp(prefix="ptb-testing-")
+        directory = tempfile.mkdtemp(prefix="ptb-testing-")
+        if not _made:
+            atexit.register(_remove_made)
+        _made.append(directory)
+        cloudpath = "file://" + directory
     else:
         raise ValueError(f"protocol must be 'mem' or 'file', not {protocol!r}")
     return CloudVolume.from_numpy(np.zeros(tuple(shape), dtype=dtype), vol_path=cloudpath, resolution=(1, 1, 1))

@@ -28,9 +28,25 @@ PROTOCOLS = ("file", "mem", "s3", "gs")
 GIT_REMOTE = "https://user:SECRETTOKEN@github.com/lab/pipeline.git"
 
 
+_HOME_DIRS = ("IPYTHONDIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR")
+_session_home: list = []
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "s3: needs the local SeaweedFS S3 server (deselect with -m 'not s3')")
     config.addinivalue_line("markers", "gcs: needs the local fake-gcs-server (deselect with -m 'not gcs')")
+    # The suite leaves ``~`` as it found it: IPython and Jupyter kernels write their profile,
+    # history and connection files here instead (subprocesses inherit it), removed at the end.
+    import atexit
+    import shutil
+    import tempfile
+
+    home = tempfile.mkdtemp(prefix="ptb-tests-home-")
+    _session_home.append(home)
+    for var in _HOME_DIRS:
+        os.environ[var] = os.path.join(home, var.lower())
+    # removed at exit, after IPython's own exit handler (registered later, so run earlier) wrote its history
+    atexit.register(shutil.rmtree, home, True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -175,10 +191,11 @@ def assert_alias_registered(cloudpath: str) -> None:
     pytest.param("gs", marks=pytest.mark.gcs),
 ])
 def cloudpath(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty, unique volume location on one protocol (the test runs once per protocol).
+    """A fresh, unique volume on one protocol (the test runs once per protocol).
 
     file://<tmp_path>/volume, mem://ptb-test/<uuid>, labs3://ptb-test/<uuid>, gs://ptb-test/<uuid>.
-    Nothing exists there yet; use ``make_volume`` for a real CloudVolume.
+    Only its ``info`` exists (ptb refuses to write where there is no volume); use ``make_volume``
+    for a real CloudVolume.
     """
     proto = request.param
     name = f"vol-{uuid.uuid4().hex}"
@@ -191,6 +208,9 @@ def cloudpath(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     else:
         path = request.getfixturevalue("gcs_server").root + name
     assert_alias_registered(path)
+    from cloudfiles import CloudFiles
+
+    CloudFiles(path).put_json("info", VOLUME_INFO)
     yield path
     if "ptb.store.updater" in sys.modules:  # no debounced view write may outlive the test
         sys.modules["ptb.store.updater"].flush()
@@ -199,6 +219,11 @@ def cloudpath(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
         cf = CloudFiles(path)
         cf.delete(list(cf.list()))
+
+
+VOLUME_INFO = {"type": "image", "data_type": "uint8", "num_channels": 1, "scales": [{
+    "key": "4_4_40", "encoding": "raw", "resolution": [4, 4, 40], "voxel_offset": [0, 0, 0],
+    "size": [64, 64, 16], "chunk_sizes": [[64, 64, 16]]}]}
 
 
 @pytest.fixture

@@ -270,7 +270,7 @@ class SeaweedS3(_ServerProcess):
     def _command(self) -> list[str]:
         p, d = self.ports, self.rundir
         return [
-            _find_weed(), "mini", f"-dir={d / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            _find_weed(), f"-logdir={d / 'logs'}", "mini", f"-dir={d / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
             f"-master.port={p['master']}", f"-master.port.grpc={p['master_grpc']}",
             f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume_grpc']}",
@@ -298,12 +298,23 @@ class SeaweedS3(_ServerProcess):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
         # `weed mini` makes an admin identity from these; -s3.config adds the read-only one.
         env.update(AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key)
+        env["TMPDIR"] = str(self.rundir / "tmp")     # what of its temporary files follows TMPDIR
         return env
 
     def start(self, tmpdir: str | os.PathLike) -> SeaweedS3:
-        (Path(tmpdir) / "data").mkdir(parents=True, exist_ok=True)
+        for sub in ("data", "logs", "tmp"):          # Go's logs (-logdir) and sockets (TMPDIR) stay here too
+            (Path(tmpdir) / sub).mkdir(parents=True, exist_ok=True)
         super().start(tmpdir)
         return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop it, and remove the gRPC sockets ``weed`` puts in ``/tmp`` whatever TMPDIR says
+        (``/tmp/seaweedfs-<service>-grpc-<port>.sock``, named by our ports: nobody else's)."""
+        super().stop(timeout)
+        for port in {q for p in getattr(self, "ports", {}).values() for q in (p, p + 10000)}:
+            for sock in glob.glob(f"/tmp/seaweedfs-*-grpc-{port}.sock"):
+                with contextlib.suppress(OSError):
+                    os.unlink(sock)
 
     def client(self, **config):
         """A boto3 S3 client for this server, with the server's credentials."""
@@ -325,15 +336,21 @@ class SeaweedS3(_ServerProcess):
             c.create_bucket(Bucket=name)
 
     def _probe(self) -> bool:
+        """Ready once an object makes the whole round trip: after a restart SeaweedFS answers
+        ``head_bucket`` before its volume server has registered again ("volume 1 not found")."""
         c = self.client(connect_timeout=2, read_timeout=2, retries={"max_attempts": 1})
         try:
             c.head_bucket(Bucket=self.bucket)
-            return True
         except c.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
                 c.create_bucket(Bucket=self.bucket)
                 return False
             raise
+        key, body = f"ptb-readiness-{os.getpid()}", os.urandom(64)
+        c.put_object(Bucket=self.bucket, Key=key, Body=body)
+        ok = c.get_object(Bucket=self.bucket, Key=key)["Body"].read() == body
+        c.delete_object(Bucket=self.bucket, Key=key)
+        return ok
 
 
 def _find_fake_gcs() -> str:

@@ -1,6 +1,7 @@
 """The benchmark command runs from end to end and prints its table (no timing is asserted here)."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -30,9 +31,13 @@ def ptb(rows: Dict[str, List[str]], start: str) -> str:
     return found[0]
 
 
-def test_quick_benchmark_prints_the_table(tmp_path):
-    done = subprocess.run([sys.executable, str(RUN), "--quick", "--json", str(tmp_path / "results.json")],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+def test_quick_benchmark_prints_the_table(tmp_path, toolbox_015):
+    """The baseline is the suite's own copy of 0.1.5: the benchmark installs nothing and writes nothing to ``~``."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, str(RUN), "--quick", "--baseline-dir", str(toolbox_015),
+                           "--json", str(tmp_path / "results.json")],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert "installing provenance-toolbox" not in done.stderr
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "measure" in out and "ptb / 0.1.5" in out

@@ -139,13 +139,16 @@ def test_show_by_prefix(good, git_repo):
     assert out.startswith(f"run {ids[1]}") and 'File "mesh.py", line 3' in out
     data = json.loads(ptb_cli("show", path, ids[2], "--json").stdout)
     assert data["kind"] == "run" and data["run"]["status"] == "running" and data["process"]["key"] == process.key
-    assert set(data) == {"volume", "kind", "run", "process", "runs", "summary", "notes", "envs"}
+    assert set(data) == {"volume", "kind", "run", "process", "runs", "summary", "notes", "envs",
+                         "packages_elsewhere"}
     assert data["summary"] is None            # a run's view; a process's sums up its runs
 
 
 def test_show_on_legacy_volume(legacy):
     out = ptb_cli("show", legacy, "legacy-0").stdout
     assert "watershed segmentation" in out and "commit hash: 0123456789abcdef" in out
+    assert "packages: 2 installed" in out and "numpy==" not in out
+    assert "numpy==1.22.0" in ptb_cli("show", legacy, "legacy-0", "--packages").stdout
 
 
 def test_diff(good):
@@ -329,6 +332,13 @@ def test_demo(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("documented a small pipeline on ")
     assert "process" in result.stdout and "run" in result.stdout
+    assert "it is properly documented (`ptb check` passes)" in result.stdout
+    path = f"file://{tmp_path / 'demo'}"
+    assert f"is in {tmp_path / 'demo'}; next, try:" in result.stdout        # where it left the volume
+    assert f"  ptb check {path}\n" in result.stdout and f"  ptb export {path} -f html -o demo.html" in result.stdout
+    show = next(line.strip() for line in result.stdout.splitlines() if line.startswith("  ptb show "))
+    assert ptb_cli(*show.split()[1:]).stdout.startswith("run ")              # the failed run, as suggested
+    assert ptb_cli("check", path).exit_code == 0
 
 
 def test_version_and_help():

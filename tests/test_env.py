@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -423,3 +424,31 @@ def test_capture_does_not_import_pkg_resources(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(Path(ptbenv.__file__).resolve().parents[2])})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("hangs", ["status", "diff"])
+def test_a_hung_git_is_recorded_as_timed_out_not_waited_for(tmp_path, repo, monkeypatch, hangs):
+    """A git that never answers (a stale NFS lock, a credential prompt) is killed after GIT_TIMEOUT."""
+    real = subprocess.run(["which", "git"], capture_output=True, text=True, check=True).stdout.strip()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "git"
+    fake.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = {hangs} ] && exec sleep 60; done\nexec {real} "$@"\n')
+    fake.chmod(0o755)
+    (repo / "a.py").write_text("x = 2\n")         # dirty, so the diff runs too
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(ptbgit, "GIT_TIMEOUT", 1.0)
+    started = time.monotonic()
+    env = PythonGithubEnv(str(repo))
+    assert time.monotonic() - started < 10
+    assert env.git == "timed out", (env.git, env.git_error)
+    assert f"git {hangs} did not finish within 1 s" in env.git_error
+    assert env.contents()["git"] == "timed out"
+
+
+def test_the_snapshot_cache_stays_bounded(tmp_path, monkeypatch):
+    """One entry per (repository, source file): a process importing many scripts keeps a bounded memory."""
+    monkeypatch.chdir(tmp_path)           # no repository: each snapshot is one quick git call
+    for i in range(ptbenv.MAX_GIT_CACHED + 20):
+        capture(str(tmp_path / f"script{i}.py"))
+    assert len(ptbenv._git_cache) <= ptbenv.MAX_GIT_CACHED + 1

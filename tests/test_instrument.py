@@ -765,3 +765,25 @@ def test_the_source_of_a_documented_cell_is_scrubbed(vol, tmp_path):
     (cell,) = [e for e in hist.envs.values() if e["CodeEnv type"] == "Source"]
     assert cell["source"].startswith("api_token = '<redacted>'\nticket = '<redacted>'\n")
     assert_no_secret_under(tmp_path / "v")
+
+
+def test_result_notes_say_durations_as_ptb_log_does(vol):
+    """One formatter: never "failed after 0.00679 ms" in a note next to "<0.1 ms" in the log."""
+    from ptb.read.fmt import fmt_duration
+
+    @provenance(vol, "fails at once")
+    def fails() -> None:
+        raise ValueError("no")
+
+    @provenance(vol, "succeeds at once")
+    def succeeds() -> None:
+        pass
+
+    with pytest.raises(ValueError):
+        fails()
+    succeeds()
+    hist = ptb.history(vol)
+    for run in hist.runs:
+        text = notes_of(hist, run, NoteType.RESULT)[0]
+        took = fmt_duration(run.duration)
+        assert text.startswith((f"failed after {took}:", f"succeeded in {took}")), (text, run.duration)

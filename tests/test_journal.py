@@ -161,3 +161,12 @@ def test_spooled_keys_survive_names_with_double_underscores(tmp_path, spool_dir)
     blocker.unlink()
     assert ptb.flush() == (1, 0)
     assert vol.get_json(key) == env.contents()
+
+
+def test_the_cache_of_written_env_files_stays_bounded():
+    """A long-lived process writing many environments (many volumes, edited code) keeps a bounded memory."""
+    vol = Volume.resolve("mem://ptb-test/bounded-envs")
+    for i in range(journal.MAX_CACHED + 50):
+        journal.write_env(vol, SourceEnv("f", f"def f(): return {i}"))
+    assert len(journal._envs_written) <= journal.MAX_CACHED + 1
+    vol.delete(vol.list(""))

@@ -594,11 +594,11 @@ def test_bind_with_instance_none_self_in_args():
     assert bind_call(K.m, k, (7,), {"y": 1}) == {"x": 7, "y": 1}   # the wrapper itself
 
 
-def test_bind_bad_call_gives_empty():
+def test_bind_bad_call_gives_none():
     calls.clear()
     with pytest.raises(TypeError):
         function()
     with pytest.raises(TypeError):
         K().m(1, 2, 3)
-    assert calls == [{}, {}]
+    assert calls == [None, None]
     assert bind_call(len, None, ([],), {}) in ({}, {"obj": []})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import subprocess
 
 import pytest
@@ -235,7 +236,9 @@ def test_show_a_process_with_its_environment_and_runs(tmp_path, git_repo):
     commit = git(git_repo, "rev-parse", "HEAD")
     assert f"commit hash: {commit}" in text and "image ID: sha256:aaa" in text
     assert "SECRETTOKEN" not in text and "https://github.com/lab/pipeline.git" in text
-    assert "packages (" in text and '"simplification": 40' in text
+    assert "packages (" not in text and '"simplification": 40' in text
+    assert re.search(r"packages: \d+ installed \(`ptb show --packages` lists them\)", text)
+    assert "packages (" in show.render_show(view, packages=True)
     assert "never finished (worker died?)" in text
 
 
@@ -258,8 +261,17 @@ def test_show_a_legacy_process_with_root_env_files(legacy_volume):
     assert set(view["envs"]) == {volumes.LEGACY_ENV_FILE, volumes.LEGACY_DOCKER_FILE}
     text = show.render_show(view)
     assert "commit hash: 0123456789abcdef0123456789abcdef01234567" in text
-    assert "numpy==1.22.0" in text and "image name: lab/segmenter" in text and "[0.1.x]" in text
+    assert "packages: 2 installed" in text and "image name: lab/segmenter" in text and "[0.1.x]" in text
+    assert "numpy==1.22.0" in show.render_show(view, packages=True)
     assert "runs: none recorded" in text
+
+
+def test_show_names_the_packages_that_differ_from_the_process_s_other_runs():
+    content = {"CodeEnv type": "PythonGithub", "packages": [["numpy", "1.26.0"], ["click", "8.1.7"]]}
+    text = show.render_env("ptb/env/a.json", content, elsewhere={"numpy": ["1.25.2"], "click": ["8.1.7"]})
+    assert "packages: 2 installed" in text
+    assert "differ from the process's other runs: numpy==1.26.0 (other runs: 1.25.2)" in text
+    assert "click" not in text
 
 
 def test_show_says_when_an_env_file_is_missing(tmp_path):

@@ -174,3 +174,30 @@ def test_spool_dir_is_private(spool_dir, tmp_path) -> None:
 
     assert os.environ["PTB_SPOOL_DIR"] == str(spool_dir)
     assert spool_dir.parent == tmp_path
+
+
+@pytest.mark.s3
+def test_seaweedfs_is_ready_for_objects_and_leaves_nothing_in_tmp(tmp_path) -> None:
+    """Ready means an object round trip works (right after a restart too); its logs and sockets
+    stay in its run directory, or are removed when it stops."""
+    import glob
+    import os
+
+    from servers import SeaweedS3
+
+    before = set(glob.glob("/tmp/weed*"))
+    server = SeaweedS3().start(tmp_path / "weed")
+    try:
+        for _ in range(2):
+            c = server.client(retries={"max_attempts": 1})
+            c.put_object(Bucket=server.bucket, Key="k", Body=b"v")
+            assert c.get_object(Bucket=server.bucket, Key="k")["Body"].read() == b"v"
+            server.restart()
+    finally:
+        server.stop()
+    assert any(name.startswith("weed.") for name in os.listdir(tmp_path / "weed" / "logs"))
+    ports = {q for p in server.ports.values() for q in (p, p + 10000)}
+    assert [s for s in glob.glob("/tmp/seaweedfs-*.sock") if int(s.rsplit("-", 1)[1][:-5]) in ports] == []
+    mine = [f for f in set(glob.glob("/tmp/weed*")) - before
+            if str(tmp_path) in open(f, errors="replace").read(4096)]
+    assert mine == []

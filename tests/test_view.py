@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -161,6 +162,7 @@ def test_the_view_holds_a_digest_of_runs_not_the_runs(cloudpath):
 
 def test_the_view_stays_small_however_many_notes(tmp_path):
     cloudpath = f"file://{tmp_path / 'v'}"
+    make_volume(cloudpath)
     vol = Volume.resolve(cloudpath)
     sizes = []
     for batch in range(3):
@@ -302,6 +304,7 @@ def test_a_cloudvolume_writer_racing_ptb_writers_loses_nothing_to_ptb(kind, requ
 
 def test_forked_multiprocessing_children_update_the_view_before_exiting(tmp_path):
     cloudpath = "file://" + str(tmp_path / "vol")
+    make_volume(cloudpath)
     child = multiprocessing.get_context("fork").Process(target=ptb.addgeneric, args=(cloudpath, "from a child"))
     child.start()
     child.join(timeout=60)
@@ -321,3 +324,33 @@ def test_sync_refuses_a_path_where_nothing_is_recorded(cloudpath):
     with pytest.raises(ptb.VolumeUnavailableError, match="nothing is recorded at .*is the path right"):
         ptb.sync(cloudpath)
     assert Volume.resolve(cloudpath).read_provenance() is None
+
+
+def test_a_view_that_cannot_be_merged_never_holds_the_exit(tmp_path):
+    """BatchProcessor's rules: ``flush() -> bool`` says False when it could not finish within its
+    timeout, and the process exits within the bounded shutdown, with its records in the journal."""
+    import fcntl
+    import textwrap
+
+    cloudpath = f"file://{tmp_path / 'v'}"
+    make_volume(cloudpath)
+    lock = tmp_path / "v" / "ptb" / "view.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    script = textwrap.dedent(f"""
+        import time, ptb
+        from ptb.store import updater
+        ptb.addgeneric({cloudpath!r}, "while another writer holds the view")
+        started = time.monotonic()
+        print(updater.flush(timeout=1.0), round(time.monotonic() - started))
+    """)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)          # another writer holds the view, and never lets go
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, PTB_SPOOL_DIR=str(tmp_path / "spool")))
+        took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    flushed, waited = done.stdout.split()
+    assert flushed == "False" and int(waited) <= 2
+    assert took < updater.WAIT_SECONDS + updater.SHUTDOWN_SECONDS + 15, took
+    assert [n.content for n in ptb.history(cloudpath).notes] == ["while another writer holds the view"]

@@ -12,7 +12,7 @@ import inspect
 import sys
 import types
 from collections.abc import Mapping
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 from ..errors import InvalidInputError
 
@@ -83,37 +83,38 @@ def parameters_from(obj: Any) -> Dict[str, Any]:
 _SELF_NAMES = ("self", "cls", "mcs", "mcls", "metacls", "klass")
 
 
-def bind_call(func: Callable, instance: Any, args: tuple, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+def bind_call(func: Callable, instance: Any, args: tuple, kwargs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """The parameters of one call, by name, with defaults applied and no ``self``/``cls``.
 
     Takes the ``(wrapped, instance, args, kwargs)`` a ``wrapt.decorator`` gets,
     for every call form: function, method, classmethod, staticmethod, and a
     method called through its class (``K.m(obj, 7)``, where wrapt passes a
     partial). Binds against the unwrapped function's own signature; ``*args``
-    is kept as a list and ``**kwargs`` as a dict under their names. A call
-    that does not bind gives ``{}``: the user's call raises its own error.
+    is kept as a list and ``**kwargs`` as a dict under their names. None when
+    the call does not bind: that is the caller's error, and calling the
+    function raises it as it would undecorated. Anything else raised here is
+    a ptb bug, and is not hidden.
     """
+    target = inspect.unwrap(getattr(func, "__func__", func))
+    sig = inspect.signature(target)
+    params = list(sig.parameters.values())
+    first = params[0] if params else None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    prepend = (
+        instance is not None and first is not None and first.kind in positional
+        and (first.name in _SELF_NAMES or getattr(func, "__self__", None) is instance
+             or type(func).__name__ == "PartialCallableObjectProxy"))
     try:
-        target = inspect.unwrap(getattr(func, "__func__", func))
-        sig = inspect.signature(target)
-        params = list(sig.parameters.values())
-        first = params[0] if params else None
-        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        prepend = (
-            instance is not None and first is not None and first.kind in positional
-            and (first.name in _SELF_NAMES or getattr(func, "__self__", None) is instance
-                 or type(func).__name__ == "PartialCallableObjectProxy"))
         bound = sig.bind(*((instance,) + tuple(args) if prepend else args), **kwargs)
-        bound.apply_defaults()
-        out = dict(bound.arguments)
-        if first is not None and (prepend or (first.kind in positional
-                                              and first.name in ("self", "cls"))):
-            out.pop(first.name, None)
-        for p in params:
-            if p.kind is inspect.Parameter.VAR_POSITIONAL and p.name in out:
-                out[p.name] = list(out[p.name])
-            elif p.kind is inspect.Parameter.VAR_KEYWORD and p.name in out:
-                out[p.name] = dict(out[p.name])
-        return out
-    except Exception:
-        return {}
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    out = dict(bound.arguments)
+    if first is not None and (prepend or (first.kind in positional and first.name in ("self", "cls"))):
+        out.pop(first.name, None)
+    for p in params:
+        if p.kind is inspect.Parameter.VAR_POSITIONAL and p.name in out:
+            out[p.name] = list(out[p.name])
+        elif p.kind is inspect.Parameter.VAR_KEYWORD and p.name in out:
+            out[p.name] = dict(out[p.name])
+    return out

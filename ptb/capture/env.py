@@ -19,6 +19,7 @@ from .source import SourceEnv, unwrap
 
 __all__ = ["capture"]
 
+MAX_GIT_CACHED = 256
 STAT_LIMIT = 2000          # repositories up to this many tracked files have every file watched
 _lock = threading.Lock()
 _git_cache: Dict[Tuple[str, Optional[str]], Tuple[List[str], tuple, PythonGithubEnv]] = {}
@@ -66,6 +67,8 @@ def _git_env(source_file: Optional[str]) -> PythonGithubEnv:
         extra = [os.path.join(env.path or key[0], p) for p in env.changed]
         extra += [source_file] if source_file else []
         fingerprint += tuple(file_stat(p) for p in extra)
+        if len(_git_cache) > MAX_GIT_CACHED:      # one entry per (repository, source file) of decorated functions
+            _git_cache.clear()
         _git_cache[key] = (watch + extra, fingerprint, env)
         return env
 

@@ -21,7 +21,7 @@ from .codeenv import MAX_TEXT, CodeEnv, bounded_text, file_stat, platform_text, 
 __all__ = ["PythonGithubEnv", "repo_name_from_url", "find_repo", "git_state"]
 
 MAX_UNTRACKED = 1000       # untracked names kept
-GIT_TIMEOUT = 60.0
+GIT_TIMEOUT = float(os.environ.get("PTB_GIT_TIMEOUT") or 20.0)   # seconds per git command; a hung git is "timed out"
 
 
 def _printable(path: str) -> str:
@@ -89,7 +89,10 @@ def run_git(cwd: str, *args: str) -> Tuple[int, bytes, str]:
             strip_newline_in_stdout=False, kill_after_timeout=GIT_TIMEOUT, env=_ENVIRON)
     except GitCommandNotFound as exc:
         raise FileNotFoundError(str(exc)) from exc
-    return status, out or b"", str(err or "").strip()
+    err = str(err or "").strip()
+    if err.startswith("Timeout:") and "did not complete in" in err:     # GitPython killed it
+        raise TimeoutError(f"git {args[0]} did not finish within {GIT_TIMEOUT:g} s")
+    return status, out or b"", err
 
 
 def _git_bounded(cwd: str, *args: str) -> Tuple[bytes, int]:
@@ -102,6 +105,15 @@ def _git_bounded(cwd: str, *args: str) -> Tuple[bytes, int]:
         raise FileNotFoundError(str(exc)) from exc
     drain = threading.Thread(target=process.proc.stderr.read, daemon=True)    # a full stderr pipe must not block git
     drain.start()
+    killed = threading.Event()
+
+    def kill() -> None:         # a hung git must not hold the caller (and every call waiting for the cache)
+        killed.set()
+        process.proc.kill()
+
+    watchdog = threading.Timer(GIT_TIMEOUT, kill)
+    watchdog.daemon = True
+    watchdog.start()
     stdout = process.proc.stdout
     head = stdout.read(MAX_TEXT)
     total = len(head)
@@ -112,6 +124,10 @@ def _git_bounded(cwd: str, *args: str) -> Tuple[bytes, int]:
         process.wait()
     except GitCommandError:     # as before: what git wrote is what is recorded
         pass
+    finally:
+        watchdog.cancel()
+    if killed.is_set():
+        raise TimeoutError(f"git {args[0]} did not finish within {GIT_TIMEOUT:g} s")
     return head, total
 
 
@@ -223,6 +239,8 @@ class PythonGithubEnv(CodeEnv):
                 rest, n2 = _git_bounded(root, "diff", *flags)
                 data, total = (staged + rest)[:MAX_TEXT], n1 + n2
             self.diff = scrub_text(bounded_text(data, total, "diff"))   # a config file's diff can hold secrets
+        except TimeoutError as exc:     # recorded as what it is; the call goes on
+            self.git, self.git_error = "timed out", str(exc)
         except (OSError, subprocess.SubprocessError, RuntimeError, ValueError) as exc:
             self.git, self.git_error = "error", scrub_text(f"{type(exc).__name__}: {exc}"[:500])
 

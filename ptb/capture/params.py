@@ -19,11 +19,11 @@ import math
 import os
 import re
 import types
-import warnings
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterable, Optional
 
+from ..errors import warn
 from .binding import bind_call, config_items, parameters_from
 from .binding import module as _module
 from .binding import type_name as _type_name
@@ -343,7 +343,4 @@ def _fit(out: Dict[str, Any], degraded_by: Dict[str, list], max_total: int) -> N
 
 
 def _warn(message: str) -> None:
-    try:
-        warnings.warn(message, ParameterWarning, stacklevel=3)
-    except Exception:    # warnings turned into errors must still not fail the user's call
-        pass
+    warn(message, ParameterWarning, stacklevel=3)

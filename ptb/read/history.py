@@ -9,10 +9,9 @@ other ``processing`` entry (igneous, hand-written) as foreign.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Any, Dict, Iterable, List, Optional
 
-from ..errors import CorruptProvenanceError, InvalidInputError
+from ..errors import CorruptProvenanceError, InvalidInputError, warn
 from ..records import (
     LEGACY_FIELD_SEP,
     LEGACY_NOTE_SEP,
@@ -122,7 +121,7 @@ def history(volume: Any, secrets: Any = None, *, with_envs: bool = True, progres
     try:
         prov = vol.read_provenance() or {}
     except CorruptProvenanceError as exc:
-        warnings.warn(str(exc), stacklevel=2)
+        warn(str(exc), stacklevel=2)
         problems.append(str(exc))
         prov = {}
     records = journal.read(vol, progress)

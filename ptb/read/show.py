@@ -56,6 +56,7 @@ def show(history: History, ident: str) -> Dict[str, Any]:
     from .runsummary import summarise
 
     summary = summarise(record.key, record.description, runs).to_json() if isinstance(record, ProcessRecord) else None
+    envs = envs_of(history, process)
     return {
         "volume": history.cloudpath,
         "kind": "run" if isinstance(record, RunRecord) else "process",
@@ -64,8 +65,26 @@ def show(history: History, ident: str) -> Dict[str, Any]:
         "runs": [r.to_json() for r in runs],
         "summary": summary,
         "notes": [n.to_json() for n in sorted(notes, key=lambda n: (n.timestamp is None, n.timestamp or 0, n.id))],
-        "envs": envs_of(history, process),
+        "envs": envs,
+        "packages_elsewhere": _packages_elsewhere(history, process, set(envs)),
     }
+
+
+def _packages(content: Any) -> Dict[str, str]:
+    value = content.get("packages") if isinstance(content, dict) else None
+    return {str(p[0]): str(p[1]) for p in value or [] if isinstance(p, (list, tuple)) and len(p) == 2}
+
+
+def _packages_elsewhere(history: History, process: Optional[ProcessRecord], shown: set) -> Dict[str, List[str]]:
+    """{package: versions} in the environments of the process's other runs (files other than ``shown``)."""
+    if process is None:
+        return {}
+    others = {f for r in history.runs_of(process.key) for f in r.code_envfiles} - shown
+    found: Dict[str, set] = {}
+    for path in sorted(others):
+        for name, version in _packages(history.envs.get(path)).items():
+            found.setdefault(name, set()).add(version)
+    return {name: sorted(versions) for name, versions in found.items()}
 
 
 _ENV_ORDER = ("CodeEnv type", "name", "repo name", "commit hash", "branch", "detached", "shallow", "dirty",
@@ -77,8 +96,13 @@ def _indent(text: str, by: str) -> str:
     return "\n".join(by + line for line in str(text).splitlines())
 
 
-def render_env(path: str, content: Any, indent: str = "    ") -> str:
-    """A code-environment file for humans: known fields in a useful order, then the rest."""
+def render_env(path: str, content: Any, indent: str = "    ", *, packages: bool = False,
+               elsewhere: Optional[Dict[str, List[str]]] = None) -> str:
+    """A code-environment file for humans: known fields in a useful order, then the rest.
+
+    Installed packages are counted, with those that differ from ``elsewhere``
+    (the process's other runs); ``packages`` lists them all.
+    """
     lines = [f"{indent}{path}"]
     inner = indent + "  "
     if content is None:
@@ -88,10 +112,19 @@ def render_env(path: str, content: Any, indent: str = "    ") -> str:
     keys = [k for k in _ENV_ORDER if k in content] + sorted(k for k in content if k not in _ENV_ORDER)
     for key in keys:
         value = content[key]
-        if key == "packages" and isinstance(value, list):
+        if key == "packages" and isinstance(value, list) and packages:
             pkgs = ", ".join("==".join(map(str, p)) if isinstance(p, (list, tuple)) else str(p) for p in value)
             lines.append(textwrap.fill(f"packages ({len(value)}): {pkgs}", 110, initial_indent=inner,
                                        subsequent_indent=inner + "  ", break_on_hyphens=False))
+        elif key == "packages" and isinstance(value, list):
+            lines.append(f"{inner}packages: {len(value)} installed (`ptb show --packages` lists them)")
+            differ = [f"{name}=={version} (other runs: {', '.join(elsewhere[name])})"
+                      for name, version in sorted(_packages(content).items())
+                      if elsewhere and name in elsewhere and elsewhere[name] != [version]]
+            if differ:
+                lines.append(textwrap.fill(f"differ from the process's other runs: {', '.join(differ)}", 110,
+                                           initial_indent=inner + "  ", subsequent_indent=inner + "    ",
+                                           break_on_hyphens=False))
         elif key in ENV_TEXTS and isinstance(value, str) and value:
             lines.append(f"{inner}{key}:")
             lines.append(_indent(value, inner + "  "))
@@ -100,8 +133,8 @@ def render_env(path: str, content: Any, indent: str = "    ") -> str:
     return "\n".join(lines)
 
 
-def render_show(view: Dict[str, Any]) -> str:
-    """``ptb show``'s text, from ``show()``'s JSON."""
+def render_show(view: Dict[str, Any], packages: bool = False) -> str:
+    """``ptb show``'s text, from ``show()``'s JSON; ``packages`` lists every installed package."""
     out: List[str] = []
     run, process, notes = view["run"], view["process"], view["notes"]
     if run is not None:
@@ -127,7 +160,8 @@ def render_show(view: Dict[str, Any]) -> str:
                 f"  logged:      {fmt_time(to_utc(process['timestamp']))}", "  parameters:",
                 _indent(json.dumps(process["parameters"], indent=2, sort_keys=True, ensure_ascii=False), "    ")]
         out.append("  code environment:" if view["envs"] else "  code environment: (none recorded)")
-        out += [render_env(path, content) for path, content in view["envs"].items()]
+        out += [render_env(path, content, packages=packages, elsewhere=view.get("packages_elsewhere"))
+                for path, content in view["envs"].items()]
         if run is None:
             from .runsummary import show_runs
 

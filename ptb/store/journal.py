@@ -15,10 +15,9 @@ from __future__ import annotations
 import json
 import random
 import time
-import warnings
 from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
 
-from ..errors import InvalidInputError, VolumeUnavailableError
+from ..errors import BUGS, InvalidInputError, VolumeUnavailableError, warn
 from ..records import FORMAT_VERSION, Record, canonical_json, envelope, new_id, record_from_json, rid_age_seconds
 from .volume import Volume
 
@@ -74,6 +73,8 @@ def append(vol: Volume, records: Sequence[Record]) -> List[Tuple[str, Record]]:
     obj, text = (envs[0], texts[0]) if len(envs) == 1 else (batch, canonical_json(batch))
     try:
         vol.put_json(key, text)
+    except BUGS:
+        raise
     except Exception as exc:
         raise PartialWrite(f"cannot write to {vol.cloudpath}: {exc}", [], {key: obj}) from exc
     return [(env["rid"], record) for env, record in zip(envs, records)]
@@ -114,7 +115,7 @@ def _parse_objects(blobs: Dict[str, Any]) -> List[Any]:
         try:
             parsed.append(json.loads(data))
         except ValueError:
-            warnings.warn(f"skipping {key}: not JSON", RecordWarning, stacklevel=3)
+            warn(f"skipping {key}: not JSON", RecordWarning, stacklevel=3)
     return parsed
 
 
@@ -130,7 +131,7 @@ def read_envelopes(vol: Volume, progress: bool = False) -> Dict[str, Dict[str, A
     for obj in _parse_objects(vol.get_many(vol.list(JOURNAL), progress=progress)):
         envs = envelopes_of(obj)
         if not envs:
-            warnings.warn(f"skipping an object under {vol.cloudpath}/{JOURNAL}: not a ptb record",
+            warn(f"skipping an object under {vol.cloudpath}/{JOURNAL}: not a ptb record",
                           RecordWarning, stacklevel=3)
         for env in envs:
             found[env["rid"]] = env
@@ -145,7 +146,7 @@ def read_envelopes(vol: Volume, progress: bool = False) -> Dict[str, Dict[str, A
     for key, data in blobs.items():
         held = _segment_envelopes(data)
         if held is None:
-            warnings.warn(f"skipping {vol.cloudpath}/{key}: not a readable segment (the records it held are "
+            warn(f"skipping {vol.cloudpath}/{key}: not a readable segment (the records it held are "
                           f"not shown)", RecordWarning, stacklevel=3)
         for env in held or ():
             found.setdefault(env["rid"], env)
@@ -158,7 +159,7 @@ def _entries(envs: Iterable[Dict[str, Any]], vol: Volume) -> List[Tuple[Dict[str
         try:
             entries.append((env, record_from_json(env)))
         except InvalidInputError as exc:
-            warnings.warn(f"skipping journal record {env['rid']} of {vol.cloudpath}: {exc}", RecordWarning,
+            warn(f"skipping journal record {env['rid']} of {vol.cloudpath}: {exc}", RecordWarning,
                           stacklevel=3)
     return entries
 
@@ -199,7 +200,7 @@ def _pack(vol: Volume, min_age: float = 0.0) -> List[Dict[str, Any]]:
             held = _segment_envelopes(data)
             if held is None:
                 if data is not None:     # vanished ones were merged by another packer
-                    warnings.warn(f"{vol.cloudpath}/{key} is not a readable segment; left in place (not merged, "
+                    warn(f"{vol.cloudpath}/{key} is not a readable segment; left in place (not merged, "
                                   f"not deleted) for a human to look at", RecordWarning, stacklevel=3)
                 continue
             envs.update((env["rid"], env) for env in held)
@@ -211,11 +212,11 @@ def _pack(vol: Volume, min_age: float = 0.0) -> List[Dict[str, Any]]:
         except ValueError:
             held = []
         if not held:
-            warnings.warn(f"{vol.cloudpath}/{key} is not a ptb record; left in place", RecordWarning, stacklevel=3)
+            warn(f"{vol.cloudpath}/{key} is not a ptb record; left in place", RecordWarning, stacklevel=3)
             continue
         unusable = _unusable(held)
         if unusable:
-            warnings.warn(f"{vol.cloudpath}/{key} is left in the journal, unpacked: {unusable}", RecordWarning,
+            warn(f"{vol.cloudpath}/{key} is left in the journal, unpacked: {unusable}", RecordWarning,
                           stacklevel=3)
             continue
         for env in held:
@@ -273,11 +274,12 @@ def maybe_pack(vol: Volume, chance: float = 0.05, threshold: int = 256,
             return []
         return _entries(_pack(vol, min_age), vol)
     except Exception as exc:  # packing is housekeeping; it never fails a caller
-        warnings.warn(f"packing the journal of {vol.cloudpath} failed: {exc}", RecordWarning, stacklevel=2)
+        warn(f"packing the journal of {vol.cloudpath} failed: {exc}", RecordWarning, stacklevel=2)
         return []
 
 
 _envs_written: Set[Tuple[str, str]] = set()
+MAX_CACHED = 4096
 
 
 def write_env(vol: Volume, env: Any) -> str:
@@ -290,8 +292,12 @@ def write_env(vol: Volume, env: Any) -> str:
         return key
     try:
         vol.put_json_if_absent(key, env.contents())
+    except BUGS:
+        raise
     except Exception as exc:
         raise PartialWrite(f"cannot write {key} to {vol.cloudpath}: {exc}", [], {key: env.contents()}) from exc
+    if len(_envs_written) > MAX_CACHED:     # a long-lived process writing to many volumes
+        _envs_written.clear()
     _envs_written.add((vol.cloudpath, key))
     return key
 

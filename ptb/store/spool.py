@@ -12,10 +12,11 @@ import hashlib
 import json
 import os
 import secrets as _secrets
-import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 from urllib.parse import quote, unquote
+
+from ..errors import warn
 
 VOLUME_FILE = "volume.json"
 
@@ -38,8 +39,11 @@ def _volume_dir(cloudpath: str) -> Path:
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{_secrets.token_hex(6)}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:    # removed whatever fails, the write itself included (a full disk)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def spool(cloudpath: str, objects: Dict[str, Any], reason: str) -> Path:
@@ -51,7 +55,7 @@ def spool(cloudpath: str, objects: Dict[str, Any], reason: str) -> Path:
         _atomic_write(marker, json.dumps({"cloudpath": cloudpath}))
     for key, obj in objects.items():
         _atomic_write(directory / quote(key, safe=""), json.dumps(obj, ensure_ascii=False))
-    warnings.warn(
+    warn(
         f"ptb could not write {sum(map(records_in, objects.values()))} record(s) to {cloudpath} ({reason}). "
         f"They are kept in {directory}; run `ptb flush` when the volume is reachable again.",
         SpoolWarning,

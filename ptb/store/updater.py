@@ -17,9 +17,9 @@ import os
 import sys
 import threading
 import time
-import warnings
 from typing import Any, Dict, List, Sequence, Tuple
 
+from .. import errors
 from ..errors import CorruptProvenanceError, VolumeUnavailableError
 from ..records import rid_age_seconds
 from . import journal, publish
@@ -41,10 +41,7 @@ class ViewWarning(UserWarning):
 
 def warn(message: str, category: type = ViewWarning) -> None:
     """Warn, and never raise: warnings turned into errors (``-W error``) must not break a call or the thread."""
-    try:
-        warnings.warn(message, category, stacklevel=3)
-    except Exception:
-        pass
+    errors.warn(message, category, stacklevel=3)
 
 
 def _stale(vol: Volume, why: Any) -> None:

@@ -8,15 +8,17 @@ create-only writes for content-addressed files.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import secrets as _secrets
 import sys
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, TypeVar, Union
 
-from ..errors import CorruptProvenanceError, InvalidInputError, VolumeUnavailableError
+from ..errors import BUGS, CorruptProvenanceError, InvalidInputError, VolumeUnavailableError
+from . import probe
 
 PROVENANCE = "provenance"
 TORN_READ_SECONDS = 1.0
@@ -145,6 +147,8 @@ class Volume:
 
             try:
                 self._cf = CloudFiles(self.cloudpath, secrets=self.secrets, progress=False)
+            except BUGS:
+                raise
             except Exception as exc:
                 raise VolumeUnavailableError(f"cannot open {self.cloudpath}: {exc}") from exc
         return self._cf
@@ -192,9 +196,9 @@ class Volume:
         directory = os.path.dirname(path)
         os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{_secrets.token_hex(6)}")
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        try:
+        try:    # the temp file is removed whatever fails, the write itself included (a full disk)
+            with open(tmp, "wb") as handle:
+                handle.write(data)
             if not exclusive:
                 os.replace(tmp, path)
                 return True
@@ -203,13 +207,17 @@ class Volume:
                 return True
             except FileExistsError:
                 return False
+            except OSError:         # no hard links on this filesystem (some NFS and FUSE mounts)
+                return _create_exclusive(path, data)
         finally:
-            if os.path.exists(tmp):
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
 
     def get_bytes(self, key: str) -> Optional[bytes]:
         try:
             return self.cf.get(key)
+        except BUGS:
+            raise
         except Exception as exc:
             raise VolumeUnavailableError(f"cannot read {self.cloudpath}/{key}: {exc}") from exc
 
@@ -231,6 +239,8 @@ class Volume:
             return {key: self.get_bytes(key) for key in keys}
         try:
             results = self.cf.get(keys, progress=progress)
+        except BUGS:
+            raise
         except Exception as exc:
             raise VolumeUnavailableError(f"cannot read {len(keys)} objects under {self.cloudpath}: {exc}") from exc
         return {item["path"]: (None if item.get("error") else item["content"]) for item in results}
@@ -241,6 +251,8 @@ class Volume:
             keys = list(self.cf.list(prefix=prefix, flat=True))
         except FileNotFoundError:  # file:// lists a missing directory by raising
             return []
+        except BUGS:
+            raise
         except Exception as exc:
             raise VolumeUnavailableError(f"cannot list {self.cloudpath}/{prefix}: {exc}") from exc
         return sorted(k for k in keys if k.endswith(".json") and not os.path.basename(k).startswith("."))
@@ -262,25 +274,60 @@ class Volume:
         """The ``provenance`` file, None when absent; corrupt (invalid for about a second) raises."""
         return read_parsed(lambda: (self.get_bytes(PROVENANCE), None), self.cloudpath)[0]
 
+    def has_info(self) -> bool:
+        """Whether a volume is there: an ``info`` file (or a zarr/n5 one). Raises when unreachable.
+
+        A path without one is mistyped, or a volume its step has yet to
+        create. On object stores a volume seen once is not asked again; a
+        local one is a stat, so a directory deleted mid-run is noticed.
+        """
+        if self.protocol == "file":
+            return any(os.path.exists(self.local_path(m)) for m in VOLUME_FILES)
+        if self.cloudpath in _volumes_seen:
+            return True
+        try:
+            found = any(self.cf.size(m) is not None for m in VOLUME_FILES)   # `exists` batches: emulators refuse
+        except BUGS:
+            raise
+        except Exception as exc:
+            raise VolumeUnavailableError(f"cannot reach {self.cloudpath}: {exc}") from exc
+        if found:
+            if len(_volumes_seen) > 1024:
+                _volumes_seen.clear()
+            _volumes_seen.add(self.cloudpath)
+        return found
+
+    def require_volume(self) -> None:
+        """Refuse (``VolumeUnavailableError``) a path where there is no volume, before writing anything."""
+        probe.check(self.cloudpath, self.secrets)
+        if not self.has_info():
+            raise VolumeUnavailableError(f"{self.cloudpath} is not a volume: it has no info file (is the path "
+                                         f"right?). Nothing was written.")
+
     def check_readable(self) -> None:
         """Fail before any user code runs if the volume is unreachable or its provenance corrupt.
 
         Runs on every documented call, so it must not cost O(view): one size
-        request (a ``stat`` on ``file://``), and the file is parsed again only when it changed
-        (``stamp``). On
-        object stores, not even that within ``TRUSTED_SECONDS`` of this process
-        writing the view itself: a worker's next chunk call saves a round trip,
-        and its entry write still fails at once if the store is unreachable.
+        request (a ``stat`` on ``file://``), and the file is parsed again only
+        when it changed (``stamp``). On object stores, not even that within
+        ``TRUSTED_SECONDS`` of this process writing the view itself: a worker's
+        next chunk call saves a round trip, and its entry write still fails at
+        once if the store is unreachable.
         """
         if self.protocol not in ("file", "mem") and time.monotonic() < _trusted_until.get(self.cloudpath, 0.0):
             return
+        probe.check(self.cloudpath, self.secrets)     # once per process: a wrong key, no bucket, fail fast
         try:
             stamp = self.stamp()
+        except BUGS:
+            raise
         except Exception as exc:
             raise VolumeUnavailableError(f"cannot reach {self.cloudpath}: {exc}") from exc
         if stamp is None or _checked_sizes.get(self.cloudpath) == stamp:
             return
         self.read_provenance()
+        if len(_checked_sizes) > 1024:
+            _checked_sizes.clear()
         _checked_sizes[self.cloudpath] = stamp
 
     def stamp(self) -> Any:
@@ -299,6 +346,8 @@ class Volume:
 
 
 _checked_sizes: Dict[str, Any] = {}
+_volumes_seen: Set[str] = set()
+VOLUME_FILES = ("info", "zarr.json", ".zarray", ".zgroup", "attributes.json")
 
 
 TRUSTED_SECONDS = 1.0
@@ -338,6 +387,26 @@ def _fresh_connections_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_fresh_connections_in_child)
+
+
+def _create_exclusive(path: str, data: bytes) -> bool:
+    """Create-only without a hard link: an exclusive create, removed again if the write fails.
+
+    Used only for content-addressed files, where a reader that sees the file
+    half-written (which the rename spares everyone else) reads it again later.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return True
 
 
 def _strip_format(cloudpath: str) -> str:

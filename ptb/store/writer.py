@@ -8,10 +8,9 @@ nothing of the spool; the spool (``spool``) knows nothing of either.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, List, Sequence, Tuple
 
-from ..errors import VolumeUnavailableError
+from ..errors import VolumeUnavailableError, warn
 from ..records import Record, canonical_json
 from . import journal, spool, updater
 from .view import Entry
@@ -91,8 +90,8 @@ def flush(progress: bool = False) -> Tuple[int, int]:
                     vol.put_json(key, canonical_json(obj))
             except Exception as exc:
                 remaining += sum(map(spool.records_in_file, files[done:]))
-                warnings.warn(f"{cloudpath} is still not writable ({exc}); records stay in {directory}",
-                              spool.SpoolWarning, stacklevel=2)
+                warn(f"{cloudpath} is still not writable ({exc}); records stay in {directory}",
+                     spool.SpoolWarning, stacklevel=2)
                 break
             if key.startswith(journal.JOURNAL):
                 records.extend(journal.entries_of(obj))
