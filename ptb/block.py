@@ -5,8 +5,9 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from .arguments import targets
 from .errors import InvalidInputError
-from .run import Run, targets
+from .run import Run
 from .store.volume import Volume
 
 __all__ = ["documented"]

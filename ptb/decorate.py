@@ -19,9 +19,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import wrapt
 
+from .arguments import check_texts, names, targets
 from .capture.source import unwrap
 from .errors import InvalidInputError
-from .run import Run, check_texts, names, recording_warning, targets
+from .run import Run, recording_warning
 from .runners import RUNNERS
 from .store.volume import Volume
 from .wrapper import Wrapper

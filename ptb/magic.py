@@ -79,10 +79,11 @@ def _compile(shell: Any, cell: str) -> Any:
 
 def prepare(shell: Any, line: str, cell: str) -> Tuple[Any, Any, Any]:
     """The run, and the cell's compiled code; ``InvalidInputError`` for a bad magic line."""
+    from .arguments import targets
     from .capture.redact import scrubbed
     from .capture.secretvalues import secret_values
     from .capture.source import SourceEnv
-    from .run import Run, targets
+    from .run import Run
     from .store.volume import Volume
 
     try:

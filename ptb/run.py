@@ -28,6 +28,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+from .arguments import check_texts, names
 from .capture import usage
 from .capture.errortext import MAX_MESSAGE, MAX_NOTE, clean, error_of, type_name
 from .errors import BUGS, InvalidInputError, ProvenanceError, warn
@@ -37,7 +38,7 @@ from .store import writer
 from .store.view import Entry
 from .store.volume import Volume
 
-__all__ = ["Run", "RecordingWarning", "current_run", "recording_warning", "targets", "check_texts", "MAX_NOTE"]
+__all__ = ["Run", "RecordingWarning", "current_run", "recording_warning", "MAX_NOTE"]
 
 _current: contextvars.ContextVar[Optional[Run]] = contextvars.ContextVar("ptb_current_run", default=None)
 _processes_written: Dict[Tuple[str, str], Entry] = {}  # (cloudpath, process key) -> as journalled by this OS process
@@ -373,32 +374,6 @@ class Run:
         self._known = secret_values(self.parameters, self._redact)
 
 
-def check_texts(description: Any, motivation: Any, result: Any) -> None:
-    """Refuse (``InvalidInputError``) a description, motivation or result a run cannot record."""
-    if not isinstance(description, str) or not description.strip():
-        raise InvalidInputError("a documented run needs a description (a non-empty str)")
-    if motivation is not None and not isinstance(motivation, str):
-        raise InvalidInputError(f"motivation must be a str, not {type(motivation).__name__}")
-    if result is not None and not (isinstance(result, str) or callable(result)):
-        raise InvalidInputError("result must be a str or a callable applied to the return value")
-
-
-def names(value: Union[str, Sequence[str]], what: str) -> Tuple[str, ...]:
-    """Parameter names given as a list or as one string (``"bbox, mip"``)."""
-    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
-    if not all(isinstance(n, str) and n for n in items):
-        raise InvalidInputError(f"{what} must name parameters (str), not {value!r}")
-    return tuple(items)
-
-
 def _cancelled(exc: BaseException) -> bool:
     asyncio = sys.modules.get("asyncio")
     return asyncio is not None and isinstance(exc, asyncio.CancelledError)
-
-
-def targets(volume: Any) -> List[Any]:
-    """``volume`` as a non-empty list of targets (a CloudVolume, a cloudpath, a parameter name, or a list)."""
-    items = list(volume) if isinstance(volume, (list, tuple)) else [volume]
-    if not items:
-        raise InvalidInputError("no volume given: pass a CloudVolume, a cloudpath, a list of them or a parameter name")
-    return items
