@@ -141,7 +141,8 @@ class _LikeAFunction:
     __class__ = property(_proxy_class, _set_proxy_class)    # type: ignore[assignment]
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        raise NotImplementedError
+        """Each wrapper says how it pickles (by reference, or by value under cloudpickle); both override this."""
+        raise NotImplementedError(f"{type(self).__name__} must say how it pickles")
 
     def __reduce__(self) -> Any:
         return self.__reduce_ex__(2)

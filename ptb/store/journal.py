@@ -33,12 +33,15 @@ class RecordWarning(UserWarning):
     """A journal object could not be read as a ptb record and was skipped."""
 
 
-class PartialWrite(VolumeUnavailableError):
-    """A storage failure stopped ``append``: ``written`` are journalled, ``unwritten`` (key -> object) are not."""
+class WriteFailed(VolumeUnavailableError):
+    """A storage failure stopped a journal write: ``unwritten`` (key -> object) is what did not reach the volume.
 
-    def __init__(self, message: str, written: List[Tuple[str, Record]], unwritten: Dict[str, Any]):
+    One object per call is written whole or not at all, so nothing of it is journalled.
+    """
+
+    def __init__(self, message: str, unwritten: Dict[str, Any]):
         super().__init__(message)
-        self.written, self.unwritten = written, unwritten
+        self.unwritten = unwritten
 
 
 def append(vol: Volume, records: Sequence[Record]) -> List[Tuple[str, Record]]:
@@ -47,7 +50,7 @@ def append(vol: Volume, records: Sequence[Record]) -> List[Tuple[str, Record]]:
     A record over ``MAX_RECORD_BYTES`` is refused before anything is written.
     Lone surrogates in a record's texts are stored escaped (``\\udcff``), and
     the record returned is the one stored.
-    A storage failure raises ``PartialWrite``, which says what was not
+    A storage failure raises ``WriteFailed``, which says what was not
     written (``ptb.store.writer`` spools that part): all of it, one object.
     """
     if not records:
@@ -76,7 +79,7 @@ def append(vol: Volume, records: Sequence[Record]) -> List[Tuple[str, Record]]:
     except BUGS:
         raise
     except Exception as exc:
-        raise PartialWrite(f"cannot write to {vol.cloudpath}: {exc}", [], {key: obj}) from exc
+        raise WriteFailed(f"cannot write to {vol.cloudpath}: {exc}", {key: obj}) from exc
     return [(env["rid"], record) for env, record in zip(envs, records)]
 
 
@@ -285,7 +288,7 @@ MAX_CACHED = 4096
 def write_env(vol: Volume, env: Any) -> str:
     """Store a code environment once, content-addressed; returns its volume-relative path.
 
-    A storage failure raises ``PartialWrite`` with the environment unwritten.
+    A storage failure raises ``WriteFailed`` with the environment unwritten.
     """
     key = env.filename
     if (vol.cloudpath, key) in _envs_written:
@@ -295,7 +298,7 @@ def write_env(vol: Volume, env: Any) -> str:
     except BUGS:
         raise
     except Exception as exc:
-        raise PartialWrite(f"cannot write {key} to {vol.cloudpath}: {exc}", [], {key: env.contents()}) from exc
+        raise WriteFailed(f"cannot write {key} to {vol.cloudpath}: {exc}", {key: env.contents()}) from exc
     if len(_envs_written) > MAX_CACHED:     # a long-lived process writing to many volumes
         _envs_written.clear()
     _envs_written.add((vol.cloudpath, key))

@@ -34,11 +34,9 @@ def append(vol: Volume, records: Sequence[Record], *, spool_on_failure: bool = T
     """
     try:
         return journal.append(vol, records)
-    except journal.PartialWrite as exc:
-        if not spool_on_failure:
-            raise VolumeUnavailableError(str(exc)) from exc.__cause__
-        spool.spool(vol.cloudpath, exc.unwritten, reason=_reason(exc))
-        return exc.written
+    except journal.WriteFailed as exc:
+        _spool_or_raise(vol, exc, spool_on_failure)
+        return []
 
 
 def publish(vol: Volume, entries: Sequence[Entry]) -> bool:
@@ -61,11 +59,16 @@ def write_env(vol: Volume, env: Any, *, spool_on_failure: bool = True) -> str:
     """
     try:
         return journal.write_env(vol, env)
-    except journal.PartialWrite as exc:
-        if not spool_on_failure:
-            raise VolumeUnavailableError(str(exc)) from exc.__cause__
-        spool.spool(vol.cloudpath, exc.unwritten, reason=_reason(exc))
+    except journal.WriteFailed as exc:
+        _spool_or_raise(vol, exc, spool_on_failure)
         return env.filename
+
+
+def _spool_or_raise(vol: Volume, exc: journal.WriteFailed, spool_on_failure: bool) -> None:
+    """What did not reach the volume goes to the spool (with a ``SpoolWarning``), or the failure is raised."""
+    if not spool_on_failure:
+        raise VolumeUnavailableError(str(exc)) from exc.__cause__
+    spool.spool(vol.cloudpath, exc.unwritten, reason=_reason(exc))
 
 
 def flush(progress: bool = False) -> Tuple[int, int]:
