@@ -10,9 +10,10 @@ import difflib
 from typing import Any, Dict, Tuple
 
 from ..records import RunRecord
+from .envspread import spread
 from .fmt import compact
 from .history import History
-from .show import ENV_TEXTS, envs_of, resolve
+from .show import ENV_TEXTS, resolve
 
 _KEY_ENV_FIELDS = ("file", "name", "commit hash", "branch", "dirty", "image name", "tag", "image ID", "sha256",
                    "packages", "diff", "source")
@@ -60,10 +61,13 @@ def _side(history: History, ident: str) -> Tuple[Dict[str, Any], Dict[str, Any],
     else:
         process = record
         head = {"kind": "process", "id": record.key, "process": record.key}
+        runs = spread(history.runs_of(record.key))    # what its runs ran with, beside its first environment
+        fields["runs.commits"] = ", ".join(f"{g['label']} ({g['runs']})" for g in runs["commits"]) or None
+        fields["runs.package sets"] = runs["package_sets"] or None
     if process is not None:
         fields["description"] = process.description
         _flatten("parameters", process.parameters, fields)
-    return head, fields, _env_groups(envs_of(history, process))
+    return head, fields, _env_groups(history.envs_of(record))
 
 
 def _lines(text: Any) -> str:
@@ -72,6 +76,10 @@ def _lines(text: Any) -> str:
 
 def diff(history: History, ident_a: str, ident_b: str) -> Dict[str, Any]:
     """Two processes (or runs, compared with their processes) side by side.
+
+    A run is compared with the environment it ran with, a process with the
+    one it was first logged with, plus the commits and package sets its runs
+    used (``runs.commits``, ``runs.package sets``).
 
     ``rows`` hold each field with its two values (``None`` when absent on a
     side) and whether they are equal: parameters flattened, environments

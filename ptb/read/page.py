@@ -10,6 +10,8 @@ import json
 from typing import Dict, List, Tuple
 
 from . import fmt, timeline
+from .envspread import spread as envspread
+from .envspread import spread_lines
 from .history import History
 from .lineage import Lineage
 from .runsummary import count, grouped, summarise
@@ -134,7 +136,9 @@ def _table(h: History) -> str:
     for row in rows:
         status = fmt.state_text(row.status, row.duration) if row.kind == "run" else ""
         values = f" ({fmt.params_summary(row.parameters, 160, 80)})" if row.kind == "run" and row.parameters else ""
-        text = row.text + values + (f"\n{row.error}" if row.error else "")
+        code = f" at {row.code}" if row.code else ""          # a run's commit, when its process's runs differ
+        text = row.text + values + code + "".join(f"\n{line}" for line in row.spread or ()) + (
+            f"\n{row.error}" if row.error else "")
         text += f" [{row.origin}]" if row.origin != "ptb" else ""
         cells = [fmt.fmt_time(row.time), row.label, timeline.short_id(row, lengths), status,
                  fmt.who(row), text]
@@ -186,10 +190,12 @@ def _processes(h: History) -> str:
             facts = [f"{k}: {env[k]}" for k in ("CodeEnv type", "name", "commit hash", "branch", "dirty", "image name",
                                                   "tag", "image ID", "sha256") if env.get(k) not in (None, "")]
             envs.append(f"<li><code>{html.escape(path)}</code> — {html.escape('; '.join(map(str, facts)))}</li>")
+        spread = "".join(f"<p>{html.escape(line)}</p>" for line in spread_lines(envspread(h.runs_of(p.key))))
         out.append(f'<article class="process" id="process-{html.escape(p.key)}"><h3>{html.escape(p.description)}'
                    f' <span class="id">{html.escape(p.key)}</span></h3>{_runs(h, p.key)}'
                    f"<pre>{html.escape(json.dumps(p.parameters, indent=2, sort_keys=True, ensure_ascii=False))}</pre>"
-                   f"<ul>{''.join(envs) or '<li>no code environment recorded</li>'}</ul></article>")
+                   f"<p>Code environment, as first logged:</p>"
+                   f"<ul>{''.join(envs) or '<li>no code environment recorded</li>'}</ul>{spread}</article>")
     return "\n".join(out) or "<p>No processes recorded.</p>"
 
 

@@ -11,6 +11,7 @@ import datetime
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import InvalidInputError
+from .envspread import commit_label, spread, spread_lines
 from .fmt import (
     NEVER_FINISHED,
     TYPES,
@@ -52,6 +53,8 @@ class Row:
     parameters: Optional[Dict[str, Any]] = None
     code_envfiles: Optional[List[str]] = None
     entry: Optional[Dict[str, Any]] = None
+    code: Optional[str] = None              # a run's commit, when its process's runs span several
+    spread: Optional[List[str]] = None      # a process's: how its runs' code varied (commits, packages, images)
 
     @property
     def label(self) -> str:
@@ -88,13 +91,20 @@ def timeline(history: History) -> List[Row]:
     in the order they were written: they predate what ptb recorded.
     """
     rows: List[Row] = []
+    runs_of: Dict[str, List[Any]] = {}
+    for r in history.runs:
+        runs_of.setdefault(r.process, []).append(r)
+    spreads = {key: spread(runs) for key, runs in runs_of.items()}
     for p in history.processes:
         rows.append(Row("process", p.key, p.timestamp, p.description, origin=origin_of(p),
-                        parameters=p.parameters, code_envfiles=list(p.code_envfiles)))
+                        parameters=p.parameters, code_envfiles=list(p.code_envfiles),
+                        spread=spread_lines(spreads.get(p.key) or {}) or None))
     for r in history.runs:
+        varied = len(spreads[r.process]["commits"]) > 1
         rows.append(Row("run", r.id, r.started, r.description, status=r.status, duration=run_duration(r),
                         user=r.user, host=r.host, pid=r.pid, parent=r.parent, process=r.process,
-                        error=error_text(r.error), parameters=r.parameters))
+                        error=error_text(r.error), parameters=r.parameters,
+                        code=commit_label(r.envs) if varied else None))
     for n in history.notes:
         rows.append(Row("note", n.id, n.timestamp, n.content, origin=origin_of(n), note_type=n.note_type.name,
                         run=n.run))
@@ -177,10 +187,13 @@ def render_row(row: Row, lengths: Tuple[int, int], style: Style = _plain) -> str
     rlen, width = lengths[1], max(lengths)
     if row.kind == "process":
         text = row.text + (f" ({params_summary(row.parameters or {})})" if row.parameters else "")
+        text += "".join(f"\n{line}" for line in row.spread or ())
     elif row.kind == "run":
         text = f"{style(state_text(row.status, row.duration), row.status or '')}, {who(row) or 'unknown'}: {row.text}"
         if row.parameters:         # this run's own values (the chunk), whole enough to re-run it
             text += f" ({params_summary(row.parameters, 160, 80)})"
+        if row.code:
+            text += f" at {row.code}"
         if row.parent:
             text += f" (inside run {row.parent[:rlen]})"
         if row.error:
