@@ -57,15 +57,20 @@ def ptb_cli(*args: str) -> str:
     return done.stdout
 
 
+def committed_step(repo: Path, tmp_path: Path, make_volume) -> tuple:
+    """A new volume, and the repository with the decorated step committed; returns (cloudpath, commit)."""
+    path = f"file://{tmp_path / 'layer'}"
+    make_volume(path)
+    (repo / "make_layer.py").write_text(STEP.format(op="+"))
+    git(repo, "add", "make_layer.py")
+    git(repo, "commit", "-q", "-m", "the step")
+    return path, git(repo, "rev-parse", "HEAD")
+
+
 @pytest.fixture
 def two_commits(git_repo, tmp_path, make_volume):
     """One process, run A at commit A with ptbfakepkg 1.0; run B at commit B, a diff on top, ptbfakepkg 2.0."""
-    path = f"file://{tmp_path / 'layer'}"
-    make_volume(path)
-    (git_repo / "make_layer.py").write_text(STEP.format(op="+"))
-    git(git_repo, "add", "make_layer.py")
-    git(git_repo, "commit", "-q", "-m", "the step")
-    commit_a = git(git_repo, "rev-parse", "HEAD")
+    path, commit_a = committed_step(git_repo, tmp_path, make_volume)
     run_step(git_repo, path, fake_package(tmp_path / "site-1", "1.0"))
     (git_repo / "make_layer.py").write_text(STEP.format(op="-"))
     git(git_repo, "commit", "-q", "-am", "fix the off-by-one")
@@ -194,12 +199,7 @@ def _pool_task(repo: str, cloudpath: str) -> int:
 
 
 def test_a_pool_worker_records_the_commit_each_task_ran_at(git_repo, tmp_path, make_volume):
-    path = f"file://{tmp_path / 'layer'}"
-    make_volume(path)
-    (git_repo / "make_layer.py").write_text(STEP.format(op="+"))
-    git(git_repo, "add", "make_layer.py")
-    git(git_repo, "commit", "-q", "-m", "the step")
-    commit_a = git(git_repo, "rev-parse", "HEAD")
+    path, commit_a = committed_step(git_repo, tmp_path, make_volume)
     with multiprocessing.get_context("spawn").Pool(1) as pool:       # one long-lived worker for both tasks
         pid_a = pool.apply(_pool_task, (str(git_repo), path))
         (git_repo / "notes.txt").write_text("deployed a fix\n")        # the checkout moves on under the worker
