@@ -219,6 +219,10 @@ def readme(plan: Plan, outcome: Outcome, *, version: str, rerun_hint: Optional[s
                        + "; ".join(f"{visible(dotted(p), 80)}: {visible(why, 120)}" for p, why in plan.supply))
     if plan.call.problem:
         missing.append(visible(plan.call.problem))
+    elif not plan.volume_at and {"rerun.py", "rerun.sh"} & set(outcome.files):
+        missing.append(f"a new output: the recorded {'command' if plan.call.kind == 'command' else 'parameters'} do "
+                       f"not name the run's volume, so the rerun script cannot point its output elsewhere (it "
+                       f"refuses to run without --overwrite-original)")
     missing += [f"environment file {visible(f)} is missing on the volume" for f in plan.missing_envs]
     out += ["", "Not restored"] + ([textwrap.fill(m, 100, initial_indent="  - ", subsequent_indent="    ",
                                                   break_on_hyphens=False, break_long_words=False) for m in missing]
@@ -238,7 +242,9 @@ def _source_line(plan: Plan, outcome: Outcome) -> str:
                  f"{', '.join(visible(f, 120) for f in outcome.applied[:20])}")
     if outcome.not_applied:
         text += f"; changes NOT applied to: {', '.join(visible(f, 120) for f in outcome.not_applied)}"
-    if outcome.verified:
+    if outcome.verified and not plan.diff:
+        text += "; no uncommitted changes, as when the run was recorded"
+    elif outcome.verified:
         text += "; `git diff HEAD` there equals the recorded diff"
     elif outcome.verified is False:
         text += "; `git diff HEAD` there differs from the recorded diff"
@@ -249,7 +255,9 @@ def _source_line(plan: Plan, outcome: Outcome) -> str:
 
 def rerun_hint(plan: Plan, files: Sequence[str], run_arg: str) -> str:
     """The commands that run it again, for README.txt and the command's output."""
-    lines = ["python -m venv env && . env/bin/activate && pip install -r requirements.txt"]
+    version = python_version(plan) or ""
+    python = "python" + ".".join(version.split(".")[:2]) if re.match(r"\d+\.\d+", version) else "python3"
+    lines = [f"{python} -m venv env && . env/bin/activate && pip install -r requirements.txt"]
     if "source" in files:
         lines.append(f"ptb reproduce {shlex.quote(plan.volume)} {run_arg} --check --source source"
                      "    # the same code?")
