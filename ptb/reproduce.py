@@ -267,7 +267,7 @@ def command(volume: str, ident: str, *, into: Optional[str], repo: Optional[str]
         view = check(volume, ident, checkout or ".")
         if as_json:
             return json.dumps(view, indent=2, ensure_ascii=False, default=str), 0 if view["same"] else 1
-        verdict = (f"the same code as run {view['a']['id']}" if view["same"] else
+        verdict = (f"the same code as run {view['a']['id']} ({view['code']})" if view["same"] else
                    f"not the code of run {view['a']['id']}: what differs is marked *")
         return f"{render_diff(view)}\n{verdict}", 0 if view["same"] else 1
     p, outcome, target = restore(volume, ident, into, repo=repo, inexact=inexact)

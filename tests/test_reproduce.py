@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,7 @@ def test_reproduce_restores_the_code_packages_and_call_and_check_says_whether_it
     rerun = [sys.executable, str(into / "rerun.py")]
     refused = subprocess.run(rerun, env=env(), capture_output=True, text=True)
     assert refused.returncode == 2 and "token: a secret, redacted when recorded" in refused.stderr
+    assert "give --volume NEW_CLOUDPATH" in refused.stderr          # every reason at once
     refused = subprocess.run([*rerun, "--set", "token=x"], env=env(), capture_output=True, text=True)
     assert refused.returncode == 2 and "--volume" in refused.stderr
     refused = subprocess.run([*rerun, "--set", "token=x", "--volume", recorded["dst"] + "/"], env=env(),
@@ -138,7 +140,9 @@ def test_reproduce_restores_the_code_packages_and_call_and_check_says_whether_it
     # --check: the restored state is the run's code; the new HEAD is not
     same = ptb_cli("reproduce", recorded["dst"], recorded["run"], "--check", cwd=source)
     assert same.returncode == 0, same.stdout + same.stderr
-    assert same.stdout.rstrip().endswith(f"the same code as run {recorded['run']}")
+    assert re.search(rf"the same code as run {recorded['run']} \(commit {recorded['commit'][:12]} with its "
+                     rf"uncommitted diff, \d+ packages, Python {re.escape(sys.version.split()[0])}\)\Z",
+                     same.stdout.rstrip()), same.stdout
     differ = ptb_cli("reproduce", recorded["dst"], recorded["run"], "--check", "--source", str(recorded["repo"]))
     assert differ.returncode == 1, differ.stderr
     rows = {line.split()[1]: line for line in differ.stdout.splitlines() if line.startswith("* ")}

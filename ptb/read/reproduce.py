@@ -368,7 +368,11 @@ def check(plan_: Plan, checkout: Dict[str, Any], where: str) -> Dict[str, Any]:
                                 f"nothing to compare a checkout with")
     rows: List[Dict[str, Any]] = []
     texts: List[Dict[str, Any]] = []
-    env_rows(f"env.{GIT}", comparable(plan_.git), comparable(checkout), rows, texts)
+    ours = comparable(plan_.git)
+    env_rows(f"env.{GIT}", ours, comparable(checkout), rows, texts)
+    commit = str(ours["commit hash"] or "no commit")[:12]
+    code = (f"commit {commit}{' with its uncommitted diff' if ours['diff'] else ''}, "
+            f"{len(ours['packages'])} packages, Python {ours['python']}")
     return {"volume": plan_.volume, "a": {"kind": "run", "id": plan_.run.id},
             "b": {"kind": "checkout", "id": where}, "rows": rows, "texts": texts,
-            "same": all(r["same"] for r in rows)}
+            "same": all(r["same"] for r in rows), "code": code}

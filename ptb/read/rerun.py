@@ -224,6 +224,8 @@ def readme(plan: Plan, outcome: Outcome, *, version: str, rerun_hint: Optional[s
                        f"not name the run's volume, so the rerun script cannot point its output elsewhere (it "
                        f"refuses to run without --overwrite-original)")
     missing += [f"environment file {visible(f)} is missing on the volume" for f in plan.missing_envs]
+    if plan.run.envs_inherited:
+        missing.append("the run's own environment: an older ptb recorded only its process's first one, used here")
     out += ["", "Not restored"] + ([textwrap.fill(m, 100, initial_indent="  - ", subsequent_indent="    ",
                                                   break_on_hyphens=False, break_long_words=False) for m in missing]
                                    or ["  nothing: everything recorded was restored"])

@@ -247,10 +247,16 @@ def main(argv: Any = None) -> int:
     try:
         given = supplied_values(args, params)
         missing = [(dotted(p), why) for p, why in RECORD["supply"] if dotted(p) not in given]
+        reasons = []
         if missing:
-            raise Refused("these values were not recorded as they were, and must be supplied (--set NAME=VALUE "
-                          "or --values FILE):\n" + "\n".join(f"  {name}: {why}" for name, why in missing))
-        point_output(args, params)
+            reasons.append("these values were not recorded as they were, and must be supplied (--set NAME=VALUE "
+                           "or --values FILE):\n" + "\n".join(f"  {name}: {why}" for name, why in missing))
+        try:
+            point_output(args, params)
+        except Refused as exc:
+            reasons.append(str(exc))
+        if reasons:
+            raise Refused("\n".join(reasons))
         what = RECORD["qualname"] if RECORD["kind"] == "function" else RECORD["cell"]
         if args.dry_run:
             print(f"would run {what} with {shown(params, given)}")
