@@ -23,15 +23,15 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import InvalidInputError, NotReproducibleError
 from .read import rerun as texts
+from .read.fmt import visible
 from .read.history import History, history
-from .read.reproduce import REDACTED, Plan, comparable, plan
+from .read.reproduce import REDACTED, Plan, comparable, plan, truncated
 
 __all__ = ["restore", "check", "command"]
 
 _SAFE_PROTOCOLS = "https:http:ssh:git"          # what a URL read from a volume may use
 _SCP_LIKE = re.compile(r"[\w.-]+@[\w.-]+:(?!//)")
 _DIFF_SECTION = re.compile(r"^diff --git ", re.M)
-_TRUNCATED = re.compile(r"\n\.\.\. \[diff truncated: \d+ bytes\]\Z")
 
 
 def _history(volume: Any) -> History:
@@ -61,12 +61,12 @@ def _source_problems(p: Plan, repo: Optional[str]) -> List[str]:
     if git is None or git.get("git") == "no repository":
         return ["no git repository was recorded with the run"]
     if p.commit is None:
-        return [f"the run's repository had no commit recorded (git: {texts.visible(git.get('git'))})"]
+        return [f"the run's repository had no commit recorded (git: {visible(git.get('git'))})"]
     if repo is None and p.remote is None:
-        return [f"the run's repository had no remote (it was at {texts.visible(git.get('path'))}): pass --repo "
+        return [f"the run's repository had no remote (it was at {visible(git.get('path'))}): pass --repo "
                 f"PATH_OR_URL to clone it from"]
     if repo is None and _is_local(p.remote or ""):
-        return [f"the recorded remote {texts.visible(p.remote)} is a local path, which ptb does not follow from a "
+        return [f"the recorded remote {visible(p.remote)} is a local path, which ptb does not follow from a "
                 f"volume on its own: pass --repo with it (or another clone)"]
     return []
 
@@ -79,22 +79,22 @@ def _clone(p: Plan, repo: Optional[str], into: str) -> str:
         url = os.path.abspath(repo)
     done = _git(os.path.dirname(into), "clone", "--quiet", "--no-checkout", "--", url, into, protocols=protocols)
     if done.returncode != 0:
-        raise NotReproducibleError(f"cannot clone {texts.visible(url)}: {texts.visible(done.stderr.strip(), 500)}")
+        raise NotReproducibleError(f"cannot clone {visible(url)}: {visible(done.stderr.strip(), 500)}")
     commit = p.commit or ""
     if _git(into, "checkout", "--quiet", "--detach", commit).returncode != 0:
         _git(into, "fetch", "--quiet", "origin", commit, protocols=protocols)
         done = _git(into, "checkout", "--quiet", "--detach", commit)
         if done.returncode != 0:
-            raise NotReproducibleError(f"commit {commit} is not in {texts.visible(url)} (was it pushed? --repo can "
+            raise NotReproducibleError(f"commit {commit} is not in {visible(url)} (was it pushed? --repo can "
                                        f"name a clone that has it)")
     return url
 
 
 def _sections(diff: str) -> List[str]:
     """A diff as one patch per file (a cut diff loses its last, incomplete, file)."""
-    cut = _TRUNCATED.search(diff)
+    cut = truncated(diff)
     if cut:
-        diff = diff[: cut.start()] + "\n"
+        diff = diff[: diff.rindex("\n... [")] + "\n"
     starts = [m.start() for m in _DIFF_SECTION.finditer(diff)]
     sections = [diff[a:b] for a, b in zip(starts, starts[1:] + [len(diff)])]
     return sections[:-1] if cut and sections else sections
@@ -103,14 +103,14 @@ def _sections(diff: str) -> List[str]:
 def _apply(p: Plan, source: str, patch: str, outcome: texts.Outcome, inexact: bool) -> None:
     """Apply the recorded diff (``patch`` is its file); with ``inexact``, file by file, as far as it goes."""
     files = p.diff_files()
-    if not _TRUNCATED.search(p.diff or ""):
+    if not truncated(p.diff or ""):
         done = _git(source, "apply", "--index", "--whitespace=nowarn", patch)
         if done.returncode == 0:
             outcome.applied = files
             return
         if not inexact:
             raise NotReproducibleError(f"the recorded diff does not apply to commit {p.commit}: "
-                                       f"{texts.visible(done.stderr.strip(), 500)}")
+                                       f"{visible(done.stderr.strip(), 500)}")
     for section in _sections(p.diff or ""):
         name = section.split("\n", 1)[0].rsplit(" b/", 1)[-1]
         one = patch + ".part"
@@ -121,7 +121,7 @@ def _apply(p: Plan, source: str, patch: str, outcome: texts.Outcome, inexact: bo
         (outcome.applied if ok else outcome.not_applied).append(name)
     outcome.not_applied += [f for f in files if f not in outcome.applied and f not in outcome.not_applied]
     if outcome.not_applied:
-        named = ", ".join(map(texts.visible, outcome.not_applied))
+        named = ", ".join(map(visible, outcome.not_applied))
         outcome.problems.append(f"the run's uncommitted changes to {named} (they do not apply, or were not recorded "
                                 f"whole)")
 
@@ -136,7 +136,7 @@ def _verify(p: Plan, source: str, outcome: texts.Outcome) -> None:
                     None)
     text = (recorded or {}).get("source")
     if p.call.kind == "function" and p.call.file and isinstance(text, str) and REDACTED not in text \
-            and "truncated:" not in text[-80:]:
+            and not truncated(text):
         try:
             with open(os.path.join(source, p.call.file), encoding="utf-8", errors="replace") as handle:
                 outcome.source_matches = text in handle.read()

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 import ptb
+from ptb.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "hunter2-SECRET-value"
@@ -28,6 +30,7 @@ LAYER = '''import numpy as np
 from cloudvolume import CloudVolume
 
 import ptb
+from ptb.cli import main
 import settings
 
 
@@ -51,7 +54,14 @@ def env(*paths: Path) -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, [ROOT, *paths]))}
 
 
-def ptb_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def ptb_cli(*args: str) -> subprocess.CompletedProcess:
+    """The command line, in this process (``ptb reproduce`` itself runs git in subprocesses)."""
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
+def ptb_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The command line in a fresh Python, whose packages are those the recorded run saw."""
     return subprocess.run([sys.executable, "-m", "ptb", *args], env=env(), cwd=cwd, capture_output=True, text=True)
 
 
@@ -88,6 +98,8 @@ def recorded(git_repo: Path, tmp_path: Path, make_volume):
     git(git_repo, "commit", "-q", "-am", "a brighter layer")
     git(git_repo, "push", "-q", str(remote), "main")
     (run,) = ptb.history(dst).runs
+    (source,) = [e for e in run.envs.values() if e["CodeEnv type"] == "Source"]
+    assert (source["module"], source["qualname"]) == ("layer", "brighten")     # not only "layer.brighten" joined
     return {"repo": git_repo, "remote": remote, "commit": commit, "src": src, "dst": dst, "run": run.id}
 
 
@@ -138,7 +150,7 @@ def test_reproduce_restores_the_code_packages_and_call_and_check_says_whether_it
     assert rerun_run.description == "brighten a layer" and rerun_run.parameters == {"offset": [32, 0, 0]}
 
     # --check: the restored state is the run's code; the new HEAD is not
-    same = ptb_cli("reproduce", recorded["dst"], recorded["run"], "--check", cwd=source)
+    same = ptb_process("reproduce", recorded["dst"], recorded["run"], "--check", cwd=source)
     assert same.returncode == 0, same.stdout + same.stderr
     assert re.search(rf"the same code as run {recorded['run']} \(commit {recorded['commit'][:12]} with its "
                      rf"uncommitted diff, \d+ packages, Python {re.escape(sys.version.split()[0])}\)\Z",

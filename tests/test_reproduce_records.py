@@ -14,15 +14,16 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
+from click.testing import CliRunner
 
 from ptb.capture.codeenv import CodeEnv
 from ptb.capture.git import PythonGithubEnv
+from ptb.cli import main
 from ptb.read.reproduce import _split, to_supply, volume_paths
 from ptb.records import ProcessRecord, RunRecord, new_id, utcnow
 from ptb.store import writer
 from ptb.store.volume import Volume
 
-ROOT = Path(__file__).resolve().parent.parent
 ECHO = "import json, sys; print(json.dumps(sys.argv[1:]))"
 HOSTILE = "it's $(echo pwned) `echo x` \"q\" \\ ; rm -rf /nothing"
 
@@ -56,8 +57,8 @@ def git(repo: Path, *args: str) -> str:
 
 
 def ptb_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "ptb", *args], env=env, capture_output=True, text=True)
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
 
 
 @pytest.fixture
@@ -78,10 +79,17 @@ def test_a_ptb_run_step_gets_a_rerun_sh_that_quotes_its_argv_and_asks_for_redact
     argv = [sys.executable, "-c", ECHO, f"--dst={volume}", "--password", "<redacted>", HOSTILE, volume]
     command = {"CodeEnv type": "Command", "argv0": "python", "executable": sys.executable,
                "distribution": "ptbfaketool", "version": "1.2"}
-    run = journal_run(volume, "echo the arguments", {"command": argv}, [snapshot(pushed["repo"]), command])
+    digest = "sha256:" + "a" * 64
+    docker = {"CodeEnv type": "Docker", "image name": "ghcr.io/lab/tool", "tag": "1.2", "image ID": digest}
+    run = journal_run(volume, "echo the arguments", {"command": argv}, [snapshot(pushed["repo"]), command, docker])
     into = tmp_path / "again"
-    done = ptb_cli("reproduce", volume, run, "--into", str(into), "--repo", pushed["remote"])
+    done = ptb_cli("reproduce", volume, run, "--into", str(into), "--repo", pushed["remote"], "--json")
     assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["kind"] == "command" and summary["supply"] == {"command.5": "a secret, redacted when recorded"}
+    assert summary["volume_at"] == ["command.3", "command.7"] and summary["into"] == str(into)
+    dockerfile = (into / "Dockerfile").read_text().splitlines()
+    assert f"FROM ghcr.io/lab/tool@{digest}" in dockerfile and "COPY rerun.sh /reproduce/rerun.sh" in dockerfile
     script = into / "rerun.sh"
     assert os.access(script, os.X_OK) and not (into / "rerun.py").exists()
     assert "ptbfaketool==1.2" in (into / "requirements.txt").read_text().splitlines()
@@ -109,7 +117,8 @@ def test_a_cell_without_a_repository_is_restored_only_inexactly_and_its_rerun_as
     cell = "import json\nprint(json.dumps([vol, threshold * 2, api_token]))\n"
     source = {"CodeEnv type": "Source", "name": "cell", "file": "<ipython-input-3>", "source": cell, "sha256": "0"}
     params = {"vol": volume, "threshold": 21, "api_token": "<redacted>"}
-    run = journal_run(volume, "a notebook cell", params, [source])
+    hostile = {"CodeEnv type": "Docker", "image name": "lab/img\nRUN touch /pwned", "tag": None, "image ID": None}
+    run = journal_run(volume, "a notebook cell", params, [source, hostile])
     into = tmp_path / "again"
     done = ptb_cli("reproduce", volume, run, "--into", str(into))
     assert done.returncode == 1 and "no git repository was recorded" in done.stderr and "--inexact" in done.stderr
@@ -118,7 +127,9 @@ def test_a_cell_without_a_repository_is_restored_only_inexactly_and_its_rerun_as
     assert done.returncode == 0, done.stderr
     assert (into / "cell.py").read_text() == cell and not (into / "source").exists()
     assert not (into / "requirements.txt").exists()
-    assert "no git repository was recorded" in (into / "README.txt").read_text()
+    readme = (into / "README.txt").read_text()
+    assert "no git repository was recorded" in readme and "the Docker image (its recorded name" in readme
+    assert not (into / "Dockerfile").exists()
     rerun = [sys.executable, str(into / "rerun.py")]
     refused = subprocess.run([*rerun, "--volume", "file:///new"], capture_output=True, text=True)
     assert refused.returncode == 2 and "api_token: a secret" in refused.stderr

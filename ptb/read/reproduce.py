@@ -17,15 +17,16 @@ import posixpath
 import re
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from ..capture.params import CYCLE, REDACTED, TOO_DEEP
 from ..errors import InvalidInputError
 from ..records import ProcessRecord
 from ..store.volume import Volume, as_cloudpath
+from .fmt import visible
 from .history import History, RecordedRun
 from .show import resolve
 
 GIT, DOCKER, SOURCE, COMMAND = "PythonGithub", "Docker", "Source", "Command"
-REDACTED = "<redacted>"          # ptb.capture.redact.REDACTED, as it appears in records
-_MARKERS = ("<cycle>", "<too deep>")
+_MARKERS = (CYCLE, TOO_DEEP)
 _SUMMARY_KEYS = frozenset({"type", "summary", "sha256", "repr", "shape", "dtype", "length"})
 _TRUNCATED = re.compile(r"\n\.\.\. \[(?:diff|source) truncated: (\d+) bytes\]\Z")
 _BINARY = re.compile(r"^Binary files (?:a/)?(.+?) and (?:b/)?(.+?) differ$", re.M)
@@ -113,20 +114,31 @@ class Plan:
         if self.git is None:
             return []
         if diff is None:
-            return [f"the uncommitted changes are unknown (git was {self.git.get('git')!r} when the run was recorded)"]
+            return [f"the uncommitted changes are unknown (git was {visible(self.git.get('git'), 40)} when the run "
+                    f"was recorded)"]
         out = []
         cut = _TRUNCATED.search(diff)
         if cut:
+            last = visible(self.diff_files()[-1], 200) if self.diff_files() else "the last file"
             out.append(f"the recorded diff was cut at the size bound ({cut.group(1)} bytes missing): the changes "
-                       f"to {self.diff_files()[-1] if self.diff_files() else 'the last file'} and after are unknown")
+                       f"to {last} and after are unknown")
         scrubbed = secret_files(diff)
         if scrubbed:
-            out.append(f"the recorded diff was scrubbed of secrets: {', '.join(scrubbed)} hold {REDACTED} where "
+            out.append(f"the recorded diff was scrubbed of secrets: {_names(scrubbed)} hold {REDACTED} where "
                        f"a secret was")
         binary = [m.group(2) for m in _BINARY.finditer(diff)]
         if binary:
-            out.append(f"the recorded diff does not hold the binary changes to {', '.join(binary)}")
+            out.append(f"the recorded diff does not hold the binary changes to {_names(binary)}")
         return out
+
+
+def truncated(text: str) -> bool:
+    """Whether a recorded diff or source was cut at its size bound (``ptb.capture.codeenv.bounded_text``)."""
+    return _TRUNCATED.search(text) is not None
+
+
+def _names(names: List[str]) -> str:
+    return ", ".join(visible(n, 200) for n in names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
 
 
 def secret_files(diff: str) -> List[str]:

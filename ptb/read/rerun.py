@@ -17,22 +17,15 @@ import textwrap
 from importlib import resources
 from typing import Any, Dict, List, Optional, Sequence
 
-from .fmt import fmt_time
+from .fmt import fmt_time, visible
 from .reproduce import Plan, argv_volume, dotted
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _REQUIREMENT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,200}[A-Za-z0-9])?\Z")
 _VERSION = re.compile(r"[A-Za-z0-9.+!_-]{1,100}\Z")
 _IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:-]{0,250}\Z")
 _TAG = re.compile(r"[\w][\w.-]{0,127}\Z")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}\Z")
 _PLACEHOLDER = "RECORD: Dict[str, Any] = {}     # filled in by ptb reproduce"
-
-
-def visible(text: Any, limit: int = 300) -> str:
-    """One line of text from a volume, its control characters escaped (``\\n``, ``\\x1b``), bounded."""
-    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclasses.dataclass
@@ -208,7 +201,7 @@ def readme(plan: Plan, outcome: Outcome, *, version: str, rerun_hint: Optional[s
         label = f"  {name + '/' * (name == 'source'):<18} "
         out.append(textwrap.fill(described.get(name) or "", 100, initial_indent=label, subsequent_indent=" " * 21,
                                  break_on_hyphens=False, break_long_words=False))
-    missing = list(outcome.problems)
+    missing = [visible(p, 2000) for p in outcome.problems]
     if plan.untracked:
         omitted = git.get("untracked omitted")
         more = f" and {omitted} more" if isinstance(omitted, int) and omitted else ""
