@@ -158,7 +158,7 @@ def _build(p: Plan, build: str, repo: Optional[str], inexact: bool, run_arg: str
     blocking = _source_problems(p, repo)        # no checkout at all
     problems = blocking or p.diff_problems()    # else: not exactly the run's work tree
     if problems and not inexact:
-        raise NotReproducibleError(f"run {p.run.id} of {p.volume} cannot be restored as recorded: "
+        raise NotReproducibleError(f"run {p.run_id} of {p.volume} cannot be restored as recorded: "
                                    + "; ".join(problems) + ". --inexact restores what can be, and README.txt lists "
                                                            "the rest")
     outcome.problems += problems

@@ -155,7 +155,8 @@ def test_reproduce_restores_the_code_packages_and_call_and_check_says_whether_it
     assert re.search(rf"the same code as run {recorded['run']} \(commit {recorded['commit'][:12]} with its "
                      rf"uncommitted diff, \d+ packages, Python {re.escape(sys.version.split()[0])}\)\Z",
                      same.stdout.rstrip()), same.stdout
-    differ = ptb_cli("reproduce", recorded["dst"], recorded["run"], "--check", "--source", str(recorded["repo"]))
+    differ = ptb_process("reproduce", recorded["dst"], recorded["run"], "--check", "--source", str(recorded["repo"]),
+                         cwd=tmp_path)
     assert differ.returncode == 1, differ.stderr
     rows = {line.split()[1]: line for line in differ.stdout.splitlines() if line.startswith("* ")}
     assert set(rows) == {"env.PythonGithub.commit", "env.PythonGithub.diff"}, differ.stdout

@@ -73,6 +73,11 @@ class Plan:
     missing_envs: Tuple[str, ...]
 
     @property
+    def run_id(self) -> str:
+        """The run's id as text to show (ptb's ids are hex; one read from a volume may be anything)."""
+        return visible(self.run.id, 100)
+
+    @property
     def commit(self) -> Optional[str]:
         value = (self.git or {}).get("commit hash")
         return value if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{7,64}", value) else None
@@ -376,7 +381,7 @@ def check(plan_: Plan, checkout: Dict[str, Any], where: str) -> Dict[str, Any]:
     from .diff import env_rows
 
     if plan_.git is None:
-        raise InvalidInputError(f"run {plan_.run.id} of {plan_.volume} recorded no git environment: there is "
+        raise InvalidInputError(f"run {plan_.run_id} of {plan_.volume} recorded no git environment: there is "
                                 f"nothing to compare a checkout with")
     rows: List[Dict[str, Any]] = []
     texts: List[Dict[str, Any]] = []
@@ -385,6 +390,6 @@ def check(plan_: Plan, checkout: Dict[str, Any], where: str) -> Dict[str, Any]:
     commit = str(ours["commit hash"] or "no commit")[:12]
     code = (f"commit {commit}{' with its uncommitted diff' if ours['diff'] else ''}, "
             f"{len(ours['packages'])} packages, Python {ours['python']}")
-    return {"volume": plan_.volume, "a": {"kind": "run", "id": plan_.run.id},
+    return {"volume": plan_.volume, "a": {"kind": "run", "id": plan_.run_id},
             "b": {"kind": "checkout", "id": where}, "rows": rows, "texts": texts,
             "same": all(r["same"] for r in rows), "code": code}

@@ -47,7 +47,7 @@ def python_version(plan: Plan) -> Optional[str]:
 
 def requirements(plan: Plan) -> str:
     """The recorded packages pinned (``name==version``), the Python version said at the top."""
-    out = [f"# The packages of run {plan.run.id}, as recorded (pip install -r requirements.txt)",
+    out = [f"# The packages of run {plan.run_id}, as recorded (pip install -r requirements.txt)",
            f"# Python {visible(plan.python, 200) if plan.python else '(not recorded)'}"]
     pins = dict(plan.packages)
     command = plan.command_env or {}
@@ -67,7 +67,7 @@ def dockerfile(plan: Plan, copied: Sequence[str]) -> Optional[str]:
     name, tag, image_id = docker.get("image name"), docker.get("tag"), docker.get("image ID")
     if not isinstance(name, str) or not _IMAGE.match(name):
         return None
-    out = [f"# The image run {plan.run.id} ran in, as recorded by ptb ({visible(name, 100)}"
+    out = [f"# The image run {plan.run_id} ran in, as recorded by ptb ({visible(name, 100)}"
            f"{':' + visible(tag, 60) if isinstance(tag, str) else ''})."]
     if isinstance(image_id, str) and _DIGEST.match(image_id):
         out.append("# A digest recorded as the image ID may be the local ID rather than the registry digest;")
@@ -76,7 +76,8 @@ def dockerfile(plan: Plan, copied: Sequence[str]) -> Optional[str]:
     else:
         out.append("# Its digest was not recorded: the tag may name another image by now.")
         out.append(f"FROM {name}:{tag if isinstance(tag, str) and _TAG.match(tag) else 'latest'}")
-    out += ["WORKDIR /reproduce"] + [f"COPY {f}{'/' if f == 'source' else ''} /reproduce/{f}"
+    out += ["WORKDIR /reproduce", "# The image holds the run's packages; if it does not:",
+            "#   RUN pip install -r requirements.txt"] + [f"COPY {f}{'/' if f == 'source' else ''} /reproduce/{f}"
                                      f"{'/' if f == 'source' else ''}" for f in copied]
     return "\n".join(out) + "\n"
 
@@ -113,7 +114,7 @@ def rerun_sh(plan: Plan) -> str:
         else:
             words.append(shlex.quote(item))
     out = ["#!/bin/sh",
-           f"# Re-run of run {plan.run.id} of {visible(plan.volume)}, written by `ptb reproduce`: the recorded",
+           f"# Re-run of run {plan.run_id} of {visible(plan.volume)}, written by `ptb reproduce`: the recorded",
            "# command, run from source/ when it was restored.",
            "#   sh rerun.sh --volume NEW_CLOUDPATH [--set N=VALUE ...] [--overwrite-original]",
            "# --volume replaces the run's volume where the command names it; without it the script refuses",
@@ -182,7 +183,7 @@ def readme(plan: Plan, outcome: Outcome, *, version: str, rerun_hint: Optional[s
     """README.txt: what was restored, what could not be, and how to run it again."""
     run, git = plan.run, plan.git or {}
     who = " on ".join(visible(x, 80) for x in (run.user, run.host) if x)
-    out = [f"ptb reproduce: run {run.id} of {visible(plan.volume)}",
+    out = [f"ptb reproduce: run {plan.run_id} of {visible(plan.volume)}",
            f"  description: {visible(run.description)}",
            f"  status:      {run.status}, started {fmt_time(run.started)}" + (f" by {who}" if who else ""),
            f"  written:     {fmt_time(datetime.datetime.now(datetime.timezone.utc))} by ptb {version}", "",
@@ -254,7 +255,7 @@ def rerun_hint(plan: Plan, files: Sequence[str], run_arg: str) -> str:
     python = "python" + ".".join(version.split(".")[:2]) if re.match(r"\d+\.\d+", version) else "python3"
     lines = [f"{python} -m venv env && . env/bin/activate && pip install -r requirements.txt"]
     if "source" in files:
-        lines.append(f"ptb reproduce {shlex.quote(plan.volume)} {run_arg} --check --source source"
+        lines.append(f"ptb reproduce {shlex.quote(plan.volume)} {shlex.quote(run_arg)} --check --source source"
                      "    # the same code?")
     sets = " ".join(f"--set {shlex.quote(dotted(p))}=VALUE" for p, _ in plan.supply)
     out = " --volume NEW_CLOUDPATH" if plan.volume_at else " --overwrite-original"
