@@ -292,6 +292,31 @@ def flush(no_progress: bool, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("path", type=VOLUME)
+@click.argument("ident", metavar="RUN_ID")
+@click.option("--into", metavar="DIR", help="Restore the run into DIR (new or empty): source/, requirements.txt, "
+                                             "parameters.json, a script that calls it again, README.txt.")
+@click.option("--repo", metavar="PATH_OR_URL", help="Clone this, not the recorded remote (a local clone, a mirror).")
+@click.option("--inexact", is_flag=True, help="Restore what can be when something cannot be restored as recorded; "
+                                              "README.txt lists the rest.")
+@click.option("--check", "check_", is_flag=True, help="Compare the checkout (--source) and this Python with the "
+                                                      "run's code (commit, diff, packages, Python); exit 1 if not.")
+@click.option("--source", "checkout", default=".", metavar="PATH", help="With --check: the checkout (default: here).")
+@_json_option
+def reproduce(path: str, ident: str, into: Optional[str], repo: Optional[str], inexact: bool, check_: bool,
+              checkout: str, as_json: bool) -> None:
+    """Turn a run back into its code, packages and call (--into DIR), or check a checkout against it (--check)."""
+    from .reproduce import command
+
+    if (into is None) != check_:
+        raise click.UsageError("give one of --into DIR and --check")
+    text, status = _quietly(command, path, ident, into=into, repo=repo, inexact=inexact,
+                            checkout=checkout if check_ else None, as_json=as_json)
+    click.echo(text)
+    sys.exit(status)
+
+
+@main.command()
 @click.argument("path", required=False)
 @click.pass_context
 def demo(ctx: click.Context, path: Optional[str]) -> None:

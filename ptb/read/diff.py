@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 from ..records import RunRecord
 from .envspread import spread
@@ -27,7 +27,7 @@ def _flatten(prefix: str, value: Any, out: Dict[str, Any]) -> None:
         out[prefix] = value
 
 
-def _env_groups(envs: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+def env_groups(envs: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
     """A process's environments by ``env.<type>[#n]``, each as comparable fields."""
     groups: Dict[str, Dict[str, Any]] = {}
     for path, content in envs.items():
@@ -67,7 +67,7 @@ def _side(history: History, ident: str) -> Tuple[Dict[str, Any], Dict[str, Any],
     if process is not None:
         fields["description"] = process.description
         _flatten("parameters", process.parameters, fields)
-    return head, fields, _env_groups(history.envs_of(record))
+    return head, fields, env_groups(history.envs_of(record))
 
 
 def _lines(text: Any) -> str:
@@ -90,28 +90,39 @@ def diff(history: History, ident_a: str, ident_b: str) -> Dict[str, Any]:
     head_b, fields_b, envs_b = _side(history, ident_b)
     rows = [{"field": k, "a": fields_a.get(k), "b": fields_b.get(k), "same": fields_a.get(k) == fields_b.get(k)}
             for k in dict.fromkeys(list(fields_a) + list(fields_b))]
-    texts = []
+    texts: List[Dict[str, Any]] = []
     for base in dict.fromkeys(list(envs_a) + list(envs_b)):
         a, b = envs_a.get(base), envs_b.get(base)
         if a is None or b is None:
             rows.append({"field": base, "a": a and a["file"], "b": b and b["file"], "same": False})
             continue
-        for key in dict.fromkeys(list(a) + list(b)):
-            va, vb = a.get(key), b.get(key)
-            field = f"{base}.{key}"
-            if key == "packages":
-                va, vb = va or {}, vb or {}
-                rows.append({"field": field, "a": f"{len(va)} packages", "b": f"{len(vb)} packages", "same": va == vb})
-                rows += [{"field": f"{field}.{name}", "a": va.get(name), "b": vb.get(name),
-                          "same": va.get(name) == vb.get(name)} for name in sorted(set(va) | set(vb), key=str.lower)]
-            elif key in ENV_TEXTS:
-                rows.append({"field": field, "a": _lines(va), "b": _lines(vb), "same": va == vb})
-                if va != vb:
-                    texts.append({"field": field, "unified": "".join(difflib.unified_diff(
-                        str(va or "").splitlines(True), str(vb or "").splitlines(True), f"a/{field}", f"b/{field}"))})
-            else:
-                rows.append({"field": field, "a": va, "b": vb, "same": va == vb})
+        env_rows(base, a, b, rows, texts)
     return {"volume": history.cloudpath, "a": head_a, "b": head_b, "rows": rows, "texts": texts}
+
+
+def env_rows(base: str, a: Dict[str, Any], b: Dict[str, Any], rows: List[Dict[str, Any]],
+             texts: List[Dict[str, Any]]) -> None:
+    """Append to ``rows`` (and ``texts``) the fields of two environments of one kind, as ``diff`` pairs them.
+
+    ``a`` and ``b`` are fields as ``env_groups`` makes them (``packages`` a
+    {name: version} dict); ``ptb reproduce --check`` compares a run with a
+    checkout through here too.
+    """
+    for key in dict.fromkeys(list(a) + list(b)):
+        va, vb = a.get(key), b.get(key)
+        field = f"{base}.{key}"
+        if key == "packages":
+            va, vb = va or {}, vb or {}
+            rows.append({"field": field, "a": f"{len(va)} packages", "b": f"{len(vb)} packages", "same": va == vb})
+            rows += [{"field": f"{field}.{name}", "a": va.get(name), "b": vb.get(name),
+                      "same": va.get(name) == vb.get(name)} for name in sorted(set(va) | set(vb), key=str.lower)]
+        elif key in ENV_TEXTS:
+            rows.append({"field": field, "a": _lines(va), "b": _lines(vb), "same": va == vb})
+            if va != vb:
+                texts.append({"field": field, "unified": "".join(difflib.unified_diff(
+                    str(va or "").splitlines(True), str(vb or "").splitlines(True), f"a/{field}", f"b/{field}"))})
+        else:
+            rows.append({"field": field, "a": va, "b": vb, "same": va == vb})
 
 
 def _shown(row: Dict[str, Any]) -> bool:

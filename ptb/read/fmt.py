@@ -123,3 +123,13 @@ def error_text(error: Optional[Dict[str, Any]]) -> Optional[str]:
 
 def origin_of(record: Union[ProcessRecord, Note]) -> str:
     return "0.1.x" if record.id.startswith("legacy-") else "ptb"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def visible(text: Any, limit: int = 300) -> str:
+    """One line of text read from a volume, for a terminal or a file people read: control characters
+    (newlines too) escaped (``\\n``, ``\\x1b``), so none can act; bounded to ``limit`` characters."""
+    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
