@@ -209,7 +209,7 @@ def _volume_section(h: History) -> str:
 
 def to_html(lin: Lineage) -> str:
     """One self-contained page: summary, lineage picture, timeline and processes of each volume."""
-    from .. import __version__
+    from .._version import __version__
     from ..records import utcnow
 
     root = lin.volumes[lin.root]
