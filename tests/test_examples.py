@@ -74,6 +74,37 @@ def test_the_chunked_step_is_one_process_with_a_run_per_chunk(tmp_path):
                                                                                        "succeeded", "succeeded"]
 
 
+# What `pip install provenance-toolbox` does not bring: the extras' and the engines' packages.
+NOT_INSTALLED = ("taskqueue", "dask", "distributed", "joblib", "ray", "docker", "IPython", "nbformat", "hypothesis")
+
+
+@pytest.mark.parametrize("name", ["pipeline.py", "chunked.py"])
+def test_the_examples_run_on_a_plain_install(tmp_path, name):
+    """As after ``pip install provenance-toolbox`` alone: the optional packages cannot be imported."""
+    code = (f"import runpy, sys; sys.modules.update(dict.fromkeys({NOT_INSTALLED!r})); "
+            f"sys.argv = [{str(EXAMPLES / name)!r}, {str(tmp_path / 'work')!r}]; "
+            f"runpy.run_path(sys.argv[0], run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "label failed as planned" in done.stdout if name == "pipeline.py" else "16 runs" in done.stdout
+    assert "ModuleNotFoundError" not in done.stderr
+
+
+def test_the_default_export_needs_no_extra():
+    """``ptb export PATH`` writes PROV-JSON by default, so ``prov`` is a dependency, not only an extra."""
+    import configparser
+    import re
+
+    from ptb.cli import export
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    required = {re.split(r"[<>=!~\[; ]", line.strip())[0].lower()
+                for line in config["options"]["install_requires"].splitlines() if line.strip()}
+    default = next(p.default for p in export.params if p.name == "fmt")
+    assert default == "prov-json" and "prov" in required
+
+
 @needs_exports
 def test_the_chunked_example_cleans_up_its_temporary_directory(tmp_path):
     run_example("chunked.py", tmp_path, env=dict(os.environ, TMPDIR=str(tmp_path)))
