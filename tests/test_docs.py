@@ -118,3 +118,11 @@ def test_the_documentation_site_builds_without_a_warning(tmp_path):
     cli = (out / "cli.html").read_text(encoding="utf-8")
     assert [c for c in main.commands if f'id="ptb-{c}"' not in cli] == []              # every command
 
+
+
+def test_ci_runs_the_readme_s_test_command():
+    """The Quickstart's second command is what CI runs, word for word."""
+    commands = re.findall(r"^\.\. code-block:: bash\n\n    (.+)\n", README.read_text(encoding="utf-8"), re.MULTILINE)
+    assert commands[:3] == ["pip install provenance-toolbox", "pip install . && ptb demo",
+                            "pip install -e '.[test]' && pytest"]
+    assert (REPO / ".ci" / "run").read_text().strip().splitlines()[-1] == commands[2]
