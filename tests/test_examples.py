@@ -194,30 +194,3 @@ def test_testing_volume_on_file_is_removed_when_the_process_exits(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     made = Path(done.stdout.strip())
     assert made.name.startswith("ptb-testing-") and not made.exists()
-
-
-README = Path(__file__).resolve().parent.parent / "README.rst"
-
-
-def test_the_readme_local_volume_block_runs_as_written(tmp_path):
-    text = README.read_text()
-    section = text[text.index("Try it on a local volume"):]
-    block = section[section.index(".. code-block:: python\n\n") + 24:section.index("\nthen ``ptb log")]
-    code = "\n".join(line[4:] for line in block.splitlines())
-    assert "file:///tmp/try-ptb" in code and "sources" in code
-    code = code.replace("file:///tmp/try-ptb", f"file://{tmp_path / 'try-ptb'}")    # the suite stays out of /tmp
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "True"
-
-
-def test_the_readme_shows_what_ptb_demo_prints(tmp_path):
-    from click.testing import CliRunner
-
-    from ptb.cli import main
-
-    out = CliRunner().invoke(main, ["demo", str(tmp_path / "demo")], catch_exceptions=False).stdout
-    text = README.read_text()
-    shown = text[text.index("    $ ptb demo\n"):text.index("documents a small pipeline on a local volume (")]
-    for line in out.splitlines()[1:3] + out.splitlines()[-4:-3]:       # the lines that name no path or time
-        assert line.replace(str(tmp_path / "demo"), "") in shown.replace("/tmp/ptb-demo-6h2odp0g", ""), line
