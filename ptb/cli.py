@@ -166,10 +166,16 @@ def show(path: str, ident: str, packages: bool, as_json: bool) -> None:
 @click.argument("path", type=VOLUME)
 @click.argument("id1", metavar="ID1")
 @click.argument("id2", metavar="ID2")
-@click.option("--all", "all_rows", is_flag=True, help="Also list identical package versions.")
+@click.option("--all", "all_rows", is_flag=True,
+              help="Also list the environment details that are identical (package versions, platform, ...).")
 @_json_option
 def diff(path: str, id1: str, id2: str, all_rows: bool, as_json: bool) -> None:
-    """Two processes or runs side by side: parameters, commit, diff, packages."""
+    """Two processes or runs side by side: parameters, commit, diff, packages.
+
+    Fields that differ are starred. A run is compared with its process and its
+    own values; long texts that differ (uncommitted diffs, sources) follow as
+    unified diffs.
+    """
     view = compare(_history(path), id1, id2)
     _echo_json(view) if as_json else click.echo(render_diff(view, all_rows=all_rows))
 
@@ -266,12 +272,13 @@ def sync(path: str, as_json: bool) -> None:
     if as_json:
         _echo_json(done)
         return
-    click.echo(f"packed {done['packed']} journal record(s) into a segment" if done["packed"]
+    count = fmt.count
+    click.echo(f"packed {count(done['packed'], 'journal record')} into a segment" if done["packed"]
                else "the journal was already packed")
-    click.echo(f"rebuilt {done['volume']}/provenance: {done['processes']} process(es), {done['runs']} run(s), "
-               f"{done['notes']} note(s); kept {done['other_entries']} other processing entr"
-               f"{'y' if done['other_entries'] == 1 else 'ies'}, {done['sources']} source(s), "
-               f"{done['owners']} owner(s)")
+    click.echo(f"rebuilt {done['volume']}/provenance: {count(done['processes'], 'process', 'processes')}, "
+               f"{count(done['runs'], 'run')}, {count(done['notes'], 'note')}; kept "
+               f"{count(done['other_entries'], 'other processing entry', 'other processing entries')}, "
+               f"{count(done['sources'], 'source')}, {count(done['owners'], 'owner')}")
 
 
 @main.command()
@@ -286,7 +293,7 @@ def flush(no_progress: bool, as_json: bool) -> None:
     if as_json:
         _echo_json({"uploaded": uploaded, "remaining": remaining, "spool": str(spool_dir())})
     else:
-        click.echo(f"uploaded {uploaded} spooled object(s)"
+        click.echo(f"uploaded {fmt.count(uploaded, 'spooled object')}"
                    + (f"; {remaining} still spooled in {spool_dir()}" if remaining else "; nothing remains"))
     sys.exit(1 if remaining else 0)
 

@@ -152,7 +152,7 @@ def _write(path: str, text: str, executable: bool = False) -> None:
 
 
 def _build(p: Plan, build: str, repo: Optional[str], inexact: bool, run_arg: str) -> texts.Outcome:
-    from . import __version__
+    from ._version import __version__
 
     outcome = texts.Outcome()
     blocking = _source_problems(p, repo)        # no checkout at all

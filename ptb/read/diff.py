@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Tuple
 
 from ..records import RunRecord
 from .envspread import spread
-from .fmt import compact
+from .fmt import compact, fmt_duration
 from .history import History
 from .show import ENV_TEXTS, resolve
 
@@ -143,13 +143,16 @@ def render_diff(view: Dict[str, Any], *, all_rows: bool = False, width: int = 42
     rows = [r for r in view["rows"] if all_rows or _shown(r)]
     fw = min(max([len(r["field"]) for r in rows] + [5]), 40)
 
-    def cell(value: Any) -> str:
+    def cell(value: Any, field: str = "") -> str:
+        if field == "run.duration" and isinstance(value, (int, float)):
+            return fmt_duration(value)             # --json keeps the seconds
         return "-" if value is None else compact(value, width)
 
     out = [f"  {'':<{fw}}  {compact(a['kind'] + ' ' + a['id'], width):<{width}}  {b['kind']} {b['id']}"]
     for r in rows:
         mark = " " if r["same"] else "*"
-        out.append(f"{mark} {compact(r['field'], fw):<{fw}}  {cell(r['a']):<{width}}  {cell(r['b'])}")
+        out.append(f"{mark} {compact(r['field'], fw):<{fw}}  {cell(r['a'], r['field']):<{width}}  "
+                   f"{cell(r['b'], r['field'])}")
     differ = sum(1 for r in view["rows"] if not r["same"])
     hidden = len(view["rows"]) - len(rows)
     out.append(f"{differ} of {len(view['rows'])} fields differ"

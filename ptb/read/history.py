@@ -72,7 +72,7 @@ class History:
 
     @property
     def empty(self) -> bool:
-        """Nothing is recorded: no ``provenance`` file, and no process, run or note (a mistyped path?)."""
+        """True when nothing is recorded (no ``provenance`` file, no process, run or note), as at a mistyped path."""
         return not self.provenance and not self.processes and not self.notes and not self.runs
 
     def process(self, key_or_id: str) -> Optional[ProcessRecord]:

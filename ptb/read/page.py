@@ -124,7 +124,7 @@ td.text{white-space:pre-wrap;word-break:break-word}.status-failed,.status-runnin
 font-weight:600}.status-succeeded{color:#1b7f3b}.kind-foreign{color:#555}.badge{display:inline-block;padding:.2em .6em;
 border-radius:4px;font-weight:600}.ok{background:#d9f2e1;color:#1b7f3b}.fail{background:#fde0e3;color:#b00020}
 svg.lineage{max-width:100%;height:auto;border:1px solid #eee}dl.facts dt{font-weight:600}
-dl.facts dd{margin:0 0 .4em 1.2em}
+dl.facts dd{margin:0 0 .4em 1.2em}td.time,td.id,td.kind{white-space:nowrap}p.label{margin:.6em 0 .2em;font-weight:600}
 """
 
 
@@ -173,7 +173,7 @@ def _runs(h: History, key: str) -> str:
                  for r in s.problems[:_FAILURES_SHOWN]]
         more = len(s.problems) - _FAILURES_SHOWN
         if more > 0:
-            items.append(f"<li>… and {count(more, 'more run')} (<code>ptb log PATH --failures</code>)</li>")
+            items.append(f"<li>… and {count(more, 'more run')}</li>")
         out.append(f'<p>Failed or never finished ({len(s.problems):,}):</p><ul class="failures">{"".join(items)}</ul>')
     return "".join(out)
 
@@ -187,12 +187,14 @@ def _processes(h: History) -> str:
             if not isinstance(env, dict):
                 envs.append(f"<li><code>{html.escape(path)}</code>: missing</li>")
                 continue
-            facts = [f"{k}: {env[k]}" for k in ("CodeEnv type", "name", "commit hash", "branch", "dirty", "image name",
-                                                  "tag", "image ID", "sha256") if env.get(k) not in (None, "")]
+            facts = [f"{k}: {fmt.compact(env[k], 200)}" for k in ("CodeEnv type", "name", "commit hash", "branch",
+                                                                   "dirty", "image name", "tag", "image ID", "sha256")
+                     if env.get(k) not in (None, "")]      # compact: JSON's true/false, as the CLI prints them
             envs.append(f"<li><code>{html.escape(path)}</code> — {html.escape('; '.join(map(str, facts)))}</li>")
         spread = "".join(f"<p>{html.escape(line)}</p>" for line in spread_lines(envspread(h.runs_of(p.key))))
         out.append(f'<article class="process" id="process-{html.escape(p.key)}"><h3>{html.escape(p.description)}'
                    f' <span class="id">{html.escape(p.key)}</span></h3>{_runs(h, p.key)}'
+                   f'<p class="label">Parameters</p>'
                    f"<pre>{html.escape(json.dumps(p.parameters, indent=2, sort_keys=True, ensure_ascii=False))}</pre>"
                    f"<p>Code environment, as first logged:</p>"
                    f"<ul>{''.join(envs) or '<li>no code environment recorded</li>'}</ul>{spread}</article>")
@@ -215,7 +217,7 @@ def _volume_section(h: History) -> str:
 
 def to_html(lin: Lineage) -> str:
     """One self-contained page: summary, lineage picture, timeline and processes of each volume."""
-    from .. import __version__
+    from .._version import __version__
     from ..records import utcnow
 
     root = lin.volumes[lin.root]

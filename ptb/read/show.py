@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 from ..errors import InvalidInputError
 from ..records import ProcessRecord, RunRecord, to_utc
 from .envspread import spread, spread_lines
-from .fmt import compact, error_text, fmt_time, origin_of, params_summary, run_state, who
+from .fmt import compact, error_text, fmt_resources, fmt_time, lines_of, origin_of, run_state, who
 from .history import History
 
 
@@ -163,7 +163,7 @@ def render_show(view: Dict[str, Any], packages: bool = False) -> str:
         if record.parameters:      # this run's own values (per_run), already redacted
             out.append(f"  values:      {json.dumps(record.parameters, sort_keys=True, ensure_ascii=False)}")
         if record.resources:
-            out.append(f"  resources:   {params_summary(record.resources, 200)}")
+            out.append(f"  resources:   {fmt_resources(record.resources)}")
         if record.error:
             out.append(f"  error:       {error_text(record.error)}")
             if record.error.get("traceback"):
@@ -191,6 +191,6 @@ def render_show(view: Dict[str, Any], packages: bool = False) -> str:
         out.append(f"  process:     {run['process']} (not found on the volume)")
     if notes:
         out.append("notes:")
-        out += [f"  {fmt_time(to_utc(n['timestamp']))}  {n['type'].lower():<10}  " + n["content"].replace(
-            "\n", "\n" + " " * 36) for n in notes]
+        out += [f"  {fmt_time(to_utc(n['timestamp']))}  {n['type'].lower():<10}  "
+                + ("\n" + " " * 36).join(lines_of(n["content"])) for n in notes]
     return "\n".join(out)
