@@ -74,7 +74,7 @@ def test_success_records_process_run_notes_and_environment(vol):
     resources = run.resources
     assert set(resources) == {"cpu_time_s", "cpu_user_s", "cpu_system_s", "memory_bytes", "peak_memory_bytes"}
     assert resources["cpu_time_s"] == pytest.approx(resources["cpu_user_s"] + resources["cpu_system_s"])
-    assert resources["peak_memory_bytes"] >= resources["memory_bytes"] * 0.5 > 0
+    assert resources["peak_memory_bytes"] >= resources["memory_bytes"] > 0     # a peak is never below now
     assert notes_of(hist, run, NoteType.MOTIVATION) == ["run of 'threshold the image' (no motivation given)"]
     (result,) = notes_of(hist, run, NoteType.RESULT)
     assert result.startswith("succeeded in ")
@@ -378,7 +378,7 @@ def test_awkward_parameters_never_break_the_call_nor_reach_the_volume_in_full(vo
     assert value == "ok"
     (proc,) = ptb.history(vol).processes
     params = proc.parameters
-    assert params["array"]["shape"] == [2, 3] and params["array"]["dtype"] == "int16" and "sha256" in params["array"]
+    assert params["array"] == [[0, 1, 2], [3, 4, 5]]        # small numeric arrays are values (issue 20)
     assert params["big"]["shape"] == [600, 600] and "sha256" not in params["big"]
     assert params["path"] == "/data/seg" and params["labels"] == ["a", "b"]
     assert params["when"] == "2024-05-01T12:00:00+00:00"

@@ -41,6 +41,8 @@ MAX_DEPTH = 20
 CYCLE = "<cycle>"
 TOO_DEEP = "<too deep>"
 _HASH_ARRAY_BYTES = 1 << 20   # numpy arrays up to 1 MiB get a content hash
+LIST_ARRAY_ITEMS = 1024       # numeric numpy arrays up to this many items are stored as lists (values, not hashes)
+_LIST_KINDS = "biufU"         # bool, int, uint, float, str: what a JSON queue sends as lists of the same values
 _MAX_ITEMS = 1_000_000        # beyond this, containers are summarised without being walked
 
 _ADDRESS = re.compile(r" at 0x[0-9A-Fa-f]+")
@@ -158,10 +160,10 @@ class _Converter:
         if t is float:
             return v if math.isfinite(v) else str(v)
         if isinstance(v, enum.Enum):
-            return v.name if v.name is not None else str(v)
+            return self.enum(v, depth)
         np = _module("numpy")
         if np is not None and isinstance(v, np.ndarray):
-            return self.ndarray(v)
+            return self.ndarray(v, depth)
         if np is not None and isinstance(v, np.generic):
             item = v.item()
             return self.fallback(v) if isinstance(item, np.generic) else self.convert(item, depth)
@@ -189,6 +191,8 @@ class _Converter:
             return self.text(v)
         if t.__module__.startswith("cloudvolume") and hasattr(v, "cloudpath") and hasattr(v, "mip"):
             return {"cloudpath": self.text(str(v.cloudpath)), "mip": self.convert(v.mip, depth)}
+        if t.__module__.startswith("cloudvolume") and t.__name__ == "Bbox" and hasattr(v, "minpt"):
+            return self.bbox(v, depth)
         if id(v) in self._path:
             self.degraded.append("cycle")
             return CYCLE
@@ -255,7 +259,26 @@ class _Converter:
         except Exception:
             return ""
 
-    def ndarray(self, a: Any) -> dict:
+    def enum(self, v: enum.Enum, depth: int) -> Any:
+        """An enum that is also a number or a string (``IntEnum``, ``StrEnum``) is that value, as JSON sends
+        it (``DownsampleMethods.AUTO`` is 6 through a queue); any other enum is its name."""
+        if isinstance(v, (int, float, str)):
+            plain = int(v) if isinstance(v, int) else float(v) if isinstance(v, float) else str.__str__(v)
+            return self.convert(plain, depth)
+        return v.name if v.name is not None else str(v)
+
+    def bbox(self, v: Any, depth: int) -> dict:
+        """A CloudVolume ``Bbox``: its corners, as lists (``unit`` only when it is not voxels)."""
+        out = {"minpt": self.convert(v.minpt, depth + 1), "maxpt": self.convert(v.maxpt, depth + 1)}
+        unit = getattr(v, "unit", "vx")
+        return out if unit in (None, "vx") else {**out, "unit": self.convert(unit, depth + 1)}
+
+    def ndarray(self, a: Any, depth: int) -> Any:
+        """A small numeric array (igneous' ``Vec``, an affine) is its values as (nested) lists, so it is
+        the same parameter whether it came as an array or as lists through a JSON queue (a 0-d one is its
+        number); anything larger or of another kind is a summary: shape, dtype and a hash when small."""
+        if a.dtype.kind in _LIST_KINDS and a.size <= LIST_ARRAY_ITEMS:
+            return self.convert(a.tolist(), depth)
         out = {"type": "ndarray", "shape": [int(n) for n in a.shape], "dtype": str(a.dtype)}
         if a.nbytes <= _HASH_ARRAY_BYTES and not a.dtype.hasobject:
             data = _module("numpy").ascontiguousarray(a).tobytes()
