@@ -74,10 +74,15 @@ def _git_env(source_file: Optional[str]) -> PythonGithubEnv:
 
 
 def _source_env(func: Callable) -> Optional[SourceEnv]:
+    """The source of a function (cached by code object and file stat) or of a task class (by class and file)."""
     code = getattr(unwrap(func), "__code__", None)
-    if code is None:
+    if code is not None:
+        key: tuple = (code, file_stat(code.co_filename))
+    elif isinstance(func, type):
+        filename = getattr(sys.modules.get(func.__module__), "__file__", None)
+        key = (func, file_stat(filename) if isinstance(filename, str) else None)
+    else:
         return SourceEnv.from_callable(func)
-    key = (code, file_stat(code.co_filename))
     with _lock:
         if key in _source_cache:
             return _source_cache[key]
