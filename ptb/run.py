@@ -191,7 +191,7 @@ class Run:
             id=self.id, description=self.description, process=process_key(self.description, self._recorded),
             status="running", started=self.started, parent=self.parent, user=_whoami()[0],
             host=_whoami()[1], pid=os.getpid(), code_envfiles=self._envfiles,
-            parameters=self._run_values(self._per_run))
+            parameters=self._run_values(self._per_run), argv=_argv(self._redact, self._known))
         motivation = self.motivation or f"run of {self.description!r} (no motivation given)"
         self._motivation = Note(self.started, NoteType.MOTIVATION, self._text(motivation, "motivation"), run=self.id)
         started: List[Volume] = []
@@ -372,6 +372,22 @@ class Run:
         from .capture.secretvalues import secret_values
 
         self._known = secret_values(self.parameters, self._redact)
+
+
+def _argv(redact: Tuple[str, ...], known: Tuple[str, ...]) -> Optional[Tuple[Any, ...]]:
+    """This OS process's ``sys.argv``, scrubbed as a parameter is (a ``--password`` flag's value redacted)."""
+    argv = getattr(sys, "argv", None)
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        return None
+    return _scrubbed_argv(tuple(argv), redact, known)
+
+
+@functools.lru_cache(maxsize=64)
+def _scrubbed_argv(argv: Tuple[str, ...], redact: Tuple[str, ...], known: Tuple[str, ...]) -> Optional[Tuple[Any, ...]]:
+    from .capture.params import prepare_parameters
+
+    value = prepare_parameters({"argv": list(argv)}, redact=redact, known=known)["argv"]
+    return tuple(value) if isinstance(value, list) else None
 
 
 def _cancelled(exc: BaseException) -> bool:
