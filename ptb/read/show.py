@@ -38,8 +38,23 @@ def envs_of(history: History, process: Optional[ProcessRecord]) -> Dict[str, Any
     return {} if process is None else {f: history.envs.get(f) for f in process.code_envfiles}
 
 
+def _foreign(history: History, ident: str) -> Optional[Dict[str, Any]]:
+    """``foreign-N``, as ``ptb log`` names another tool's entry (igneous' ``processing`` entries): the entry."""
+    from .timeline import foreign_rows
+
+    for row in foreign_rows(history):
+        if row.id == ident.strip():
+            return {"volume": history.cloudpath, "kind": "foreign", "id": row.id, "text": row.text,
+                    "date": None if row.time is None else row.time.isoformat(), "entry": row.entry,
+                    "run": None, "process": None, "runs": [], "notes": [], "envs": {}}
+    return None
+
+
 def show(history: History, ident: str) -> Dict[str, Any]:
-    """One process or run in full, as JSON: the record, its runs or notes, its code environment."""
+    """One process, run or foreign entry in full, as JSON: the record, its runs or notes, its code environment."""
+    foreign = _foreign(history, ident) if ident.strip().startswith("foreign-") else None
+    if foreign is not None:
+        return foreign
     record = resolve(history, ident)
     if isinstance(record, RunRecord):
         process = history.process(record.process)
@@ -67,6 +82,8 @@ def show(history: History, ident: str) -> Dict[str, Any]:
         "notes": [n.to_json() for n in sorted(notes, key=lambda n: (n.timestamp is None, n.timestamp or 0, n.id))],
         "envs": envs,
         "packages_elsewhere": _packages_elsewhere(history, process, set(envs)),
+        "children": [r.to_json() for r in history.runs if r.parent == record.id]
+        if isinstance(record, RunRecord) else [],
     }
 
 
@@ -135,6 +152,8 @@ def render_env(path: str, content: Any, indent: str = "    ", *, packages: bool 
 
 def render_show(view: Dict[str, Any], packages: bool = False) -> str:
     """``ptb show``'s text, from ``show()``'s JSON; ``packages`` lists every installed package."""
+    if view["kind"] == "foreign":
+        return _render_foreign(view)
     out: List[str] = []
     run, process, notes = view["run"], view["process"], view["notes"]
     if run is not None:
@@ -151,6 +170,7 @@ def render_show(view: Dict[str, Any], packages: bool = False) -> str:
             out.append(f"  error:       {error_text(record.error)}")
             if record.error.get("traceback"):
                 out.append(_indent(record.error["traceback"], "    "))
+        out += _children(view.get("children") or [])
     if process is not None:
         if out:
             out.append("")
@@ -173,4 +193,42 @@ def render_show(view: Dict[str, Any], packages: bool = False) -> str:
         out.append("notes:")
         out += [f"  {fmt_time(to_utc(n['timestamp']))}  {n['type'].lower():<10}  " + n["content"].replace(
             "\n", "\n" + " " * 36) for n in notes]
+    return "\n".join(out)
+
+
+_CHILDREN_SHOWN = 20
+
+
+def _children(children: List[Dict[str, Any]]) -> List[str]:
+    """The runs documented inside this one (a driver's tasks), the first ``_CHILDREN_SHOWN`` of them."""
+    if not children:
+        return []
+    out = [f"  child runs:  {len(children):,}"]
+    for data in children[:_CHILDREN_SHOWN]:
+        child = RunRecord.from_json(data)
+        values = f" ({params_summary(child.parameters, 80)})" if child.parameters else ""
+        out.append(f"    {child.id}  {run_state(child)}: {child.description}{values}")
+    if len(children) > _CHILDREN_SHOWN:
+        out.append(f"    … and {len(children) - _CHILDREN_SHOWN:,} more (--json lists them all)")
+    return out
+
+
+def _render_foreign(view: Dict[str, Any]) -> str:
+    """Another tool's entry (igneous writes ``{"method": {"task": ..., ...}, "by": ..., "date": ...}``) in full."""
+    entry = view["entry"] if isinstance(view["entry"], dict) else {"value": view["entry"]}
+    out = [f"{view['id']}  [foreign: written by another tool, not ptb]", f"  what:        {view['text']}"]
+    when = entry.get("date")
+    if when is not None:
+        read = fmt_time(to_utc(view["date"])) if view["date"] else "(its zone or format is not one ptb reads)"
+        out.append(f"  date:        {when} = {read}" if isinstance(when, str) else f"  date:        {read}")
+    if entry.get("by") is not None:
+        out.append(f"  by:          {entry['by'] if isinstance(entry['by'], str) else compact(entry['by'], 200)}")
+    method = entry.get("method")
+    if isinstance(method, dict):
+        out.append("  parameters:")
+        out.append(_indent(json.dumps(method, indent=2, sort_keys=True, ensure_ascii=False, default=str), "    "))
+    rest = {k: v for k, v in entry.items() if k not in ("method", "by", "date")}
+    if rest or (method is not None and not isinstance(method, dict)):
+        out.append("  entry:")
+        out.append(_indent(json.dumps(entry, indent=2, sort_keys=True, ensure_ascii=False, default=str), "    "))
     return "\n".join(out)
