@@ -43,6 +43,7 @@ __all__ = ["Run", "RecordingWarning", "current_run", "recording_warning", "MAX_N
 _current: contextvars.ContextVar[Optional[Run]] = contextvars.ContextVar("ptb_current_run", default=None)
 _processes_written: Dict[Tuple[str, str], Entry] = {}  # (cloudpath, process key) -> as journalled by this OS process
 _INTERRUPTS: Tuple[type, ...] = (KeyboardInterrupt, SystemExit)
+_NOTE_TAIL = 1500     # characters of a failed command's stderr in its failure note (``ptb.command``)
 
 
 class RecordingWarning(UserWarning):
@@ -165,7 +166,7 @@ class Run:
 
     def start(self) -> None:
         """Write the run's start; raises (a ptb error) before the user's code runs, never after."""
-        from .capture.params import prepare_parameters
+        from .capture.params import prepare_parameters, process_argv
 
         if self.status != "new":
             raise ProvenanceError(f"run {self.id} was already entered: each call, block or cell needs its own "
@@ -191,7 +192,7 @@ class Run:
             id=self.id, description=self.description, process=process_key(self.description, self._recorded),
             status="running", started=self.started, parent=self.parent, user=_whoami()[0],
             host=_whoami()[1], pid=os.getpid(), code_envfiles=self._envfiles,
-            parameters=self._run_values(self._per_run), argv=_argv(self._redact, self._known))
+            parameters=self._run_values(self._per_run), argv=process_argv(self._redact, self._known))
         motivation = self.motivation or f"run of {self.description!r} (no motivation given)"
         self._motivation = Note(self.started, NoteType.MOTIVATION, self._text(motivation, "motivation"), run=self.id)
         started: List[Volume] = []
@@ -289,6 +290,7 @@ class Run:
             else:
                 self.status = "interrupted" if isinstance(exc, _INTERRUPTS) or _cancelled(exc) else "failed"
                 error = error_of(exc, self._redact, self._known)
+                self._detail = isinstance(getattr(exc, "ptb_detail", None), str)
             final = dataclasses.replace(self._record, status=self.status, ended=ended, duration=duration,
                                         resources=resources, error=error, parameters=self._final_run_values())
         except Exception as err:
@@ -352,6 +354,10 @@ class Run:
         if error is not None:
             message = clean(error["message"], (), 500)       # already scrubbed: only bounded
             text = f"{self.status} after {took}: {error['type']}" + (f": {message}" if message else "")
+            if getattr(self, "_detail", False) and error.get("traceback"):   # a command's last lines of stderr
+                tail = error["traceback"][-_NOTE_TAIL:]
+                text += "\nlast lines of stderr:\n" + (tail if len(tail) == len(error["traceback"])
+                                                          else "…" + tail.split("\n", 1)[-1])
             return [*self._clean_results(), Note(ended, NoteType.RESULT, text, run=self.id)]
         if self._results:
             return self._clean_results()
@@ -372,22 +378,6 @@ class Run:
         from .capture.secretvalues import secret_values
 
         self._known = secret_values(self.parameters, self._redact)
-
-
-def _argv(redact: Tuple[str, ...], known: Tuple[str, ...]) -> Optional[Tuple[Any, ...]]:
-    """This OS process's ``sys.argv``, scrubbed as a parameter is (a ``--password`` flag's value redacted)."""
-    argv = getattr(sys, "argv", None)
-    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-        return None
-    return _scrubbed_argv(tuple(argv), redact, known)
-
-
-@functools.lru_cache(maxsize=64)
-def _scrubbed_argv(argv: Tuple[str, ...], redact: Tuple[str, ...], known: Tuple[str, ...]) -> Optional[Tuple[Any, ...]]:
-    from .capture.params import prepare_parameters
-
-    value = prepare_parameters({"argv": list(argv)}, redact=redact, known=known)["argv"]
-    return tuple(value) if isinstance(value, list) else None
 
 
 def _cancelled(exc: BaseException) -> bool:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import functools
 import hashlib
 import itertools
 import json
 import math
 import os
 import re
+import sys
 import types
 from collections import deque
 from collections.abc import Mapping
@@ -349,6 +351,21 @@ def prepare_parameters(params: Any, *, redact: Iterable[str] = (), exclude: Iter
             _warn(f"ptb: parameter {key!r} is not recorded as given "
                   f"({', '.join(sorted(set(degraded)))}); pass exclude=[{key!r}] to leave it out")
     return out
+
+
+def process_argv(redact: Iterable[str] = (), known: Iterable[str] = ()) -> Optional[tuple]:
+    """This OS process's ``sys.argv`` as a run records it: scrubbed like a parameter (a ``--password``
+    flag's value redacted); None when there is none. Made once per argv and redaction."""
+    argv = getattr(sys, "argv", None)
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        return None
+    return _scrubbed_argv(tuple(argv), tuple(redact), tuple(known))
+
+
+@functools.lru_cache(maxsize=64)
+def _scrubbed_argv(argv: tuple, redact: tuple, known: tuple) -> Optional[tuple]:
+    value = prepare_parameters({"argv": list(argv)}, redact=redact, known=known)["argv"]
+    return tuple(value) if isinstance(value, list) else None
 
 
 def _fit(out: Dict[str, Any], degraded_by: Dict[str, list], max_total: int) -> None:

@@ -45,7 +45,8 @@ def _foreign(history: History, ident: str) -> Optional[Dict[str, Any]]:
     for row in foreign_rows(history):
         if row.id == ident.strip():
             return {"volume": history.cloudpath, "kind": "foreign", "id": row.id, "text": row.text,
-                    "date": None if row.time is None else row.time.isoformat(), "entry": row.entry,
+                    "date": None if row.time is None else row.time.isoformat(), "resolution": row.resolution,
+                    "entry": row.entry,
                     "run": None, "process": None, "runs": [], "notes": [], "envs": {}}
     return None
 
@@ -220,6 +221,8 @@ def _render_foreign(view: Dict[str, Any]) -> str:
     when = entry.get("date")
     if when is not None:
         read = fmt_time(to_utc(view["date"])) if view["date"] else "(its zone or format is not one ptb reads)"
+        if view["date"] and view.get("resolution", 0) >= 60:
+            read = read[:-4] + "Z (to the minute)"
         out.append(f"  date:        {when} = {read}" if isinstance(when, str) else f"  date:        {read}")
     if entry.get("by") is not None:
         out.append(f"  by:          {entry['by'] if isinstance(entry['by'], str) else compact(entry['by'], 200)}")
