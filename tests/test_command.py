@@ -33,7 +33,8 @@ def env_for(tmp_path: Path) -> dict:
             "PTB_SPOOL_DIR": str(tmp_path / "spool"), "PYTHONUNBUFFERED": "1"}
 
 
-def ptb_run(tmp_path: Path, *args: str, input: bytes = b"", timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+def ptb_run(tmp_path: Path, *args: str, input: bytes = b"", timeout: float = 120,
+            **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([PYTHON, "-m", "ptb", "run", *args], input=input, capture_output=True, timeout=timeout,
                           cwd=tmp_path, env=env_for(tmp_path), **kwargs)
 
@@ -173,7 +174,8 @@ def test_a_failure_exits_with_the_status_and_keeps_the_last_lines_of_stderr(tmp_
 
 
 def test_killed_by_a_signal_exits_128_plus_n(tmp_path, vol):
-    code = "import os, signal, sys; sys.stderr.write('bye\\n'); sys.stderr.flush(); os.kill(os.getpid(), signal.SIGKILL)"
+    code = ("import os, signal, sys; sys.stderr.write('bye\\n'); sys.stderr.flush(); "
+            "os.kill(os.getpid(), signal.SIGKILL)")
     done = ptb_run(tmp_path, vol, "killed", "--", PYTHON, "-c", code)
     assert done.returncode == 128 + signal.SIGKILL
     _, run, _ = only_run(vol)
