@@ -11,6 +11,7 @@ import inspect
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -787,3 +788,51 @@ def test_result_notes_say_durations_as_ptb_log_does(vol):
         text = notes_of(hist, run, NoteType.RESULT)[0]
         took = fmt_duration(run.duration)
         assert text.startswith((f"failed after {took}:", f"succeeded in {took}")), (text, run.duration)
+
+
+# ----------------------------------------------------------------- issue 20: argv, local paths
+SCRIPT = '''
+import sys
+import ptb
+
+@ptb.provenance(sys.argv[1], "step of a script")
+def step(mip):
+    return mip
+
+step(2)
+'''
+
+
+def test_a_run_records_the_scripts_argv_scrubbed(vol, tmp_path):
+    script = tmp_path / "pipeline.py"
+    script.write_text(SCRIPT)
+    secret = "hunter2-" + "s" * 10
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, str(script), vol.cloudpath, "--password", secret, "--mip", "2"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (run,) = ptb.history(vol).runs
+    assert run.argv == (str(script), vol.cloudpath, "--password", "<redacted>", "--mip", "2")
+    assert secret not in volume_text(tmp_path / "v")
+    assert RunRecord.from_json(run.to_json()).argv == run.argv
+
+
+def test_local_paths_are_volumes_for_the_decorator_and_the_block(vol, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    @provenance("./v", "relative path")
+    def relative():
+        return 1
+
+    @provenance("dst", "from a parameter")
+    def from_parameter(dst):
+        return dst
+
+    relative()
+    from_parameter(str(tmp_path / "v"))
+    with documented(str(tmp_path / "v"), "absolute path"):
+        pass
+    assert [r.description for r in ptb.history(vol).runs] == ["relative path", "from a parameter", "absolute path"]
+    with pytest.raises(InvalidInputError, match="has no parameter 'v'"):
+        provenance("v", "a bare word is a parameter's name")(lambda dst: dst)

@@ -61,7 +61,7 @@ ZONES: Dict[str, float] = {
     "PACIFIC STANDARD TIME": -8, "PACIFIC DAYLIGHT TIME": -7, "INDIA STANDARD TIME": 5.5,
     "TOKYO STANDARD TIME": 9, "CHINA STANDARD TIME": 8, "KOREA STANDARD TIME": 9,
 }
-_STAMP = re.compile(r"(?P<date>\d{4}-\d{2}-\d{2})[ T]"
+_STAMP = re.compile(r"(?P<date>\d{4}-\d{2}-\d{2})(?:T|\s{1,4})"
                     r"(?P<time>\d{1,2}:\d{2}(?P<seconds>:\d{2}(?P<fraction>\.\d{1,9})?)?)"
                     r"\s*(?P<zone>[A-Za-z .+:\-0-9]{0,48})")
 _OFFSET = re.compile(r"(?:(?:UTC|GMT|UT)\s*)?(?P<sign>[+-])(?P<hours>\d{1,2})(?::?(?P<minutes>\d{2}))?")
