@@ -10,7 +10,8 @@ storage failures are spooled (``ptb flush``), anything else is a
 ``RecordingWarning``, and the run's end is journalled before its notes. Entry
 costs journal writes only; exit adds one bounded write of the ``provenance``
 view, so the view holds the run when the call returns. Neither grows with
-the volume's history. All writes go through ``ptb.store.writer``.
+the volume's history (a chunk run may write the view less often: see
+``ptb.store.updater.PTB_VIEW_EVERY``). All writes go through ``ptb.store.writer``.
 
 Drivers (``runners``, the fronts) use the public protocol: ``start``,
 ``activate``/``deactivate`` around the user's code, ``returned`` with its
@@ -318,7 +319,7 @@ class Run:
                                      else ""))
             if not any(record is final for _, record in journalled):
                 continue                  # spooled: `ptb flush` publishes it with the rest
-            writer.publish(vol, self._published_with_end(vol, final.process) + journalled)
+            writer.publish(vol, self._published_with_end(vol, final.process) + journalled, chunk=bool(self._per_run))
         self._check_volumes()
 
     def _check_volumes(self) -> None:

@@ -836,3 +836,32 @@ def test_local_paths_are_volumes_for_the_decorator_and_the_block(vol, tmp_path, 
     assert [r.description for r in ptb.history(vol).runs] == ["relative path", "from a parameter", "absolute path"]
     with pytest.raises(InvalidInputError, match="has no parameter 'v'"):
         provenance("v", "a bare word is a parameter's name")(lambda dst: dst)
+
+
+def test_chunk_runs_write_the_view_once_in_a_while_when_asked(vol, tmp_path, monkeypatch):
+    import json
+
+    def in_view():
+        prov = json.loads((tmp_path / "v" / "provenance").read_text())
+        return sum(e["ptb"]["runs"]["count"] for e in prov["processing"] if "ptb" in e)
+
+    @provenance(vol, "chunk", per_run="i")
+    def chunk(i):
+        return i
+
+    @provenance(vol, "a whole step")
+    def step():
+        return 0
+
+    chunk(0)
+    assert in_view() == 1                  # the default: every run's end is in the view on return
+    monkeypatch.setenv("PTB_VIEW_EVERY", "3600")
+    chunk(1)
+    chunk(2)
+    assert in_view() == 2                  # the first after a pause writes it, the next is left to the thread
+    assert len(ptb.history(vol).runs) == 3     # the journal never lags
+    step()
+    assert in_view() == 4                  # a run without per_run values writes it (with what was left)
+    chunk(3)
+    updater.flush()
+    assert in_view() == 5

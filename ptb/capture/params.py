@@ -77,6 +77,8 @@ class _Converter:
 
     def top(self, value: Any) -> Any:
         out = self.convert(value, 0)
+        if _small(out, self.max_bytes):
+            return out
         try:
             data = _encode(out)
         except Exception:
@@ -338,7 +340,7 @@ def prepare_parameters(params: Any, *, redact: Iterable[str] = (), exclude: Iter
     for name, value in raw.items():
         if name in dropped:
             continue
-        key = to_jsonable(name, max_bytes=max_bytes)
+        key = scrubbed(name) if _small(name, max_bytes) else to_jsonable(name, max_bytes=max_bytes)
         key = key if isinstance(key, str) else str(name)[:200]
         if secret(key):
             out[key] = REDACTED
@@ -368,8 +370,21 @@ def _scrubbed_argv(argv: tuple, redact: tuple, known: tuple) -> Optional[tuple]:
     return tuple(value) if isinstance(value, list) else None
 
 
+def _small(value: Any, max_bytes: int) -> bool:
+    """A scalar or short string, whose JSON surely fits ``max_bytes``: no need to encode it to know."""
+    kind = type(value)
+    if value is None or kind is bool:
+        return max_bytes >= 5
+    if kind is float or (kind is int and -(1 << 63) <= value < (1 << 63)):
+        return max_bytes >= 32      # at most 24 characters
+    return kind is str and len(value) * 6 + 2 <= max_bytes
+
+
 def _fit(out: Dict[str, Any], degraded_by: Dict[str, list], max_total: int) -> None:
     """Summarise the largest values of ``out`` until all of them encode to at most ``max_total`` bytes."""
+    if sum(32 if _small(v, 32) else len(v) * 6 + 2 if type(v) is str else max_total + 1
+           for v in out.values()) <= max_total:
+        return          # scalars and short strings: no need to encode them to know they fit
     sizes = {key: len(_encode(value)) for key, value in out.items()}
     total = sum(sizes.values())
     for key in sorted(sizes, key=lambda k: -sizes[k]):
