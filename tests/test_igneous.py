@@ -201,3 +201,20 @@ def test_igneous_command_line_steps_are_documented(tmp_path):
     order = [row.id for row in timeline.timeline(h)]
     index = next(i for i, r in enumerate(timeline.timeline(h)) if r.entry is entry)
     assert order.index(planned.id) < index                 # after the run that wrote it, not before
+
+
+def test_the_readme_task_class_block_runs_as_written(tmp_path):
+    text = (REPO / "README.rst").read_text()
+    section = text[text.index("igneous' task classes and command line"):]
+    block = section[section.index(".. code-block:: python\n\n") + 24:section.index("\nprints (after igneous")]
+    code = "\n".join(line[4:] for line in block.splitlines())
+    shown = section[section.index("``{'offset'") + 2:section.index("}``.") + 1]
+    path = f"file://{tmp_path / 'image'}"
+    assert "file:///tmp/ptb-igneous/image" in code
+    code = code.replace("file:///tmp/ptb-igneous/image", path)          # the suite stays out of /tmp
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == " ".join(shown.split()).replace("file:///tmp/ptb-igneous/image",
+                                                                                      path)
