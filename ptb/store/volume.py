@@ -33,9 +33,10 @@ def as_cloudpath(path: str) -> str:
 
 
 def is_local_path(text: str) -> bool:
-    """A local directory written as one (``/data/v``, ``./v``, ``../v``, ``~/v``), not a bare word: a bare
-    word is more often a mistyped parameter name or a source's description than a directory."""
-    return text.startswith(("/", "./", "../", "~")) or os.sep in text or "/" in text
+    """A local directory written as one: absolute (``/data/v``) or plainly relative (``./v``, ``../v``,
+    ``~/v``). ``v`` or ``data/v`` are not: more often a mistyped parameter name, a source's description or a
+    cloudpath missing a slash (``gs:/bucket``) than a directory."""
+    return text.startswith(("/", "./", "../", "~", os.sep, "." + os.sep, ".." + os.sep))
 
 
 class Volume:
