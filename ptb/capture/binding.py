@@ -85,6 +85,19 @@ def parameters_from(obj: Any) -> Dict[str, Any]:
 _SELF_NAMES = ("self", "cls", "mcs", "mcls", "metacls", "klass")
 
 
+def _signature(target: Callable) -> inspect.Signature:
+    """``inspect.signature``, once per function (a chunk loop calls one function thousands of times)."""
+    try:
+        return _cached_signature(target)
+    except TypeError:       # unhashable callables
+        return inspect.signature(target)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_signature(target: Callable) -> inspect.Signature:
+    return inspect.signature(target)
+
+
 def bind_call(func: Callable, instance: Any, args: tuple, kwargs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """The parameters of one call, by name, with defaults applied and no ``self``/``cls``.
 
@@ -98,7 +111,7 @@ def bind_call(func: Callable, instance: Any, args: tuple, kwargs: Dict[str, Any]
     a ptb bug, and is not hidden.
     """
     target = inspect.unwrap(getattr(func, "__func__", func))
-    sig = inspect.signature(target)
+    sig = _signature(target)
     params = list(sig.parameters.values())
     first = params[0] if params else None
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)

@@ -30,7 +30,7 @@ from .binding import bind_call, config_items, parameters_from
 from .binding import module as _module
 from .binding import type_name as _type_name
 from .redact import REDACTED, SECRET_WORDS, is_secret_name, scrub_text, scrubbed, strip_url_credentials
-from .secretvalues import is_secret_flag, secret_values
+from .secretvalues import _secret_name, is_secret_flag, secret_values
 
 __all__ = [
     "REDACTED", "SECRET_WORDS", "ParameterWarning", "is_secret_name", "strip_url_credentials",
@@ -333,7 +333,10 @@ def prepare_parameters(params: Any, *, redact: Iterable[str] = (), exclude: Iter
     values = tuple(dict.fromkeys([*secret_values(raw, extra), *known]))
 
     def secret(name: str) -> bool:
-        return is_secret_name(name, extra)
+        try:
+            return _secret_name(name, extra)        # cached: the same names come back on every call
+        except TypeError:
+            return is_secret_name(name, extra)
 
     out: Dict[str, Any] = {}
     degraded_by: Dict[str, list] = {}
