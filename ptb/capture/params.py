@@ -267,8 +267,8 @@ class _Converter:
         """An enum that is also a number or a string (``IntEnum``, ``StrEnum``) is that value, as JSON sends
         it (``DownsampleMethods.AUTO`` is 6 through a queue); any other enum is its name."""
         if isinstance(v, (int, float, str)):
-            plain = int(v) if isinstance(v, int) else float(v) if isinstance(v, float) else str.__str__(v)
-            return self.convert(plain, depth)
+            return self.convert(int(v) if isinstance(v, int) else float(v) if isinstance(v, float) else
+                                str.__str__(v), depth)
         return v.name if v.name is not None else str(v)
 
     def bbox(self, v: Any, depth: int) -> dict:
@@ -370,15 +370,13 @@ def process_argv(redact: Iterable[str] = (), known: Iterable[str] = ()) -> Optio
 @functools.lru_cache(maxsize=64)
 def _scrubbed_argv(argv: tuple, redact: tuple, known: tuple) -> Optional[tuple]:
     value = prepare_parameters({"argv": list(argv)}, redact=redact, known=known)["argv"]
-    return tuple(value) if isinstance(value, list) else None
+    return tuple(value) if isinstance(value, list) else None     # a huge argv is a summary: not kept
 
 
 def _small(value: Any, max_bytes: int) -> bool:
     """A scalar or short string, whose JSON surely fits ``max_bytes``: no need to encode it to know."""
     kind = type(value)
-    if value is None or kind is bool:
-        return max_bytes >= 5
-    if kind is float or (kind is int and -(1 << 63) <= value < (1 << 63)):
+    if value is None or kind in (bool, float) or (kind is int and -(1 << 63) <= value < (1 << 63)):
         return max_bytes >= 32      # at most 24 characters
     return kind is str and len(value) * 6 + 2 <= max_bytes
 
