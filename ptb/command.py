@@ -146,6 +146,8 @@ def _copy_window_size(src: int, dst: int) -> None:
 # ---------------------------------------------------------------- signals
 def _at_terminal() -> bool:
     """Whether ptb is in the foreground process group of its terminal: a Ctrl-C there reaches the command too."""
+    if not hasattr(os, "tcgetpgrp"):        # no process groups (Windows): forward every signal
+        return False
     for fd in (0, 1, 2):
         with contextlib.suppress(OSError):
             if os.isatty(fd):
