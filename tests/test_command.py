@@ -288,3 +288,39 @@ def test_an_unwritable_volume_fails_before_the_command_runs(tmp_path):
                    f"open({str(marker)!r}, 'w')")
     assert done.returncode == 1 and done.stderr.startswith(b"ptb: error:")
     assert not marker.exists()
+
+
+def _controlling_terminal() -> None:
+    """In the child: make stdin (a pty) this new session's controlling terminal, its group the foreground."""
+    import fcntl
+    import termios
+
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def test_a_ctrl_c_at_the_terminal_reaches_the_command_once(tmp_path, vol):
+    code = ("import signal, sys, time\n"
+            "seen = []\n"
+            "signal.signal(signal.SIGINT, lambda n, f: seen.append(n))\n"
+            "print('ready', flush=True)\n"
+            "deadline = time.monotonic() + 60\n"
+            "while not seen and time.monotonic() < deadline: time.sleep(0.01)\n"
+            "time.sleep(1.0)\n"                       # time for a second SIGINT to arrive, if ptb sent one
+            "sys.exit(10 + len(seen))")
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen([PYTHON, "-m", "ptb", "run", vol, "at a terminal", "--", PYTHON, "-c", code],
+                                cwd=tmp_path, env=env_for(tmp_path), stdin=slave, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_controlling_terminal)
+        os.close(slave)
+        wait_for_line(proc.stdout, b"ready")
+        os.write(master, b"\x03")                 # Ctrl-C: the terminal signals its foreground group
+        _, err = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 11, err              # one SIGINT, not two
+    _, run, _ = only_run(vol)
+    assert run.status == "interrupted"
