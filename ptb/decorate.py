@@ -9,6 +9,8 @@ of the callable actually called, never of what it wraps: a synchronous
 generator. The decorated function is a ``wrapper.Wrapper``. A function
 registered with python-task-queue's ``@queueable`` before it is decorated is
 registered again as the decorated one, so both decorator orders document every task.
+A task class is documented in place: its ``execute`` becomes such a wrapper,
+binding the task object's constructor arguments instead of its own.
 """
 from __future__ import annotations
 
@@ -50,6 +52,10 @@ def provenance(volume: Any, description: str, *, motivation: Optional[str] = Non
             task works on: ``bbox``, ``offset``), not to the process: every
             chunk of a step is then one process with many runs.
 
+    On a class with ``execute`` (python-task-queue's ``RegisteredTask``,
+    igneous' tasks), each ``execute()`` is a run whose parameters are the
+    constructor's arguments (``capture.binding.constructor_arguments``);
+    building an object records nothing, and the class is returned itself.
     Works on functions, methods, class- and staticmethods, coroutine functions
     (the run ends after the ``await``), generators and async generators (the
     run ends when they are exhausted or closed); see ``ptb.runners``. For
@@ -136,7 +142,7 @@ def decorator(found: Sequence[Any], new_run: Callable[..., Run], *, parameters: 
         @wrapt.decorator(proxy=Wrapper)
         def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
             run = make_run(wrapped, instance, args, kwargs)
-            if run == _NO_BIND:          # the function raises its own TypeError, as it would undecorated
+            if run is _NO_BIND:          # the function raises its own TypeError, as it would undecorated
                 value = wrapped(*args, **kwargs)
                 recording_warning(f"{qualname} was not documented: {run}")
                 return value
