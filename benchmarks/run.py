@@ -313,7 +313,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                           ("call", bench_call), *calls_on,
                           ("note", bench_note), ("writers", lambda b: bench_writers(b, protocols)),
                           ("stale", lambda b: bench_stale(b, protocols)), ("writes", bench_writes),
-                          ("open", bench_open), ("native", lambda b: bench_native(b, protocols))):
+                          ("open", bench_open), ("native", lambda b: bench_native(b, protocols)),
+                          ("igneous", lambda b: b.probe("ptb", "igneous", {"quick": b.quick, "cloudpath": b.volume(),
+                                                                          "repo": str(b.repo)}, HERE / "igneous.py"))):
             print(f"benchmark: {name} ...", file=sys.stderr, flush=True)
             t0 = time.monotonic()
             results[name] = run(bench)

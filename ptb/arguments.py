@@ -24,6 +24,12 @@ def names(value: Union[str, Sequence[str]], what: str) -> Tuple[str, ...]:
     return tuple(items)
 
 
+def is_parameter_name(target: Any) -> bool:
+    """Whether a target names a parameter (``"dst"``), not a volume: a cloudpath contains ``://`` and a
+    local path a ``/`` (``./vol``, ``/data/vol``), neither of which a Python name can hold."""
+    return isinstance(target, str) and target.isidentifier()
+
+
 def targets(volume: Any) -> List[Any]:
     """``volume`` as a non-empty list of targets (a CloudVolume, a cloudpath, a parameter name, or a list)."""
     items = list(volume) if isinstance(volume, (list, tuple)) else [volume]

@@ -350,5 +350,10 @@ def demo(ctx: click.Context, path: Optional[str]) -> None:
         click.echo(f"  {command}")
 
 
+from .command import run_cli  # noqa: E402 (ptb run: its own module)
+
+main.add_command(run_cli)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -9,6 +9,8 @@ of the callable actually called, never of what it wraps: a synchronous
 generator. The decorated function is a ``wrapper.Wrapper``. A function
 registered with python-task-queue's ``@queueable`` before it is decorated is
 registered again as the decorated one, so both decorator orders document every task.
+A task class is documented in place: its ``execute`` becomes such a wrapper,
+binding the task object's constructor arguments instead of its own.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import wrapt
 
-from .arguments import check_texts, names, targets
+from .arguments import check_texts, is_parameter_name, names, targets
+from .capture.binding import bind_call, parameters_from, task_call
 from .capture.source import unwrap
 from .errors import InvalidInputError
 from .run import Run, recording_warning
@@ -50,6 +53,10 @@ def provenance(volume: Any, description: str, *, motivation: Optional[str] = Non
             task works on: ``bbox``, ``offset``), not to the process: every
             chunk of a step is then one process with many runs.
 
+    On a class with ``execute`` (python-task-queue's ``RegisteredTask``,
+    igneous' tasks), each ``execute()`` is a run whose parameters are the
+    constructor's arguments (``capture.binding.constructor_arguments``);
+    building an object records nothing, and the class is returned itself.
     Works on functions, methods, class- and staticmethods, coroutine functions
     (the run ends after the ``await``), generators and async generators (the
     run ends when they are exhausted or closed); see ``ptb.runners``. For
@@ -89,53 +96,60 @@ def decorator(found: Sequence[Any], new_run: Callable[..., Run], *, parameters: 
     ``remake()``, picklable, makes this decorator again: it is what a function
     sent by value carries, to be decorated again where it is loaded.
     """
-    from .capture.params import bind_call, parameters_from
-
-    is_name = [isinstance(t, str) and "://" not in t for t in found]
+    is_name = [is_parameter_name(t) for t in found]
     names = [t for t, name in zip(found, is_name) if name]
     fixed = [Volume.resolve(t, secrets) for t, name in zip(found, is_name) if not name]
 
-    def decorate(func: Callable) -> Callable:
-        _refuse_lazy(func)
+    def instrument(func: Callable, sig_of: Any, task: Optional[type] = None) -> Callable:
+        """The documented ``func``; ``sig_of`` has the parameters the volume names refer to. ``task`` is
+        the class whose ``execute`` ``func`` is (``object`` when unknown): the parameters are then those
+        of the task object's constructor (``capture.binding.task_call``)."""
         target = unwrap(func, partials=False)      # for the signature and the source; the kind is func's own
-        if not callable(target):
-            raise InvalidInputError(f"@ptb.provenance decorates functions, not {type(func).__name__}")
-        qualname = getattr(target, "__qualname__", target)
-        sig_params = inspect.signature(target).parameters
+        qualname = getattr(task if task not in (None, object) else target, "__qualname__", target)
+        sig_params = dict(inspect.signature(sig_of).parameters)
+        if task is not None:
+            sig_params.pop(next(iter(sig_params), ""), None)        # self
         varkw = next((p.name for p in sig_params.values() if p.kind is inspect.Parameter.VAR_KEYWORD), None)
-        unknown = [n for n in names if n not in sig_params and varkw is None]
+        unknown = [n for n in names if n not in sig_params and varkw is None and n not in _SELF]
         if unknown:
+            what = "its constructor has" if task is not None else "it has"
             raise InvalidInputError(
-                f"{qualname} has no parameter {unknown[0]!r} to take the volume from; "
-                f"its parameters are {', '.join(sig_params) or 'none'} (a cloudpath must contain '://')")
-        source_file = inspect.getsourcefile(target) if getattr(target, "__code__", None) is not None else None
+                f"{qualname}: {what} no parameter {unknown[0]!r} to take the volume from; its parameters are "
+                f"{', '.join(sig_params) or 'none'} (a cloudpath contains '://', a local path a '/')")
+        source_file = _source_file(task if task not in (None, object) else target)
         kind = call_kind(func)
 
         def make_run(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Union[Run, str]:
             """The call's run, or why there is none (the call does not bind, or has no volume)."""
             try:
-                bound = bind_call(wrapped, instance, args, kwargs)
+                bound = (task_call if task is not None else bind_call)(wrapped, instance, args, kwargs)
             except Exception as exc:
                 recording_warning(f"ptb could not bind the parameters of {qualname} ({exc!r}): a ptb bug, "
                                   f"please report it; the call is recorded without its parameters")
                 bound = {}
             if bound is None:
-                return "the call does not match its signature"
+                return _NO_BIND
             vols = list(fixed)
             for name in names:
                 holder = bound if name in bound else bound.get(varkw or "", {})
+                if name in _SELF and name not in holder and instance is not None:
+                    holder = {name: instance}        # "self": the object the method is called on
                 if name not in holder:
                     return "its volume parameter is missing from the call"
                 vols += _resolve_value(holder[name], name, secrets)
-            return new_run(vols, {**bound, **parameters_from(parameters)}, source_file, target)
+            return new_run(vols, {**bound, **parameters_from(parameters)}, source_file,
+                           type(instance) if task is not None and instance is not None else target)
 
         @wrapt.decorator(proxy=Wrapper)
         def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
             run = make_run(wrapped, instance, args, kwargs)
-            if isinstance(run, str):     # the function raises its own TypeError, as it would undecorated
+            if run is _NO_BIND:          # the function raises its own TypeError, as it would undecorated
                 value = wrapped(*args, **kwargs)
                 recording_warning(f"{qualname} was not documented: {run}")
                 return value
+            if isinstance(run, str):     # said before the call, so that a call that raises says it too
+                recording_warning(f"{qualname} was not documented: {run}")
+                return wrapped(*args, **kwargs)
             if kind == "sync":
                 with run:
                     value = wrapped(*args, **kwargs)
@@ -143,12 +157,69 @@ def decorator(found: Sequence[Any], new_run: Callable[..., Run], *, parameters: 
                 return value
             return RUNNERS[kind](run, wrapped(*args, **kwargs))
 
-        decorated = wrapper(func)
+        return wrapper(func)
+
+    def decorate(func: Callable) -> Callable:
+        if isinstance(func, type):
+            return _document_class(func, execute_decorator)
+        _refuse_lazy(func)
+        target = unwrap(func, partials=False)
+        if not callable(target):
+            raise InvalidInputError(f"@ptb.provenance decorates functions and task classes, not "
+                                    f"{type(func).__name__}")
+        decorated = instrument(func, target)
         decorated._self_remake = remake  # type: ignore[attr-defined]
         _register_with_taskqueue(func, decorated)
         return decorated
 
+    def execute_decorator(execute: Callable, cls: Optional[type] = None) -> Callable:
+        """Document ``execute`` of task class ``cls`` (None when it was sent by value: checked where it was made)."""
+        decorated = instrument(execute, cls.__init__ if cls is not None else _any_init, task=cls or object)  # type: ignore[misc]
+        decorated._self_task = True                  # type: ignore[attr-defined]
+        decorated._self_remake = functools.partial(_execute_decorator, remake) if remake else None  # type: ignore
+        return decorated
+
+    decorate.execute_decorator = execute_decorator      # type: ignore[attr-defined]
     return decorate
+
+
+_SELF = ("self", "cls")
+_NO_BIND = "the call does not match its signature"
+
+
+def _document_class(cls: type, execute_decorator: Callable) -> type:
+    """Document every ``execute()`` of task class ``cls``, in place: the class itself is returned, so
+    python-task-queue's registry (``RegisteredTask`` registers a class by name), pickling, ``payload()``
+    and ``isinstance`` are untouched, and building an object records nothing. A class decorated again
+    (a notebook cell run twice, a subclass of a decorated class) is documented by the new decoration only.
+    """
+    execute = inspect.getattr_static(cls, "execute", None)
+    if execute is None:
+        raise InvalidInputError(f"@ptb.provenance on a class documents its execute() method (a task class: "
+                                f"python-task-queue's RegisteredTask, igneous' tasks); {cls.__qualname__} has none")
+    if isinstance(execute, (staticmethod, classmethod)) or not callable(execute):
+        raise InvalidInputError(f"{cls.__qualname__}.execute must be a plain method to be documented, "
+                                f"not a {type(execute).__name__}")
+    while isinstance(execute, Wrapper) and getattr(execute, "_self_task", False):
+        execute = execute.__wrapped__
+    cls.execute = execute_decorator(execute, cls)  # type: ignore[attr-defined]
+    return cls
+
+
+def _execute_decorator(remake: Callable[[], Any]) -> Callable:
+    """What a task class's ``execute`` sent by value (cloudpickle) is decorated with again where it lands."""
+    return remake().execute_decorator  # type: ignore[no-any-return]
+
+
+def _any_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    """The constructor signature of a task class sent by value: its volume names were checked where it was made."""
+
+
+def _source_file(obj: Any) -> Optional[str]:
+    try:
+        return inspect.getsourcefile(obj)
+    except (TypeError, OSError):
+        return None
 
 
 _LAZY = {("ray.remote_function", "RemoteFunction"): "@ray.remote",

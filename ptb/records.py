@@ -264,6 +264,8 @@ class RunRecord:
     the environment this run had, which may differ from its process's first.
     ``parameters`` are this run's own values (``per_run``: the chunk it
     worked on), already JSON-safe; its process's parameters name the step.
+    ``argv`` is the OS process's ``sys.argv`` (the script and its arguments),
+    scrubbed like a parameter; None when unknown (records before issue 20).
     """
 
     id: str
@@ -281,9 +283,12 @@ class RunRecord:
     error: Optional[Dict[str, Any]] = None
     code_envfiles: Tuple[str, ...] = ()
     parameters: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    argv: Optional[Tuple[Any, ...]] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "code_envfiles", tuple(self.code_envfiles))
+        if self.argv is not None:
+            object.__setattr__(self, "argv", tuple(self.argv))
         if self.status not in RUN_STATUSES:
             raise InvalidInputError(f"run status {self.status!r} is not one of {', '.join(RUN_STATUSES)}")
         object.__setattr__(self, "started", to_utc(self.started))
@@ -311,6 +316,7 @@ class RunRecord:
             "error": self.error,
             "code_envfiles": list(self.code_envfiles),
             "parameters": self.parameters,
+            "argv": None if self.argv is None else list(self.argv),
         }
 
     @classmethod
@@ -331,6 +337,7 @@ class RunRecord:
             error=_typed(data, "error", (dict,)),
             code_envfiles=_names(data, "code_envfiles"),
             parameters=dict(_typed(data, "parameters", (dict,)) or {}),
+            argv=_typed(data, "argv", (list, tuple)),
         )
 
 

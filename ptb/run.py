@@ -10,7 +10,8 @@ storage failures are spooled (``ptb flush``), anything else is a
 ``RecordingWarning``, and the run's end is journalled before its notes. Entry
 costs journal writes only; exit adds one bounded write of the ``provenance``
 view, so the view holds the run when the call returns. Neither grows with
-the volume's history. All writes go through ``ptb.store.writer``.
+the volume's history (a chunk run may write the view less often: see
+``ptb.store.updater.PTB_VIEW_EVERY``). All writes go through ``ptb.store.writer``.
 
 Drivers (``runners``, the fronts) use the public protocol: ``start``,
 ``activate``/``deactivate`` around the user's code, ``returned`` with its
@@ -43,6 +44,7 @@ __all__ = ["Run", "RecordingWarning", "current_run", "recording_warning", "MAX_N
 _current: contextvars.ContextVar[Optional[Run]] = contextvars.ContextVar("ptb_current_run", default=None)
 _processes_written: Dict[Tuple[str, str], Entry] = {}  # (cloudpath, process key) -> as journalled by this OS process
 _INTERRUPTS: Tuple[type, ...] = (KeyboardInterrupt, SystemExit)
+_NOTE_TAIL = 1500     # characters of a failed command's stderr in its failure note (``ptb.command``)
 
 
 class RecordingWarning(UserWarning):
@@ -165,7 +167,7 @@ class Run:
 
     def start(self) -> None:
         """Write the run's start; raises (a ptb error) before the user's code runs, never after."""
-        from .capture.params import prepare_parameters
+        from .capture.params import prepare_parameters, process_argv
 
         if self.status != "new":
             raise ProvenanceError(f"run {self.id} was already entered: each call, block or cell needs its own "
@@ -191,7 +193,7 @@ class Run:
             id=self.id, description=self.description, process=process_key(self.description, self._recorded),
             status="running", started=self.started, parent=self.parent, user=_whoami()[0],
             host=_whoami()[1], pid=os.getpid(), code_envfiles=self._envfiles,
-            parameters=self._run_values(self._per_run))
+            parameters=self._run_values(self._per_run), argv=process_argv(self._redact, self._known))
         motivation = self.motivation or f"run of {self.description!r} (no motivation given)"
         self._motivation = Note(self.started, NoteType.MOTIVATION, self._text(motivation, "motivation"), run=self.id)
         started: List[Volume] = []
@@ -289,6 +291,7 @@ class Run:
             else:
                 self.status = "interrupted" if isinstance(exc, _INTERRUPTS) or _cancelled(exc) else "failed"
                 error = error_of(exc, self._redact, self._known)
+                self._detail = isinstance(getattr(exc, "ptb_detail", None), str)
             final = dataclasses.replace(self._record, status=self.status, ended=ended, duration=duration,
                                         resources=resources, error=error, parameters=self._final_run_values())
         except Exception as err:
@@ -316,7 +319,7 @@ class Run:
                                      else ""))
             if not any(record is final for _, record in journalled):
                 continue                  # spooled: `ptb flush` publishes it with the rest
-            writer.publish(vol, self._published_with_end(vol, final.process) + journalled)
+            writer.publish(vol, self._published_with_end(vol, final.process) + journalled, chunk=bool(self._per_run))
         self._check_volumes()
 
     def _check_volumes(self) -> None:
@@ -352,6 +355,10 @@ class Run:
         if error is not None:
             message = clean(error["message"], (), 500)       # already scrubbed: only bounded
             text = f"{self.status} after {took}: {error['type']}" + (f": {message}" if message else "")
+            if getattr(self, "_detail", False) and error.get("traceback"):   # a command's last lines of stderr
+                tail = error["traceback"][-_NOTE_TAIL:]
+                text += "\nlast lines of stderr:\n" + (tail if len(tail) == len(error["traceback"])
+                                                          else "…" + tail.split("\n", 1)[-1])
             return [*self._clean_results(), Note(ended, NoteType.RESULT, text, run=self.id)]
         if self._results:
             return self._clean_results()

@@ -140,7 +140,7 @@ def test_show_by_prefix(good, git_repo):
     data = json.loads(ptb_cli("show", path, ids[2], "--json").stdout)
     assert data["kind"] == "run" and data["run"]["status"] == "running" and data["process"]["key"] == process.key
     assert set(data) == {"volume", "kind", "run", "process", "runs", "summary", "notes", "envs",
-                         "envs_inherited", "env_spread", "packages_elsewhere"}
+                         "envs_inherited", "env_spread", "packages_elsewhere", "children"}
     assert data["envs_inherited"] and data["env_spread"] is None   # journalled without its own: its process's
     assert data["summary"] is None            # a run's view; a process's sums up its runs
 

@@ -11,6 +11,7 @@ import inspect
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -74,7 +75,7 @@ def test_success_records_process_run_notes_and_environment(vol):
     resources = run.resources
     assert set(resources) == {"cpu_time_s", "cpu_user_s", "cpu_system_s", "memory_bytes", "peak_memory_bytes"}
     assert resources["cpu_time_s"] == pytest.approx(resources["cpu_user_s"] + resources["cpu_system_s"])
-    assert resources["peak_memory_bytes"] >= resources["memory_bytes"] * 0.5 > 0
+    assert resources["peak_memory_bytes"] >= resources["memory_bytes"] > 0     # a peak is never below now
     assert notes_of(hist, run, NoteType.MOTIVATION) == ["run of 'threshold the image' (no motivation given)"]
     (result,) = notes_of(hist, run, NoteType.RESULT)
     assert result.startswith("succeeded in ")
@@ -378,7 +379,7 @@ def test_awkward_parameters_never_break_the_call_nor_reach_the_volume_in_full(vo
     assert value == "ok"
     (proc,) = ptb.history(vol).processes
     params = proc.parameters
-    assert params["array"]["shape"] == [2, 3] and params["array"]["dtype"] == "int16" and "sha256" in params["array"]
+    assert params["array"] == [[0, 1, 2], [3, 4, 5]]        # small numeric arrays are values (issue 20)
     assert params["big"]["shape"] == [600, 600] and "sha256" not in params["big"]
     assert params["path"] == "/data/seg" and params["labels"] == ["a", "b"]
     assert params["when"] == "2024-05-01T12:00:00+00:00"
@@ -787,3 +788,80 @@ def test_result_notes_say_durations_as_ptb_log_does(vol):
         text = notes_of(hist, run, NoteType.RESULT)[0]
         took = fmt_duration(run.duration)
         assert text.startswith((f"failed after {took}:", f"succeeded in {took}")), (text, run.duration)
+
+
+# ----------------------------------------------------------------- issue 20: argv, local paths
+SCRIPT = '''
+import sys
+import ptb
+
+@ptb.provenance(sys.argv[1], "step of a script")
+def step(mip):
+    return mip
+
+step(2)
+'''
+
+
+def test_a_run_records_the_scripts_argv_scrubbed(vol, tmp_path):
+    script = tmp_path / "pipeline.py"
+    script.write_text(SCRIPT)
+    secret = "hunter2-" + "s" * 10
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, str(script), vol.cloudpath, "--password", secret, "--mip", "2"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (run,) = ptb.history(vol).runs
+    assert run.argv == (str(script), vol.cloudpath, "--password", "<redacted>", "--mip", "2")
+    assert secret not in volume_text(tmp_path / "v")
+    assert RunRecord.from_json(run.to_json()).argv == run.argv
+
+
+def test_local_paths_are_volumes_for_the_decorator_and_the_block(vol, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    @provenance("./v", "relative path")
+    def relative():
+        return 1
+
+    @provenance("dst", "from a parameter")
+    def from_parameter(dst):
+        return dst
+
+    relative()
+    from_parameter(str(tmp_path / "v"))
+    with documented(str(tmp_path / "v"), "absolute path"):
+        pass
+    assert [r.description for r in ptb.history(vol).runs] == ["relative path", "from a parameter", "absolute path"]
+    with pytest.raises(InvalidInputError, match="has no parameter 'v'"):
+        provenance("v", "a bare word is a parameter's name")(lambda dst: dst)
+
+
+def test_chunk_runs_write_the_view_once_in_a_while_when_asked(vol, tmp_path, monkeypatch):
+    import json
+
+    def in_view():
+        prov = json.loads((tmp_path / "v" / "provenance").read_text())
+        return sum(e["ptb"]["runs"]["count"] for e in prov["processing"] if "ptb" in e)
+
+    @provenance(vol, "chunk", per_run="i")
+    def chunk(i):
+        return i
+
+    @provenance(vol, "a whole step")
+    def step():
+        return 0
+
+    chunk(0)
+    assert in_view() == 1                  # the default: every run's end is in the view on return
+    monkeypatch.setenv("PTB_VIEW_EVERY", "3600")
+    chunk(1)
+    chunk(2)
+    assert in_view() == 2                  # the first after a pause writes it, the next is left to the thread
+    assert len(ptb.history(vol).runs) == 3     # the journal never lags
+    step()
+    assert in_view() == 4                  # a run without per_run values writes it (with what was left)
+    chunk(3)
+    updater.flush()
+    assert in_view() == 5

@@ -137,3 +137,43 @@ def test_a_failing_method_records_its_own_exception(volume):
         Broken().run(volume.cloudpath)
     (run,) = ptb.history(volume).runs
     assert run.status == "failed" and run.error["type"] == "ZeroDivisionError"
+
+
+# ----------------------------------------------------------------- "self" names the volume (issue 20)
+class Layer:
+    """An object that is a volume for ptb: it has a cloudpath."""
+
+    def __init__(self, cloudpath):
+        self.cloudpath = cloudpath
+
+    @provenance("self", "relabel the layer")
+    def relabel(self, table):
+        if not table:
+            raise ValueError("empty table")
+        return len(table)
+
+
+class NotAVolume:
+    @provenance("self", "not documented")
+    def work(self, fail=False):
+        if fail:
+            raise RuntimeError("failed anyway")
+        return "done"
+
+
+def test_self_names_the_instance_as_the_volume(volume):
+    layer = Layer(volume.cloudpath)
+    assert layer.relabel({1: 2}) == 1
+    with pytest.raises(ValueError, match="empty table"):
+        layer.relabel({})
+    runs = ptb.history(volume).runs
+    assert [r.status for r in runs] == ["succeeded", "failed"]
+    assert ptb.history(volume).processes[0].parameters == {"table": {"1": 2}}     # self is not a parameter
+
+
+def test_self_that_is_not_a_volume_is_the_same_error_whether_the_call_would_succeed_or_fail():
+    from ptb.errors import InvalidInputError
+
+    for call in (lambda: NotAVolume().work(), lambda: NotAVolume().work(fail=True)):
+        with pytest.raises(InvalidInputError, match="parameter 'self': cannot log provenance to a NotAVolume"):
+            call()                 # before the method runs: nothing ran undocumented

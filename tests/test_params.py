@@ -24,6 +24,7 @@ import wrapt
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from ptb.capture import params
 from ptb.capture.params import (
     CYCLE,
     REDACTED,
@@ -391,7 +392,8 @@ def test_scalars_and_stdlib_types():
     assert to_jsonable(fractions.Fraction(1, 3)) == "1/3"
     u = uuid.uuid4()
     assert to_jsonable(u) == str(u)
-    assert to_jsonable(Color.RED) == "RED" and to_jsonable(Level.HIGH) == "HIGH"
+    assert to_jsonable(Color.RED) == "RED"
+    assert to_jsonable(Level.HIGH) == 3 and type(to_jsonable(Level.HIGH)) is int    # what a JSON queue sends
     assert to_jsonable(b"abc") == {"type": "bytes", "length": 3, "sha256":
                                    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}
 
@@ -423,10 +425,16 @@ def test_numpy_values():
     assert to_jsonable(np.float32(1.5)) == 1.5 and type(to_jsonable(np.int64(3))) is int
     assert to_jsonable(np.bool_(True)) is True and to_jsonable(np.float64("nan")) == "nan"
     assert to_jsonable(np.str_("s3://k:s@b/x")) == "s3://b/x"
-    small = to_jsonable(np.arange(6, dtype=np.uint16).reshape(2, 3))
-    assert small["type"] == "ndarray" and small["shape"] == [2, 3] and small["dtype"] == "uint16"
-    assert small["sha256"] == to_jsonable(np.arange(6, dtype=np.uint16).reshape(2, 3))["sha256"]
-    assert small["sha256"] != to_jsonable(np.ones((2, 3), np.uint16))["sha256"]
+    assert to_jsonable(np.arange(6, dtype=np.uint16).reshape(2, 3)) == [[0, 1, 2], [3, 4, 5]]    # small: values
+    assert to_jsonable(np.array(7, np.int8)) == 7 and to_jsonable(np.array([0.5, np.nan])) == [0.5, "nan"]
+    assert to_jsonable(np.array([True, False])) == [True, False] and to_jsonable(np.array(["a"])) == ["a"]
+    limit = params.LIST_ARRAY_ITEMS
+    assert to_jsonable(np.ones(limit, np.uint8)) == [1] * limit
+    small = to_jsonable(np.arange(limit + 1, dtype=np.uint16))   # past the bound: a summary with a hash
+    assert small["type"] == "ndarray" and small["shape"] == [limit + 1] and small["dtype"] == "uint16"
+    assert small["sha256"] == to_jsonable(np.arange(limit + 1, dtype=np.uint16))["sha256"]
+    assert small["sha256"] != to_jsonable(np.ones(limit + 1, np.uint16))["sha256"]
+    assert to_jsonable(np.array([1 + 2j]))["type"] == "ndarray"       # complex: not a JSON number
     large = to_jsonable(np.zeros((512, 512, 8), np.uint8))   # 2 MiB: summarised without a hash
     assert large == {"type": "ndarray", "shape": [512, 512, 8], "dtype": "uint8"}
     assert "sha256" not in to_jsonable(np.array([object()]))
@@ -438,7 +446,7 @@ def test_cloudvolume(tmp_path):
     cv = CloudVolume.from_numpy(np.zeros((8, 8, 8), np.uint8), vol_path="file://" + str(tmp_path / "v"),
                                 resolution=(1, 1, 1))
     assert to_jsonable(cv) == {"cloudpath": "file://" + str(tmp_path / "v"), "mip": 0}
-    assert to_jsonable(cv[0:2, 0:2, 0:2])["shape"] == [2, 2, 2, 1]   # a cutout is an ndarray
+    assert to_jsonable(cv[0:2, 0:2, 0:1]) == [[[[0]], [[0]]], [[[0]], [[0]]]]   # a cutout is an ndarray
 
 
 def test_unknown_objects_and_failing_repr():

@@ -8,15 +8,17 @@ namespace, ConfigParser or dataclass. Neither converts a value: that is
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import sys
 import types
 from collections.abc import Mapping
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..errors import InvalidInputError
 
-__all__ = ["bind_call", "parameters_from", "config_items", "module", "type_name"]
+__all__ = ["bind_call", "task_call", "constructor_arguments", "parameters_from", "config_items", "module",
+           "type_name"]
 
 
 def type_name(value: Any) -> str:
@@ -83,6 +85,19 @@ def parameters_from(obj: Any) -> Dict[str, Any]:
 _SELF_NAMES = ("self", "cls", "mcs", "mcls", "metacls", "klass")
 
 
+def _signature(target: Callable) -> inspect.Signature:
+    """``inspect.signature``, once per function (a chunk loop calls one function thousands of times)."""
+    try:
+        return _cached_signature(target)
+    except TypeError:       # unhashable callables
+        return inspect.signature(target)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_signature(target: Callable) -> inspect.Signature:
+    return inspect.signature(target)
+
+
 def bind_call(func: Callable, instance: Any, args: tuple, kwargs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """The parameters of one call, by name, with defaults applied and no ``self``/``cls``.
 
@@ -96,7 +111,7 @@ def bind_call(func: Callable, instance: Any, args: tuple, kwargs: Dict[str, Any]
     a ptb bug, and is not hidden.
     """
     target = inspect.unwrap(getattr(func, "__func__", func))
-    sig = inspect.signature(target)
+    sig = _signature(target)
     params = list(sig.parameters.values())
     first = params[0] if params else None
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -118,3 +133,59 @@ def bind_call(func: Callable, instance: Any, args: tuple, kwargs: Dict[str, Any]
         elif p.kind is inspect.Parameter.VAR_KEYWORD and p.name in out:
             out[p.name] = dict(out[p.name])
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _constructor(cls: type) -> Tuple[Tuple[str, ...], Dict[str, Any]]:
+    """The names of ``cls``'s constructor parameters (no ``self``, no ``*args``/``**kwargs``) and their defaults."""
+    try:
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
+    except (TypeError, ValueError):
+        return (), {}
+    named = [p for p in params if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    return (tuple(p.name for p in named),
+            {p.name: p.default for p in named if p.default is not inspect.Parameter.empty})
+
+
+def constructor_arguments(task: Any) -> Dict[str, Any]:
+    """A task object's constructor arguments, read from the object as python-task-queue sends them.
+
+    A ``RegisteredTask`` keeps its arguments' names in ``_args``, and its
+    ``payload()`` sends the object's attributes of those names: so do we,
+    which makes a task built here and the same task rebuilt from a queue's
+    JSON give the same parameters. Any other class: the attributes named like
+    its constructor's parameters (a dataclass's fields, ``self.mip = mip``).
+    Parameters not given are their defaults, so both ways of building a task
+    name the same step.
+    """
+    names, defaults = _constructor(type(task))  # type: ignore[arg-type]    # classes are hashable
+    state = getattr(task, "__dict__", None)
+    state = state if isinstance(state, dict) else {}
+    given = state.get("_args")
+    out: Dict[str, Any] = {}
+    if isinstance(given, Mapping) and hasattr(type(task), "_arg_names"):      # python-task-queue's RegisteredTask
+        for name in given:
+            out[str(name)] = state.get(name, given[name])
+    else:
+        for name in names:
+            if name in state:
+                out[name] = state[name]
+            elif not name.startswith("_"):
+                value = getattr(task, name, _MISSING)       # slots, properties; never a method
+                if value is not _MISSING and not inspect.ismethod(value):
+                    out[name] = value
+    for name, default in defaults.items():
+        out.setdefault(name, default)
+    return out
+
+
+_MISSING = object()
+
+
+def task_call(func: Callable, instance: Any, args: tuple, kwargs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The parameters of one ``execute()`` of a task object: its constructor's arguments, then
+    ``execute``'s own (none, usually); None when the call does not bind."""
+    own = bind_call(func, instance, args, kwargs)
+    if own is None:
+        return None
+    return {**(constructor_arguments(instance) if instance is not None else {}), **own}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 import threading
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -53,7 +54,19 @@ def _watch_list(root: str) -> List[str]:
     return [root, *sorted({os.path.dirname(p) for p in tracked} - {root}), *tracked]
 
 
+def _installed(path: str) -> bool:
+    """A file of an installed distribution or of Python itself (igneous' tasks, decorated by a pipeline):
+    the git checkout that holds it, if any (pyenv's own), is not the pipeline's."""
+    parts = os.path.abspath(path).split(os.sep)
+    if "site-packages" in parts or "dist-packages" in parts:
+        return True
+    stdlib = sysconfig.get_paths().get("stdlib") or ""
+    return bool(stdlib) and os.path.abspath(path).startswith(os.path.join(stdlib, ""))
+
+
 def _git_env(source_file: Optional[str]) -> PythonGithubEnv:
+    if source_file and _installed(source_file):
+        source_file = None          # the working directory's repository, as for a command-line step
     found = find_repo(os.path.dirname(os.path.abspath(source_file))) if source_file else None
     found = found or find_repo(os.getcwd())
     key = (found[0] if found else os.getcwd(), source_file)
@@ -74,10 +87,15 @@ def _git_env(source_file: Optional[str]) -> PythonGithubEnv:
 
 
 def _source_env(func: Callable) -> Optional[SourceEnv]:
+    """The source of a function (cached by code object and file stat) or of a task class (by class and file)."""
     code = getattr(unwrap(func), "__code__", None)
-    if code is None:
+    if code is not None:
+        key: tuple = (code, file_stat(code.co_filename))
+    elif isinstance(func, type):
+        filename = getattr(sys.modules.get(func.__module__), "__file__", None)
+        key = (func, file_stat(filename) if isinstance(filename, str) else None)
+    else:
         return SourceEnv.from_callable(func)
-    key = (code, file_stat(code.co_filename))
     with _lock:
         if key in _source_cache:
             return _source_cache[key]
@@ -93,7 +111,8 @@ def capture(source_file: Optional[str] = None, func: Optional[Callable] = None) 
     """The environment of a documented run: git checkout, Docker image, the function's source.
 
     The git snapshot is of the repository holding ``source_file`` (else the
-    working directory's). It is cached per process and reused while nothing it
+    working directory's, as it is when ``source_file`` is installed code: a
+    decorated igneous task). It is cached per process and reused while nothing it
     depends on changed. The check costs stats only, no git call: HEAD and its
     ref, packed refs, the config, the index, and the work tree. In repositories
     of up to ``STAT_LIMIT`` tracked files every tracked file and its directory

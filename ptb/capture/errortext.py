@@ -45,14 +45,22 @@ def clean(text: str, redact: Iterable[str] = (), limit: int = MAX_NOTE, values: 
 
 
 def error_of(exc: BaseException, redact: Iterable[str] = (), values: Iterable[str] = ()) -> Dict[str, Any]:
-    """Type, message and traceback (its first line and last frames, bounded), secrets scrubbed."""
+    """Type, message and traceback (its first line and last frames, bounded), secrets scrubbed.
+
+    An exception that carries ``ptb_detail`` (a text: a failed command's last
+    lines of stderr, see ``ptb.command``) has that text stored in place of its
+    traceback, which would only show ptb's own frames.
+    """
     try:
         message = str(exc)
     except Exception:
         message = "<unprintable>"
     try:
+        detail = getattr(exc, "ptb_detail", None)
+        trace = (clean(detail, redact, MAX_TRACEBACK, tuple(values)) if isinstance(detail, str)
+                 else _traceback(exc, redact, values))
         return {"type": scrubbed(type_name(exc)), "message": clean(message, redact, MAX_MESSAGE, values),
-                "traceback": _traceback(exc, redact, values)}
+                "traceback": trace}
     except Exception as err:        # never store an unscrubbed text, never lose the run's end
         return {"type": scrubbed(type_name(exc)), "message": clean(f"<not recorded: {err!r}>", (), MAX_MESSAGE),
                 "traceback": ""}

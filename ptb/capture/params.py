@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import functools
 import hashlib
 import itertools
 import json
 import math
 import os
 import re
+import sys
 import types
 from collections import deque
 from collections.abc import Mapping
@@ -28,7 +30,7 @@ from .binding import bind_call, config_items, parameters_from
 from .binding import module as _module
 from .binding import type_name as _type_name
 from .redact import REDACTED, SECRET_WORDS, is_secret_name, scrub_text, scrubbed, strip_url_credentials
-from .secretvalues import is_secret_flag, secret_values
+from .secretvalues import _secret_name, is_secret_flag, secret_values
 
 __all__ = [
     "REDACTED", "SECRET_WORDS", "ParameterWarning", "is_secret_name", "strip_url_credentials",
@@ -41,6 +43,8 @@ MAX_DEPTH = 20
 CYCLE = "<cycle>"
 TOO_DEEP = "<too deep>"
 _HASH_ARRAY_BYTES = 1 << 20   # numpy arrays up to 1 MiB get a content hash
+LIST_ARRAY_ITEMS = 1024       # numeric numpy arrays up to this many items are stored as lists (values, not hashes)
+_LIST_KINDS = "biufU"         # bool, int, uint, float, str: what a JSON queue sends as lists of the same values
 _MAX_ITEMS = 1_000_000        # beyond this, containers are summarised without being walked
 
 _ADDRESS = re.compile(r" at 0x[0-9A-Fa-f]+")
@@ -73,6 +77,8 @@ class _Converter:
 
     def top(self, value: Any) -> Any:
         out = self.convert(value, 0)
+        if _small(out, self.max_bytes):
+            return out
         try:
             data = _encode(out)
         except Exception:
@@ -158,10 +164,10 @@ class _Converter:
         if t is float:
             return v if math.isfinite(v) else str(v)
         if isinstance(v, enum.Enum):
-            return v.name if v.name is not None else str(v)
+            return self.enum(v, depth)
         np = _module("numpy")
         if np is not None and isinstance(v, np.ndarray):
-            return self.ndarray(v)
+            return self.ndarray(v, depth)
         if np is not None and isinstance(v, np.generic):
             item = v.item()
             return self.fallback(v) if isinstance(item, np.generic) else self.convert(item, depth)
@@ -189,6 +195,8 @@ class _Converter:
             return self.text(v)
         if t.__module__.startswith("cloudvolume") and hasattr(v, "cloudpath") and hasattr(v, "mip"):
             return {"cloudpath": self.text(str(v.cloudpath)), "mip": self.convert(v.mip, depth)}
+        if t.__module__.startswith("cloudvolume") and t.__name__ == "Bbox" and hasattr(v, "minpt"):
+            return self.bbox(v, depth)
         if id(v) in self._path:
             self.degraded.append("cycle")
             return CYCLE
@@ -255,7 +263,26 @@ class _Converter:
         except Exception:
             return ""
 
-    def ndarray(self, a: Any) -> dict:
+    def enum(self, v: enum.Enum, depth: int) -> Any:
+        """An enum that is also a number or a string (``IntEnum``, ``StrEnum``) is that value, as JSON sends
+        it (``DownsampleMethods.AUTO`` is 6 through a queue); any other enum is its name."""
+        if isinstance(v, (int, float, str)):
+            return self.convert(int(v) if isinstance(v, int) else float(v) if isinstance(v, float) else
+                                str.__str__(v), depth)
+        return v.name if v.name is not None else str(v)
+
+    def bbox(self, v: Any, depth: int) -> dict:
+        """A CloudVolume ``Bbox``: its corners, as lists (``unit`` only when it is not voxels)."""
+        out = {"minpt": self.convert(v.minpt, depth + 1), "maxpt": self.convert(v.maxpt, depth + 1)}
+        unit = getattr(v, "unit", "vx")
+        return out if unit in (None, "vx") else {**out, "unit": self.convert(unit, depth + 1)}
+
+    def ndarray(self, a: Any, depth: int) -> Any:
+        """A small numeric array (igneous' ``Vec``, an affine) is its values as (nested) lists, so it is
+        the same parameter whether it came as an array or as lists through a JSON queue (a 0-d one is its
+        number); anything larger or of another kind is a summary: shape, dtype and a hash when small."""
+        if a.dtype.kind in _LIST_KINDS and a.size <= LIST_ARRAY_ITEMS:
+            return self.convert(a.tolist(), depth)
         out = {"type": "ndarray", "shape": [int(n) for n in a.shape], "dtype": str(a.dtype)}
         if a.nbytes <= _HASH_ARRAY_BYTES and not a.dtype.hasobject:
             data = _module("numpy").ascontiguousarray(a).tobytes()
@@ -306,14 +333,17 @@ def prepare_parameters(params: Any, *, redact: Iterable[str] = (), exclude: Iter
     values = tuple(dict.fromkeys([*secret_values(raw, extra), *known]))
 
     def secret(name: str) -> bool:
-        return is_secret_name(name, extra)
+        try:
+            return _secret_name(name, extra)        # cached: the same names come back on every call
+        except TypeError:
+            return is_secret_name(name, extra)
 
     out: Dict[str, Any] = {}
     degraded_by: Dict[str, list] = {}
     for name, value in raw.items():
         if name in dropped:
             continue
-        key = to_jsonable(name, max_bytes=max_bytes)
+        key = scrubbed(name) if _small(name, max_bytes) else to_jsonable(name, max_bytes=max_bytes)
         key = key if isinstance(key, str) else str(name)[:200]
         if secret(key):
             out[key] = REDACTED
@@ -328,8 +358,34 @@ def prepare_parameters(params: Any, *, redact: Iterable[str] = (), exclude: Iter
     return out
 
 
+def process_argv(redact: Iterable[str] = (), known: Iterable[str] = ()) -> Optional[tuple]:
+    """This OS process's ``sys.argv`` as a run records it: scrubbed like a parameter (a ``--password``
+    flag's value redacted); None when there is none. Made once per argv and redaction."""
+    argv = getattr(sys, "argv", None)
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        return None
+    return _scrubbed_argv(tuple(argv), tuple(redact), tuple(known))
+
+
+@functools.lru_cache(maxsize=64)
+def _scrubbed_argv(argv: tuple, redact: tuple, known: tuple) -> Optional[tuple]:
+    value = prepare_parameters({"argv": list(argv)}, redact=redact, known=known)["argv"]
+    return tuple(value) if isinstance(value, list) else None     # a huge argv is a summary: not kept
+
+
+def _small(value: Any, max_bytes: int) -> bool:
+    """A scalar or short string, whose JSON surely fits ``max_bytes``: no need to encode it to know."""
+    kind = type(value)
+    if value is None or kind in (bool, float) or (kind is int and -(1 << 63) <= value < (1 << 63)):
+        return max_bytes >= 32      # at most 24 characters
+    return kind is str and len(value) * 6 + 2 <= max_bytes
+
+
 def _fit(out: Dict[str, Any], degraded_by: Dict[str, list], max_total: int) -> None:
     """Summarise the largest values of ``out`` until all of them encode to at most ``max_total`` bytes."""
+    if sum(32 if _small(v, 32) else len(v) * 6 + 2 if type(v) is str else max_total + 1
+           for v in out.values()) <= max_total:
+        return          # scalars and short strings: no need to encode them to know they fit
     sizes = {key: len(_encode(value)) for key, value in out.items()}
     total = sum(sizes.values())
     for key in sorted(sizes, key=lambda k: -sizes[k]):

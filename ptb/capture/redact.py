@@ -304,4 +304,17 @@ def scrubbed(text: str, redact: Iterable[str] = (), values: Iterable[str] = ()) 
             text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     except Exception:
         return REDACTED
+    if len(text) <= _CACHED_TEXT and type(text) is str:
+        try:
+            return _scrubbed_short(text, tuple(redact), tuple(values))
+        except TypeError:       # an unhashable name or value: scrubbed uncached
+            pass
+    return scrub_text(text, redact, values)
+
+
+_CACHED_TEXT = 512      # characters: a chunk loop's parameters and notes come back on every call
+
+
+@functools.lru_cache(maxsize=4096)
+def _scrubbed_short(text: str, redact: Tuple[str, ...], values: Tuple[str, ...]) -> str:
     return scrub_text(text, redact, values)

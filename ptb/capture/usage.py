@@ -23,7 +23,7 @@ def cpu() -> Optional[Tuple[float, float]]:
 
 
 def memory() -> Tuple[Optional[int], Optional[int]]:
-    """(RSS now, peak RSS so far) in bytes, None where unknown."""
+    """(RSS now, peak RSS so far) in bytes, None where unknown; the peak is never below the RSS now."""
     try:
         rss: Optional[int] = _this_process().memory_info().rss
     except Exception:
@@ -35,6 +35,8 @@ def memory() -> Tuple[Optional[int], Optional[int]]:
         peak: Optional[int] = maxrss if sys.platform == "darwin" else maxrss * 1024    # KiB except on macOS
     except Exception:
         peak = None
+    if rss is not None and peak is not None:    # the kernel's high-water mark lags its RSS counters a little
+        peak = max(peak, rss)
     return rss, peak
 
 

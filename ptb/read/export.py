@@ -19,7 +19,7 @@ from . import fmt, timeline
 from .history import History
 from .lineage import Lineage, lineage, source_key
 from .page import cut, process_summary, to_html
-from .runsummary import PROBLEMS, status_name
+from .runsummary import is_problem, status_name
 
 FORMATS = ("prov-json", "prov-n", "dot", "html")
 NAMESPACE = "urn:provenance-toolbox:"
@@ -134,7 +134,7 @@ _PROBLEMS_SHOWN = 5
 
 def _problems(h: History, key: str) -> str:
     """The failed and never-finished runs of a process for its DOT node, a few of them, with their values."""
-    bad = [r for r in h.runs_of(key) if r.status in PROBLEMS]
+    bad = [r for r in h.runs_of(key) if is_problem(r)]
     lines = [f"\n{r.id[:12]} {status_name(r.status)}"
              + (f" {fmt.params_summary(r.parameters, 100, 80)}" if r.parameters else "")
              for r in bad[:_PROBLEMS_SHOWN]]

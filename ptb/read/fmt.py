@@ -8,12 +8,13 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..errors import InvalidInputError
 from ..records import Note, ProcessRecord, RunRecord, to_utc
 
 NEVER_FINISHED = "never finished (worker died?)"
+RUNNING = "running"
 KINDS = ("process", "run", "note", "foreign")
 TYPES = KINDS + ("motivation", "result", "generic")
 
@@ -87,17 +88,87 @@ def lines_of(text: str) -> List[str]:
     return [line for line in str(text).splitlines() if line.strip()] or [""]
 
 
-def parse_time(value: Any) -> Optional[datetime.datetime]:
-    """A timestamp from a foreign entry (``2022-08-01 10:00 UTC``, ISO, ...); None if unreadable."""
+#: Zone abbreviations (and Windows' zone names) that igneous' ``strftime('%Z')``, CloudVolume or a person
+#: writes, as hours east of UTC. Ambiguous ones are a choice: IST is India (not Israel, +2, nor Ireland's
+#: summer, +1), CST is US Central (not China, +8), BST British Summer Time (not Bangladesh, +6), AST
+#: Atlantic (not Arabia, +3). Anything not listed here nor written as an offset is not read (undated).
+ZONES: Dict[str, float] = {
+    "UTC": 0, "UT": 0, "GMT": 0, "Z": 0, "WET": 0, "WEST": 1, "BST": 1, "IST": 5.5,
+    "CET": 1, "CEST": 2, "MET": 1, "MEST": 2, "EET": 2, "EEST": 3, "MSK": 3,
+    "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7, "MDT": -6, "PST": -8, "PDT": -7,
+    "AKST": -9, "AKDT": -8, "HST": -10, "AST": -4, "ADT": -3, "NST": -3.5, "NDT": -2.5,
+    "PKT": 5, "ICT": 7, "WIB": 7, "SGT": 8, "HKT": 8, "AWST": 8, "JST": 9, "KST": 9,
+    "ACST": 9.5, "ACDT": 10.5, "AEST": 10, "AEDT": 11, "NZST": 12, "NZDT": 13,
+    "COORDINATED UNIVERSAL TIME": 0, "GMT STANDARD TIME": 0, "GMT DAYLIGHT TIME": 1,
+    "W. EUROPE STANDARD TIME": 1, "W. EUROPE DAYLIGHT TIME": 2, "ROMANCE STANDARD TIME": 1,
+    "ROMANCE DAYLIGHT TIME": 2, "CENTRAL EUROPE STANDARD TIME": 1, "CENTRAL EUROPE DAYLIGHT TIME": 2,
+    "CENTRAL EUROPEAN STANDARD TIME": 1, "CENTRAL EUROPEAN SUMMER TIME": 2,
+    "EASTERN STANDARD TIME": -5, "EASTERN DAYLIGHT TIME": -4, "CENTRAL STANDARD TIME": -6,
+    "CENTRAL DAYLIGHT TIME": -5, "MOUNTAIN STANDARD TIME": -7, "MOUNTAIN DAYLIGHT TIME": -6,
+    "PACIFIC STANDARD TIME": -8, "PACIFIC DAYLIGHT TIME": -7, "INDIA STANDARD TIME": 5.5,
+    "TOKYO STANDARD TIME": 9, "CHINA STANDARD TIME": 8, "KOREA STANDARD TIME": 9,
+}
+_STAMP = re.compile(r"(?P<date>\d{4}-\d{2}-\d{2})(?:T|\s{1,4})"
+                    r"(?P<time>\d{1,2}:\d{2}(?P<seconds>:\d{2}(?P<fraction>\.\d{1,9})?)?)"
+                    r"\s*(?P<zone>[A-Za-z .+:\-0-9]{0,48})")
+_OFFSET = re.compile(r"(?:(?:UTC|GMT|UT)\s*)?(?P<sign>[+-])(?P<hours>\d{1,2})(?::?(?P<minutes>\d{2}))?")
+
+
+def _zone(text: str) -> Union[datetime.tzinfo, None, bool]:
+    """The zone a date names: a tzinfo; None when it names none (local time); False when it is unknown."""
+    text = " ".join(text.split()).upper()
+    if not text:
+        return None
+    if text in ZONES:
+        return datetime.timezone(datetime.timedelta(hours=ZONES[text]))
+    match = _OFFSET.fullmatch(text)
+    if match and int(match["hours"]) <= 14 and int(match["minutes"] or 0) < 60:
+        offset = datetime.timedelta(hours=int(match["hours"]), minutes=int(match["minutes"] or 0))
+        return datetime.timezone(-offset if match["sign"] == "-" else offset)
+    return False
+
+
+def parse_stamp(value: Any) -> Tuple[Optional[datetime.datetime], float]:
+    """A foreign entry's date and its resolution in seconds: ``(None, 0)`` when it cannot be read.
+
+    Reads ISO 8601 and what igneous writes (``strftime('%Y-%m-%d %H:%M %Z')``:
+    ``2026-12-05 07:42 EST``), with any zone of ``ZONES`` or a numeric offset
+    (``+0100``, ``-05:00``, ``UTC+5:30``). A date without a zone is local time,
+    as ``datetime.now()`` wrote it. The resolution is 60 for a date to the
+    minute, 1 to the second, 0 finer: such a date stands for any moment up to
+    that much later, and the timeline sorts it at the last of them.
+    """
     if isinstance(value, datetime.datetime):
-        return to_utc(value)
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = re.sub(r"\s*(UTC|GMT)$", "+00:00", value.strip())
+        return to_utc(value), 0.0
+    if not isinstance(value, str) or not value.strip() or len(value) > 200:
+        return None, 0.0
+    text = value.strip()
+    match = _STAMP.fullmatch(text)
+    if match is None:
+        try:
+            return to_utc(text), 0.0
+        except InvalidInputError:
+            return None, 0.0
+    zone = _zone(match["zone"])
+    if zone is False or zone is True:
+        return None, 0.0
     try:
-        return to_utc(text)
-    except InvalidInputError:
-        return None
+        year, month, day = map(int, match["date"].split("-"))
+        hour, minute = map(int, match["time"].split(":")[:2])
+        second = int(match["seconds"][1:3]) if match["seconds"] else 0
+        micro = int((match["fraction"][1:] + "00000")[:6]) if match["fraction"] else 0
+        naive = datetime.datetime(year, month, day, hour, minute, second, micro)
+    except ValueError:
+        return None, 0.0
+    stamp = naive.replace(tzinfo=zone) if zone is not None else naive
+    resolution = 0.0 if match["fraction"] else 1.0 if match["seconds"] else 60.0
+    return to_utc(stamp), resolution
+
+
+def parse_time(value: Any) -> Optional[datetime.datetime]:
+    """A timestamp from a foreign entry (``2022-08-01 10:00 UTC``, ``2026-12-05 07:42 EST``, ISO, ...);
+    None if unreadable. See ``parse_stamp``, which also says the date's resolution."""
+    return parse_stamp(value)[0]
 
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)$")
@@ -116,7 +187,11 @@ def parse_since(text: str, now: Optional[datetime.datetime] = None) -> datetime.
     try:
         value = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidInputError(f"{text!r} is neither a duration (30min, 2h, 3d, 1w) nor an ISO date") from None
+        stamp = parse_stamp(text)[0]         # "2026-12-05 07:42 EST", as igneous writes dates
+        if stamp is None:
+            raise InvalidInputError(f"{text!r} is neither a duration (30min, 2h, 3d, 1w) nor a date "
+                                    f"(ISO 8601, or 2026-12-05 07:42 EST)") from None
+        return stamp
     return value.replace(tzinfo=value.tzinfo or datetime.timezone.utc).astimezone(datetime.timezone.utc)
 
 
@@ -149,17 +224,24 @@ def run_duration(run: RunRecord) -> Optional[float]:
     return None
 
 
-def state_text(status: Optional[str], duration: Optional[float]) -> str:
-    """``succeeded in 1.2 s``, ``failed after 3 min``, or ``never finished (worker died?)``."""
+def state_text(status: Optional[str], duration: Optional[float], live: Optional[str] = None) -> str:
+    """``succeeded in 1.2 s``, ``failed after 3 min``, ``running`` or ``never finished (worker died?)``.
+
+    ``live`` is the run's ``liveness`` (``ptb.read.liveness``): a run whose
+    last record says ``running`` is ``running`` only while its worker can
+    still be alive.
+    """
     if status == "running":
-        return NEVER_FINISHED
+        return RUNNING if live == "running" else NEVER_FINISHED
     if duration is None:
         return status or ""
     return f"{status} {'in' if status == 'succeeded' else 'after'} {fmt_duration(duration)}"
 
 
 def run_state(run: RunRecord) -> str:
-    return state_text(run.status, run_duration(run))
+    from .liveness import run_liveness
+
+    return state_text(run.status, run_duration(run), run_liveness(run))
 
 
 def error_text(error: Optional[Dict[str, Any]]) -> Optional[str]:

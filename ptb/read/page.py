@@ -134,7 +134,7 @@ def _table(h: History) -> str:
     out = ['<table class="timeline"><thead><tr><th>Time (UTC)</th><th>Kind</th><th>ID</th><th>Status</th>'
            '<th>Who</th><th>What</th></tr></thead><tbody>']
     for row in rows:
-        status = fmt.state_text(row.status, row.duration) if row.kind == "run" else ""
+        status = fmt.state_text(row.status, row.duration, row.live) if row.kind == "run" else ""
         values = f" ({fmt.params_summary(row.parameters, 160, 80)})" if row.kind == "run" and row.parameters else ""
         code = f" at {row.code}" if row.code else ""          # a run's commit, when its process's runs differ
         text = row.text + values + code + "".join(f"\n{line}" for line in row.spread or ()) + (

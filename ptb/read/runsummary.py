@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Un
 
 from ..records import RunRecord
 from .fmt import compact, count, error_text, fmt_duration, fmt_time, params_summary, run_duration, run_state, who
+from .liveness import run_liveness
 from .timeline import Row
 
 GROUP_AT = 10
@@ -27,6 +28,11 @@ _ORDER = ("succeeded", "failed", "interrupted", "running")
 def status_name(status: Optional[str]) -> str:
     """``never finished`` for a run whose last record is ``running``; the status otherwise."""
     return "never finished" if status == "running" else str(status)
+
+
+def is_problem(run: RunRecord) -> bool:
+    """Failed, interrupted, or never finished: ``running`` while its worker cannot be alive (``liveness``)."""
+    return run.status in PROBLEMS and (run.status != "running" or run_liveness(run) == "died")
 
 
 def percentile(values: Sequence[float], fraction: float) -> Optional[float]:
@@ -52,6 +58,8 @@ class RunSummary:
     p95: Optional[float]
     longest: Optional[float]
     problems: List[RunRecord]
+    alive: int = 0
+    """Of the runs whose last record says ``running``, those whose worker can still be alive."""
 
     @property
     def grouped(self) -> bool:
@@ -62,7 +70,14 @@ class RunSummary:
         """``1,998 succeeded, 2 failed`` (or ``no runs recorded``)."""
         if not self.total:
             return "no runs recorded"
-        return ", ".join(f"{n:,} {status_name(s)}" for s, n in self.by_status.items())
+        parts = []
+        for status, n in self.by_status.items():
+            if status == "running" and self.alive:
+                parts.append(f"{self.alive:,} running")
+                n -= self.alive
+            if n:
+                parts.append(f"{n:,} {status_name(status)}")
+        return ", ".join(parts)
 
     def span_text(self) -> str:
         """``12:00–12:40`` on one day, full UTC times across days; ``""`` when undated."""
@@ -96,7 +111,7 @@ class RunSummary:
                 "first": None if self.first is None else self.first.isoformat(),
                 "last": None if self.last is None else self.last.isoformat(),
                 "duration": {"median": self.median, "p95": self.p95, "max": self.longest},
-                "problems": [r.id for r in self.problems]}
+                "problems": [r.id for r in self.problems], "alive": self.alive}
 
 
 def summarise(process: str, description: str, runs: Iterable[RunRecord]) -> RunSummary:
@@ -110,13 +125,14 @@ def summarise(process: str, description: str, runs: Iterable[RunRecord]) -> RunS
             hosts[run.host] = hosts.get(run.host, 0) + 1
     by_status = {s: statuses[s] for s in _ORDER if s in statuses}
     by_status.update({s: n for s, n in statuses.items() if s not in by_status})
+    problems = [r for r in runs if is_problem(r)]
     ends = [r.ended or r.started for r in runs]
     durations = [d for d in map(run_duration, runs) if d is not None]
     return RunSummary(process, description, len(runs), by_status,
                       dict(sorted(hosts.items(), key=lambda kv: (-kv[1], kv[0]))),
                       runs[0].started if runs else None, max(ends) if ends else None,
                       percentile(durations, 0.5), percentile(durations, 0.95), max(durations, default=None),
-                      [r for r in runs if r.status in PROBLEMS])
+                      problems, statuses.get("running", 0) - sum(r.status == "running" for r in problems))
 
 
 def by_process(history: Any) -> Dict[str, RunSummary]:

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 from ..errors import InvalidInputError
 from ..records import ProcessRecord, RunRecord, to_utc
 from .envspread import spread, spread_lines
-from .fmt import compact, error_text, fmt_resources, fmt_time, lines_of, origin_of, run_state, who
+from .fmt import compact, error_text, fmt_resources, fmt_time, lines_of, origin_of, params_summary, run_state, who
 from .history import History
 
 
@@ -35,13 +35,29 @@ def resolve(history: History, ident: str) -> Union[ProcessRecord, RunRecord]:
                             f"{', '.join(sorted(found))}; give more characters")
 
 
+def _foreign(history: History, ident: str) -> Optional[Dict[str, Any]]:
+    """``foreign-N``, as ``ptb log`` names another tool's entry (igneous' ``processing`` entries): the entry."""
+    from .timeline import foreign_rows
+
+    for row in foreign_rows(history):
+        if row.id == ident.strip():
+            return {"volume": history.cloudpath, "kind": "foreign", "id": row.id, "text": row.text,
+                    "date": None if row.time is None else row.time.isoformat(), "resolution": row.resolution,
+                    "entry": row.entry,
+                    "run": None, "process": None, "runs": [], "notes": [], "envs": {}}
+    return None
+
+
 def show(history: History, ident: str) -> Dict[str, Any]:
-    """One process or run in full, as JSON: the record, its runs or notes, its code environment.
+    """One process, run or foreign entry in full, as JSON: the record, its runs or notes, its code environment.
 
     A run is shown with the environment it ran with (``envs``); a process with
     the one it was first logged with, and ``env_spread`` says how its runs'
     code varied (commits, package sets, images).
     """
+    foreign = _foreign(history, ident) if ident.strip().startswith("foreign-") else None
+    if foreign is not None:
+        return foreign
     record = resolve(history, ident)
     if isinstance(record, RunRecord):
         process = history.process(record.process)
@@ -71,6 +87,8 @@ def show(history: History, ident: str) -> Dict[str, Any]:
         "envs_inherited": bool(getattr(record, "envs_inherited", False)),
         "env_spread": spread(runs) if isinstance(record, ProcessRecord) else None,
         "packages_elsewhere": _packages_elsewhere(history, process, set(envs)),
+        "children": [r.to_json() for r in history.runs if r.parent == record.id]
+        if isinstance(record, RunRecord) else [],
     }
 
 
@@ -152,6 +170,8 @@ def _render_envs(view: Dict[str, Any], packages: bool) -> List[str]:
 
 def render_show(view: Dict[str, Any], packages: bool = False) -> str:
     """``ptb show``'s text, from ``show()``'s JSON; ``packages`` lists every installed package."""
+    if view["kind"] == "foreign":
+        return _render_foreign(view)
     out: List[str] = []
     run, process, notes = view["run"], view["process"], view["notes"]
     if run is not None:
@@ -168,6 +188,7 @@ def render_show(view: Dict[str, Any], packages: bool = False) -> str:
             out.append(f"  error:       {error_text(record.error)}")
             if record.error.get("traceback"):
                 out.append(_indent(record.error["traceback"], "    "))
+        out += _children(view.get("children") or [])
     if run is not None:
         out.append(_envs_heading(view, "  code environment (this run's)"))
         out += _render_envs(view, packages)
@@ -193,4 +214,44 @@ def render_show(view: Dict[str, Any], packages: bool = False) -> str:
         out.append("notes:")
         out += [f"  {fmt_time(to_utc(n['timestamp']))}  {n['type'].lower():<10}  "
                 + ("\n" + " " * 36).join(lines_of(n["content"])) for n in notes]
+    return "\n".join(out)
+
+
+_CHILDREN_SHOWN = 20
+
+
+def _children(children: List[Dict[str, Any]]) -> List[str]:
+    """The runs documented inside this one (a driver's tasks), the first ``_CHILDREN_SHOWN`` of them."""
+    if not children:
+        return []
+    out = [f"  child runs:  {len(children):,}"]
+    for data in children[:_CHILDREN_SHOWN]:
+        child = RunRecord.from_json(data)
+        values = f" ({params_summary(child.parameters, 80)})" if child.parameters else ""
+        out.append(f"    {child.id}  {run_state(child)}: {child.description}{values}")
+    if len(children) > _CHILDREN_SHOWN:
+        out.append(f"    … and {len(children) - _CHILDREN_SHOWN:,} more (--json lists them all)")
+    return out
+
+
+def _render_foreign(view: Dict[str, Any]) -> str:
+    """Another tool's entry (igneous writes ``{"method": {"task": ..., ...}, "by": ..., "date": ...}``) in full."""
+    entry = view["entry"] if isinstance(view["entry"], dict) else {"value": view["entry"]}
+    out = [f"{view['id']}  [foreign: written by another tool, not ptb]", f"  what:        {view['text']}"]
+    when = entry.get("date")
+    if when is not None:
+        read = fmt_time(to_utc(view["date"])) if view["date"] else "(its zone or format is not one ptb reads)"
+        if view["date"] and view.get("resolution", 0) >= 60:
+            read = read[:-4] + "Z (to the minute)"
+        out.append(f"  date:        {when} = {read}" if isinstance(when, str) else f"  date:        {read}")
+    if entry.get("by") is not None:
+        out.append(f"  by:          {entry['by'] if isinstance(entry['by'], str) else compact(entry['by'], 200)}")
+    method = entry.get("method")
+    if isinstance(method, dict):
+        out.append("  parameters:")
+        out.append(_indent(json.dumps(method, indent=2, sort_keys=True, ensure_ascii=False, default=str), "    "))
+    rest = {k: v for k, v in entry.items() if k not in ("method", "by", "date")}
+    if rest or (method is not None and not isinstance(method, dict)):
+        out.append("  entry:")
+        out.append(_indent(json.dumps(entry, indent=2, sort_keys=True, ensure_ascii=False, default=str), "    "))
     return "\n".join(out)

@@ -22,7 +22,7 @@ from .fmt import (
     lines_of,
     origin_of,
     params_summary,
-    parse_time,
+    parse_stamp,
     run_duration,
     state_text,
     who,
@@ -60,14 +60,32 @@ class Row:
     entry: Optional[Dict[str, Any]] = None
     code: Optional[str] = None              # a run's commit, when its process's runs span several
     spread: Optional[List[str]] = None      # a process's: how its runs' code varied (commits, packages, images)
+    resolution: float = 0.0
+    """Seconds after ``time`` the row may stand for: 60 for a foreign date to the minute (``fmt.parse_stamp``)."""
+
+    @property
+    def latest(self) -> Optional[datetime.datetime]:
+        """The last moment ``time`` may stand for: where the row sorts, and what ``--since`` compares."""
+        if self.time is None or not self.resolution:
+            return self.time
+        return self.time + datetime.timedelta(seconds=self.resolution) - datetime.timedelta(microseconds=1)
 
     @property
     def label(self) -> str:
         return (self.note_type or "note").lower() if self.kind in ("note", "notes") else self.kind
 
     @property
+    def live(self) -> str:
+        """A run's ``liveness``: ``finished``, ``running`` (its worker can still be alive) or ``died``."""
+        from .liveness import liveness
+
+        return liveness(self.status, self.host, self.pid, self.time)
+
+    @property
     def failed(self) -> bool:
-        return self.kind == "run" and self.status in ("failed", "interrupted", "running")
+        """A failed, interrupted or never-finished run (not one still running)."""
+        return self.kind == "run" and (self.status in ("failed", "interrupted")
+                                       or (self.status == "running" and self.live == "died"))
 
     def to_json(self) -> Dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -85,8 +103,14 @@ def _foreign_row(index: int, entry: Dict[str, Any]) -> Row:
     else:
         text = compact({k: v for k, v in entry.items() if k not in ("by", "date")}, 80)
     by = entry.get("by")
-    return Row("foreign", f"foreign-{index}", parse_time(entry.get("date")), text, origin="foreign",
-               user=by if isinstance(by, str) else None, entry=entry)
+    when, resolution = parse_stamp(entry.get("date"))
+    return Row("foreign", f"foreign-{index}", when, text, origin="foreign",
+               user=by if isinstance(by, str) else None, entry=entry, resolution=resolution)
+
+
+def foreign_rows(history: History) -> List[Row]:
+    """Other tools' entries (igneous' ``processing`` entries), named ``foreign-N`` as ``ptb show`` takes them."""
+    return [_foreign_row(index, entry) for index, entry in enumerate(history.foreign)]
 
 
 def timeline(history: History) -> List[Row]:
@@ -96,7 +120,8 @@ def timeline(history: History) -> List[Row]:
     in the order they were written: they predate what ptb recorded. A process
     is dated by its first run's start when that is earlier than the moment it
     was logged (a run logs its process just after it starts), so no run comes
-    before its process.
+    before its process. A date to the minute (igneous') sorts at the end of its
+    minute, after the runs that started in it: one of them may have written it.
     """
     rows: List[Row] = []
     runs_of: Dict[str, List[Any]] = {}
@@ -118,11 +143,10 @@ def timeline(history: History) -> List[Row]:
     for n in history.notes:
         rows.append(Row("note", n.id, n.timestamp, n.content, origin=origin_of(n), note_type=n.note_type.name,
                         run=n.run))
-    for index, entry in enumerate(history.foreign):
-        rows.append(_foreign_row(index, entry))
+    rows += foreign_rows(history)
     order = {id(row): i for i, row in enumerate(rows)}
     epoch = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
-    return sorted(rows, key=lambda r: (r.time is not None, r.time or epoch, _KIND_ORDER[r.kind], order[id(r)]))
+    return sorted(rows, key=lambda r: (r.time is not None, r.latest or epoch, _KIND_ORDER[r.kind], order[id(r)]))
 
 
 def select(rows: Sequence[Row], *, failures: bool = False, since: Optional[datetime.datetime] = None,
@@ -137,7 +161,7 @@ def select(rows: Sequence[Row], *, failures: bool = False, since: Optional[datet
     for row in rows:
         if failures and not (row.failed or (row.kind == "note" and row.run in bad_runs)):
             continue
-        if since is not None and (row.time is None or row.time < since):
+        if since is not None and (row.latest is None or row.latest < since):
             continue
         if wanted and row.kind not in wanted and row.label not in wanted:
             continue
@@ -179,12 +203,15 @@ def id_lengths(history: History) -> ShortIds:
 
 
 def summary_line(history: History) -> str:
+    from .liveness import run_liveness
+
     runs = history.runs
     counts: Dict[str, int] = {}
     for r in runs:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    parts = [f"{counts[s]:,} {NEVER_FINISHED.split(' (')[0] if s == 'running' else s}"
-             for s in ("failed", "interrupted", "running") if counts.get(s)]
+        state = r.status if r.status != "running" else "running" if run_liveness(r) == "running" else "died"
+        counts[state] = counts.get(state, 0) + 1
+    parts = [f"{counts[s]:,} {NEVER_FINISHED.split(' (')[0] if s == 'died' else s}"
+             for s in ("failed", "interrupted", "died", "running") if counts.get(s)]
     run_text = f"{len(runs):,} run{'s' * (len(runs) != 1)}" + (f" ({', '.join(parts)})" if parts else "")
     return (f"{len(history.processes):,} process{'es' * (len(history.processes) != 1)}, {run_text}, "
             f"{len(history.notes):,} note{'s' * (len(history.notes) != 1)}, "
@@ -200,6 +227,8 @@ def _plain(text: str, _tag: str) -> str:
 
 def short_id(row: Row, lengths: ShortIds) -> str:
     """The id a user can type back into ``ptb show``: a unique prefix (none for notes and foreign entries)."""
+    if row.kind == "foreign":
+        return row.id
     return lengths(row.id, row.kind) if row.kind in ("process", "runs", "run") else ""
 
 
@@ -210,7 +239,8 @@ def render_row(row: Row, lengths: ShortIds, style: Style = _plain) -> str:
         text = row.text + (f" ({params_summary(row.parameters or {})})" if row.parameters else "")
         text += "".join(f"\n{line}" for line in row.spread or ())
     elif row.kind == "run":
-        text = f"{style(state_text(row.status, row.duration), row.status or '')}, {who(row) or 'unknown'}: {row.text}"
+        state = state_text(row.status, row.duration, row.live)
+        text = f"{style(state, row.status or '')}, {who(row) or 'unknown'}: {row.text}"
         if row.parameters:         # this run's own values (the chunk), whole enough to re-run it
             text += f" ({params_summary(row.parameters, 160, 80)})"
         if row.code:
@@ -230,6 +260,8 @@ def render_row(row: Row, lengths: ShortIds, style: Style = _plain) -> str:
     if row.origin != "ptb":
         text += f"  [{row.origin}]"
     when = fmt_time(row.time) if row.time else "(undated)"
+    if row.time and row.resolution >= 60:      # a date to the minute: do not print seconds it never had
+        when = when[:-4] + "Z"
     lead = f"{when:<20}  {style(f'{row.label:<10}', row.label)}  {short_id(row, lengths):<{width}}  "
     lines = lines_of(text)
     pad = " " * (20 + 2 + 10 + 2 + width + 2)

@@ -73,7 +73,7 @@ def append(vol: Volume, records: Sequence[Record]) -> List[Tuple[str, Record]]:
             )
     key = f"{JOURNAL}{envs[-1]['rid']}.json"
     batch = {"batch": envs[-1]["rid"], "records": envs, "v": FORMAT_VERSION}
-    obj, text = (envs[0], texts[0]) if len(envs) == 1 else (batch, canonical_json(batch))
+    obj, text = (envs[0], texts[0]) if len(envs) == 1 else (batch, _batch_text(batch, texts))
     try:
         vol.put_json(key, text)
     except BUGS:
@@ -81,6 +81,12 @@ def append(vol: Volume, records: Sequence[Record]) -> List[Tuple[str, Record]]:
     except Exception as exc:
         raise WriteFailed(f"cannot write to {vol.cloudpath}: {exc}", {key: obj}) from exc
     return [(env["rid"], record) for env, record in zip(envs, records)]
+
+
+def _batch_text(batch: Dict[str, Any], texts: List[str]) -> str:
+    """``canonical_json(batch)``, made from its records' texts already encoded (not encoded twice)."""
+    return (f'{{"batch":{canonical_json(batch["batch"])},"records":[{",".join(texts)}],'
+            f'"v":{canonical_json(batch["v"])}}}')
 
 
 def _storable(value: Any) -> Any:

@@ -15,6 +15,10 @@ T = TypeVar("T")
 PRETTY_DEPTH = 3
 
 
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(", ", ": "), ensure_ascii=False).encode  # made once: a
+# json.dumps call with arguments makes a new encoder each time, and a view is some 80 of them
+
+
 def dumps(obj: Any, depth: int = PRETTY_DEPTH, margin: str = "") -> str:
     """Pretty JSON, as CloudVolume writes ``provenance``, to ``depth`` levels; deeper values on one line.
 
@@ -23,11 +27,10 @@ def dumps(obj: Any, depth: int = PRETTY_DEPTH, margin: str = "") -> str:
     reads as well, and the C encoder writes those.
     """
     if depth <= 0 or not isinstance(obj, (dict, list)) or not obj:
-        return json.dumps(obj, sort_keys=True, separators=(", ", ": "), ensure_ascii=False)
+        return _ENCODE(obj)
     inner = margin + "  "
     if isinstance(obj, dict):
-        items = [f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {dumps(obj[k], depth - 1, inner)}"
-                 for k in sorted(obj, key=str)]
+        items = [f"{inner}{_ENCODE(str(k))}: {dumps(obj[k], depth - 1, inner)}" for k in sorted(obj, key=str)]
         return "{\n" + ",\n".join(items) + f"\n{margin}}}"
     return "[\n" + ",\n".join(f"{inner}{dumps(v, depth - 1, inner)}" for v in obj) + f"\n{margin}]"
 

@@ -36,7 +36,7 @@ def publish(vol: Volume, entries: Sequence[Entry], timeout: float) -> bool:
     ``CorruptProvenanceError`` for a file that stays invalid, ``cas.Busy``
     when the store rate-limits, and storage errors as they come.
     """
-    return _swap(vol, lambda prov: _merged(vol, prov, entries), timeout)
+    return _swap(vol, lambda prov: _merged(vol, prov, entries), timeout, keep=True)
 
 
 def _merged(vol: Volume, prov: Optional[Dict[str, Any]], entries: Sequence[Entry]) -> Optional[Dict[str, Any]]:
@@ -47,13 +47,15 @@ def _merged(vol: Volume, prov: Optional[Dict[str, Any]], entries: Sequence[Entry
     return prov if merge_into(prov, entries, vol.cloudpath) else None
 
 
-def _swap(vol: Volume, change: Any, timeout: float) -> bool:
+def _swap(vol: Volume, change: Any, timeout: float, keep: bool = False) -> bool:
     """Read, change, write over the version read; again on a conflict, until ``timeout``.
 
     The first try starts from the view as this process last wrote it, when it
     wrote one: a lone writer (a worker's loop of chunk calls) then writes
-    without reading first, one round trip. A conflict, or nothing to add,
-    sends it back to what the store holds now.
+    without reading first, one round trip. ``keep``: the view written is
+    kept parsed too (only ``publish``'s, which no caller sees), so the next
+    try does not parse it again: its cost does not grow with the view. A
+    conflict, or nothing to add, sends it back to what the store holds now.
     """
     obj = cas.versioned(vol, PROVENANCE)
     deadline = time.monotonic() + timeout
@@ -61,7 +63,7 @@ def _swap(vol: Volume, change: Any, timeout: float) -> bool:
         guess = _last_written.pop(vol.cloudpath, None)
         for attempt in range(1000):
             if guess is not None:
-                prov, token = _parsed(guess[1]), guess[0]
+                prov, token = (guess[2] if guess[2] is not None else _parsed(guess[1])), guess[0]
             else:
                 prov, token = read_current(obj)
             for base, theirs in obj.displaced:       # foreign writes our last rename put aside: merge them back
@@ -79,7 +81,7 @@ def _swap(vol: Volume, change: Any, timeout: float) -> bool:
                 _show_in_memory(vol, data)
                 remember_valid(vol, len(data))
                 if obj.written is not None and not obj.displaced:
-                    _remember(vol.cloudpath, (obj.written, data))
+                    _remember(vol.cloudpath, (obj.written, data, new if keep else None))
                 return True
             if guess is not None:                     # someone else wrote since: read what they left
                 guess = None
@@ -90,10 +92,11 @@ def _swap(vol: Volume, change: Any, timeout: float) -> bool:
     return False
 
 
-_last_written: Dict[str, Tuple[cas.Token, bytes]] = {}   # cloudpath -> (version, bytes) this process wrote last
+# cloudpath -> (version, bytes, the same parsed or None) this process wrote last
+_last_written: Dict[str, Tuple[cas.Token, bytes, Optional[Dict[str, Any]]]] = {}
 
 
-def _remember(cloudpath: str, written: Tuple[cas.Token, bytes]) -> None:
+def _remember(cloudpath: str, written: Tuple[cas.Token, bytes, Optional[Dict[str, Any]]]) -> None:
     if len(_last_written) > 256:
         _last_written.clear()
     _last_written[cloudpath] = written

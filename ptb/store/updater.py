@@ -49,10 +49,43 @@ def _stale(vol: Volume, why: Any) -> None:
          f"and `ptb sync {vol.cloudpath}` rebuilds the view")
 
 
-def update(vol: Volume, entries: Sequence[Entry]) -> bool:
-    """Publish ``entries`` now (bounded); True when the view holds them on return."""
+def view_every() -> float:
+    """``PTB_VIEW_EVERY`` (seconds, default 0): how often a worker's chunk runs write the view.
+
+    0, the default, is the contract of ``update``: every run's end is in the
+    view on return. S > 0: the end of a chunk run (one with ``per_run``
+    values) writes the view only if this process has not written it for S
+    seconds, and leaves the others to the background thread's next round
+    (within about a second, and at exit). A worker's loop of small chunks
+    then pays for a view write about once per S seconds, not per chunk; but a
+    worker killed meanwhile (SIGKILL, ``os._exit``) leaves the view without
+    its last runs until the next write heals it or ``ptb sync``. The journal
+    (``ptb log``, ``ptb.history``) never lags either way.
+    """
+    try:
+        return max(float(os.environ.get("PTB_VIEW_EVERY") or 0.0), 0.0)
+    except ValueError:
+        return 0.0
+
+
+_chunk_written: Dict[str, float] = {}     # cloudpath -> when a chunk run's end last wrote its view here
+
+
+def update(vol: Volume, entries: Sequence[Entry], *, chunk: bool = False) -> bool:
+    """Publish ``entries`` now (bounded); True when the view holds them on return.
+
+    ``chunk``: the end of a chunk run, left to the background when
+    ``view_every()`` says the view was written recently enough.
+    """
     if not entries:
         return True
+    every = view_every() if chunk else 0.0
+    if every:
+        if time.monotonic() - _chunk_written.get(vol.cloudpath, -every) < every:
+            _updater().submit(vol, entries, wake=False)
+            return False
+        _chunk_written[vol.cloudpath] = time.monotonic()
+    entries = [*_updater().take(vol.cloudpath), *entries]      # what waits for the thread goes along
     try:
         if publish.publish(vol, entries, WAIT_SECONDS):
             _updater().touched(vol)
@@ -94,7 +127,7 @@ class _Updater:
             self.volumes[vol.cloudpath] = (vol, time.monotonic())
             self._start()
 
-    def submit(self, vol: Volume, entries: Sequence[Entry]) -> None:
+    def submit(self, vol: Volume, entries: Sequence[Entry], wake: bool = True) -> None:
         with self.queue_lock:
             self.volumes[vol.cloudpath] = (vol, time.monotonic())
             pending = self.queue.setdefault(vol.cloudpath, (vol, {}))[1]
@@ -110,7 +143,8 @@ class _Updater:
             warn(f"ptb's view queue is full: {self.dropped} record(s) will reach the provenance view only "
                  f"through `ptb sync` (they are in the journal)")
             self.dropped = 0
-        self.wake.set()
+        if wake:
+            self.wake.set()
 
     def _start(self) -> None:
         if self.thread is None or not self.thread.is_alive():
@@ -131,6 +165,12 @@ class _Updater:
                     self._export(deadline=time.monotonic() + 60.0, heal=True)
             except Exception as exc:     # a ptb bug must not kill the thread silently
                 warn(f"ptb's view thread hit an unexpected error (a ptb bug): {exc!r}")
+
+    def take(self, cloudpath: str) -> List[Entry]:
+        """What waits for the thread on one volume, taken off the queue (a caller publishes it now)."""
+        with self.queue_lock:
+            found = self.queue.pop(cloudpath, None)
+        return list(found[1].values()) if found else []
 
     def _take(self) -> Dict[str, Tuple[Volume, Dict[str, Entry]]]:
         with self.queue_lock:

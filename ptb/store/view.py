@@ -24,7 +24,8 @@ This module does no I/O; ``ptb.store.publish`` reads and writes the file.
 from __future__ import annotations
 
 import bisect
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+import threading
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ..records import SECTION, Note, ProcessRecord, Record, RunRecord, is_ptb_entry
 
@@ -64,18 +65,28 @@ def foreign_part(prov: Optional[Dict[str, Any]]) -> Dict[str, Any]:
 class _Included:
     """The highest rids the view holds, to tell which records it has already counted."""
 
-    _last: Tuple[str, List[str]] = ("", [])    # the string last parsed or made, and its sorted rids
+    _last: Tuple[str, List[str], Set[str]] = ("", [], set())   # the string last made, its rids and their set
+    _lock = threading.Lock()
 
-    def __init__(self, rids: Any):
+    def __init__(self, rids: Any, *, read_only: bool = False):
+        """``read_only``: it will not be added to, so what this process wrote last may be shared, not taken."""
         text = rids if isinstance(rids, str) else ""
-        last_text, last_rids = _Included._last
-        self.rids: List[str] = list(last_rids) if text == last_text else sorted(set(text.split()))
-        self.known = set(self.rids)
+        with _Included._lock:
+            last_text, last_rids, last_known = _Included._last
+            found = bool(text) and text == last_text
+            if found and not read_only:      # what this process wrote last: taken over, not copied (O(1))
+                _Included._last = ("", [], set())
+        if found:
+            self.rids, self.known = last_rids, last_known
+        else:
+            self.rids = sorted(set(text.split()))
+            self.known = set(self.rids)
 
     def text(self) -> str:
-        """The space-separated form the view stores (remembered: the next merge reads it back)."""
+        """The space-separated form the view stores (remembered: the next merge takes it over)."""
         text = " ".join(self.rids)
-        _Included._last = (text, list(self.rids))
+        with _Included._lock:
+            _Included._last = (text, self.rids, self.known)
         return text
 
     def decided(self, rid: str) -> bool:
@@ -92,7 +103,7 @@ def undecided(prov: Optional[Dict[str, Any]], rids: Iterable[str]) -> List[str]:
     """The ``rids`` whose records merging could still change the view (healing fetches only those)."""
     if not is_current(prov):
         return list(rids)
-    included = _Included(prov[SECTION].get("included"))  # type: ignore[index]
+    included = _Included(prov[SECTION].get("included"), read_only=True)  # type: ignore[index]
     return [rid for rid in rids if not included.decided(rid)]
 
 

@@ -32,6 +32,13 @@ def as_cloudpath(path: str) -> str:
     return str(paths.normalize(path))
 
 
+def is_local_path(text: str) -> bool:
+    """A local directory written as one: absolute (``/data/v``) or plainly relative (``./v``, ``../v``,
+    ``~/v``). ``v`` or ``data/v`` are not: more often a mistyped parameter name, a source's description or a
+    cloudpath missing a slash (``gs:/bucket``) than a directory."""
+    return text.startswith(("/", "./", "../", "~", os.sep, "." + os.sep, ".." + os.sep))
+
+
 class Volume:
     """A volume's storage, resolved once from a CloudVolume or a cloudpath."""
 
@@ -46,10 +53,12 @@ class Volume:
         if isinstance(target, Volume):
             return target
         if isinstance(target, str):
+            if "://" not in target and is_local_path(target):
+                target = as_cloudpath(target)       # as the command line takes it
             if "://" not in target:
                 raise InvalidInputError(
                     f"{target!r} is not a cloudpath: a volume is a CloudVolume or a path such as "
-                    f"file:///data/layer, gs://bucket/layer or s3://bucket/layer"
+                    f"file:///data/layer, gs://bucket/layer, s3://bucket/layer or a local ./layer or /data/layer"
                 )
             return cls(_strip_format(target.rstrip("/")), secrets=secrets)
         cloudpath = getattr(target, "cloudpath", None)

@@ -39,9 +39,10 @@ def append(vol: Volume, records: Sequence[Record], *, spool_on_failure: bool = T
         return []
 
 
-def publish(vol: Volume, entries: Sequence[Entry]) -> bool:
-    """Tell the ``provenance`` view about journalled entries (a bounded wait, then the background)."""
-    return updater.update(vol, entries)
+def publish(vol: Volume, entries: Sequence[Entry], *, chunk: bool = False) -> bool:
+    """Tell the ``provenance`` view about journalled entries (a bounded wait, then the background);
+    ``chunk``: the end of a chunk run, which ``PTB_VIEW_EVERY`` may leave to the background."""
+    return updater.update(vol, entries, chunk=chunk)
 
 
 def write(vol: Volume, records: Sequence[Record], *, with_entries: Sequence[Entry] = ()) -> List[Entry]:
