@@ -51,6 +51,8 @@ def _process_problems(h: History, process: ProcessRecord) -> List[str]:
         content = h.envs.get(path)
         if content is None:
             problems.append(f"{_name(process)}: code environment file {path} is missing from the volume")
+        elif isinstance(content, dict) and isinstance(content.get("refused"), str):
+            problems.append(f"{_name(process)}: code environment file {path} cannot be used: {content['refused']}")
         elif not isinstance(content, dict) or not content or "unreadable" in content:
             problems.append(f"{_name(process)}: code environment file {path} is empty or not JSON")
     return problems

@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..errors import InvalidInputError
 from ..records import ProcessRecord, RunRecord, to_utc
+from ..visible import visible
 from .fmt import compact, error_text, fmt_time, origin_of, params_summary, run_state, who
 from .history import History
 
@@ -134,7 +135,10 @@ def render_env(path: str, content: Any, indent: str = "    ", *, packages: bool 
 
 
 def render_show(view: Dict[str, Any], packages: bool = False) -> str:
-    """``ptb show``'s text, from ``show()``'s JSON; ``packages`` lists every installed package."""
+    """``ptb show``'s text, from ``show()``'s JSON; ``packages`` lists every installed package.
+
+    Control characters from the volume are made visible (``ptb.visible``).
+    """
     out: List[str] = []
     run, process, notes = view["run"], view["process"], view["notes"]
     if run is not None:
@@ -173,4 +177,4 @@ def render_show(view: Dict[str, Any], packages: bool = False) -> str:
         out.append("notes:")
         out += [f"  {fmt_time(to_utc(n['timestamp']))}  {n['type'].lower():<10}  " + n["content"].replace(
             "\n", "\n" + " " * 36) for n in notes]
-    return "\n".join(out)
+    return visible("\n".join(out))

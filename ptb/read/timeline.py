@@ -11,6 +11,7 @@ import datetime
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import InvalidInputError
+from ..visible import visible
 from .fmt import (
     NEVER_FINISHED,
     TYPES,
@@ -175,10 +176,12 @@ def short_id(row: Row, lengths: Tuple[int, int]) -> str:
 def render_row(row: Row, lengths: Tuple[int, int], style: Style = _plain) -> str:
     """One timeline line: time, what, short id, then the text (continuation lines indented)."""
     rlen, width = lengths[1], max(lengths)
+    state = ""
     if row.kind == "process":
         text = row.text + (f" ({params_summary(row.parameters or {})})" if row.parameters else "")
     elif row.kind == "run":
-        text = f"{style(state_text(row.status, row.duration), row.status or '')}, {who(row) or 'unknown'}: {row.text}"
+        state = style(visible(state_text(row.status, row.duration)), row.status or "") + ", "
+        text = f"{who(row) or 'unknown'}: {row.text}"
         if row.parameters:         # this run's own values (the chunk), whole enough to re-run it
             text += f" ({params_summary(row.parameters, 160, 80)})"
         if row.parent:
@@ -194,8 +197,9 @@ def render_row(row: Row, lengths: Tuple[int, int], style: Style = _plain) -> str
     if row.origin != "ptb":
         text += f"  [{row.origin}]"
     when = fmt_time(row.time) if row.time else "(undated)"
-    lead = f"{when:<20}  {style(f'{row.label:<10}', row.label)}  {short_id(row, lengths):<{width}}  "
-    lines = text.splitlines() or [""]
+    label = visible(f"{row.label:<10}")
+    lead = f"{when:<20}  {style(label, row.label)}  {visible(short_id(row, lengths)):<{width}}  {state}"
+    lines = visible(text).splitlines() or [""]      # what the volume holds, made visible; then ptb's own colours
     pad = " " * (20 + 2 + 10 + 2 + width + 2)
     return "\n".join([lead + lines[0]] + [pad + line for line in lines[1:]])
 
@@ -211,7 +215,7 @@ def render_log(history: History, rows: Sequence[Row], style: Style = _plain) -> 
     head.append(f"  {summary_line(history)}")
     head.extend(f"  problem: {p}" for p in history.problems)
     body = [render_row(row, lengths, style) for row in rows] or ["(nothing to show)"]
-    return "\n".join(head + [""] + body)
+    return "\n".join([visible(line) for line in head] + [""] + body)
 
 
 def log_json(history: History, rows: Sequence[Row]) -> Dict[str, Any]:

@@ -44,6 +44,10 @@ class Unreadable(ValueError):
     """An object that is not JSON ptb can read (refused, nested too deep, not JSON); the message says which."""
 
 
+class TooDeep(Unreadable):
+    """JSON nested deeper than ``MAX_DEPTH``."""
+
+
 def inflate(data: bytes, encoding: Optional[str], limit: int = MAX_INFLATED) -> bytes:
     """``data`` decompressed from ``encoding`` (as CloudFiles names them), or ``Refused`` past ``limit`` bytes."""
     encoding = (encoding or "").lower()
@@ -108,11 +112,11 @@ def loads(data: Union[bytes, str]) -> Any:
     try:
         value = json.loads(data)
     except RecursionError:
-        raise Unreadable(f"it is nested deeper than {MAX_DEPTH} levels") from None
+        raise TooDeep(f"it is nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:
         raise Unreadable(f"it is not JSON ({exc})") from None
     if _openers(data) > MAX_DEPTH and too_deep(value):
-        raise Unreadable(f"it is nested deeper than {MAX_DEPTH} levels")
+        raise TooDeep(f"it is nested deeper than {MAX_DEPTH} levels")
     return value
 
 

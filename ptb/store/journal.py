@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
 
 from ..errors import BUGS, InvalidInputError, VolumeUnavailableError, warn
 from ..records import FORMAT_VERSION, Record, canonical_json, envelope, new_id, record_from_json, rid_age_seconds
-from .bounded import Unreadable, loads
+from .bounded import Refused, TooDeep, Unreadable, loads
 from .volume import Volume, inside
 
 JOURNAL = "ptb/journal/"
@@ -347,9 +347,10 @@ def read_envs(vol: Volume, keys: Iterable[str]) -> Dict[str, Any]:
     """The code-environment files named by processes (ptb's and 0.1.x's); absent ones left out.
 
     The paths are data from the volume: one that leaves the volume's tree
-    (``../``, absolute) is not read, with a warning naming it. A file that is
-    not a code environment (``info``, a private file) is not shown either:
-    its content becomes ``{"unreadable": why}``.
+    (``../``, absolute) is not read, with a warning naming it. A file that
+    ptb will not read (a link, a bomb, nested too deep) or that is not a code
+    environment (``info``) is not shown: it maps to ``{"refused": why}``; one
+    that is not JSON, to ``{"unreadable": its start}``.
     """
     wanted = sorted(set(keys))
     for key in [k for k in wanted if not inside(k)]:
@@ -361,10 +362,11 @@ def read_envs(vol: Volume, keys: Iterable[str]) -> Dict[str, Any]:
             continue
         try:
             content = loads(data)
-        except Unreadable as exc:
-            out[key] = {"unreadable": str(exc)}
+        except (TooDeep, Unreadable) as exc:
+            refused = isinstance(exc, TooDeep) or isinstance(data, Refused)
+            out[key] = {"refused": str(exc)} if refused else {"unreadable": data[:200].decode("utf-8", "replace")}
             continue
         is_env = isinstance(content, dict) and isinstance(content.get("CodeEnv type"), str)
-        out[key] = content if is_env else {"unreadable": "it is not a code environment (a JSON object with a "
-                                                         "'CodeEnv type')"}
+        out[key] = content if is_env else {"refused": "it is not a code environment (a JSON object with a "
+                                                      "'CodeEnv type')"}
     return out
