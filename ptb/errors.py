@@ -44,7 +44,7 @@ class VolumeUnavailableError(ProvenanceError):
 
 
 class CorruptProvenanceError(ProvenanceError):
-    """The volume's ``provenance`` file is not valid JSON; ptb never overwrites it."""
+    """The volume's ``provenance`` file is not valid JSON, or not safe to touch (a link); ptb never overwrites it."""
 
 
 class DuplicateProcessError(ProvenanceError, AssertionError):

@@ -15,9 +15,9 @@ import io
 import json
 import lzma
 import zlib
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
-MAX_INFLATED = 128 * 1024 * 1024   # bytes a compressed object may inflate to (ptb itself never compresses)
+MAX_INFLATED = 64 * 1024 * 1024    # bytes a compressed object may inflate to (ptb itself never compresses)
 MAX_DEPTH = 100                     # JSON nesting ptb reads; ptb writes at most about 25 (params.MAX_DEPTH + 5)
 
 
@@ -49,60 +49,77 @@ class TooDeep(Unreadable):
 
 
 def inflate(data: bytes, encoding: Optional[str], limit: int = MAX_INFLATED) -> bytes:
-    """``data`` decompressed from ``encoding`` (as CloudFiles names them), or ``Refused`` past ``limit`` bytes."""
+    """``data`` decompressed from ``encoding`` (as CloudFiles names them), or ``Refused`` past ``limit`` bytes.
+
+    Inflated a chunk at a time, so a bomb costs ``limit`` bytes of memory
+    and the time to inflate them, whatever it would inflate to.
+    """
     encoding = (encoding or "").lower()
     if not encoding:
         return data
+    out = bytearray()
     try:
-        if encoding in ("gzip", "gz", "deflate"):
-            out = _zlib(data, limit)
-        elif encoding == "br":
-            out = _brotli(data, limit)
-        elif encoding == "zstd":
-            import zstandard
-
-            out = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read(limit + 1)
-        elif encoding in ("xz", "lzma"):
-            out = lzma.LZMADecompressor().decompress(data, max_length=limit + 1)
-        elif encoding in ("bz2", "bzip2"):
-            out = bz2.BZ2Decompressor().decompress(data, max_length=limit + 1)
-        else:
-            return Refused(f"it is compressed as {encoding!r}, which ptb does not read")
+        for chunk in _inflater(encoding, data):
+            out += chunk
+            if len(out) > limit:
+                return Refused(f"it is {len(data):,} bytes compressed ({encoding}) and inflates past the "
+                               f"{limit:,}-byte bound (a decompression bomb?)")
+    except KeyError:
+        return Refused(f"it is compressed as {encoding!r}, which ptb does not read")
     except Exception as exc:     # a corrupt stream: each library raises its own error
         return Refused(f"it does not decompress as {encoding} ({type(exc).__name__}: {exc})")
-    if len(out) > limit:
-        return Refused(f"it is {len(data):,} bytes compressed ({encoding}) and inflates past the "
-                       f"{limit:,}-byte bound (a decompression bomb?)")
-    return out
-
-
-def _zlib(data: bytes, limit: int) -> bytes:
-    """gzip (several members too, as ``gzip.decompress`` reads them) or zlib, at most ``limit + 1`` bytes."""
-    out = bytearray()
-    while data and len(out) <= limit:
-        inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)     # 32: the header says gzip or zlib
-        out += inflater.decompress(data, limit + 1 - len(out))
-        if not inflater.eof:
-            if len(out) > limit:
-                break
-            raise zlib.error("truncated stream")
-        data = inflater.unused_data.lstrip(b"\0")
     return bytes(out)
 
 
-def _brotli(data: bytes, limit: int) -> bytes:
+_CHUNK = 1 << 20
+
+
+def _inflater(encoding: str, data: bytes) -> Iterator[bytes]:
+    """The inflated bytes of ``data``, at most ``_CHUNK`` at a time; ``KeyError`` for an unknown encoding."""
+    kind = {"gzip": "zlib", "gz": "zlib", "deflate": "zlib", "br": "br", "zstd": "zstd", "xz": "lzma",
+            "lzma": "lzma", "bz2": "bz2", "bzip2": "bz2"}[encoding]
+    if kind == "zlib":          # gzip (several members too, as ``gzip.decompress`` reads them) or zlib
+        while data:
+            inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)     # 32: the header says gzip or zlib
+            while not inflater.eof:
+                yield inflater.decompress(data, _CHUNK)
+                data = inflater.unconsumed_tail
+                if not data and not inflater.eof:
+                    raise zlib.error("truncated stream")
+            data = inflater.unused_data.lstrip(b"\0")
+    elif kind == "br":
+        yield from _brotli(data)
+    elif kind == "zstd":
+        import zstandard
+
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
+        yield from iter(lambda: reader.read(_CHUNK), b"")
+    else:
+        inflater = lzma.LZMADecompressor() if kind == "lzma" else bz2.BZ2Decompressor()
+        while not inflater.eof:
+            chunk = inflater.decompress(data, _CHUNK)
+            data = b""
+            if not chunk and inflater.needs_input:
+                raise EOFError("truncated stream")
+            yield chunk
+
+
+def _brotli(data: bytes) -> Iterator[bytes]:
     import brotli
 
     inflater = brotli.Decompressor()
     try:
-        out = inflater.process(data, output_buffer_limit=limit + 1)
-    except TypeError:          # brotli < 1.2 has no output limit: feed it a little at a time
-        out = b""
+        inflater.process(b"", output_buffer_limit=_CHUNK)
+    except TypeError:          # brotli < 1.2 has no output limit: feed it a little input at a time
         for start in range(0, len(data), 64):
-            out += inflater.process(data[start:start + 64])
-            if len(out) > limit:
-                break
-    return out
+            yield inflater.process(data[start:start + 64])
+        return
+    while not inflater.is_finished():
+        chunk = inflater.process(data, output_buffer_limit=_CHUNK)
+        data = b""
+        if not chunk and inflater.can_accept_more_data():
+            raise brotli.error("truncated stream")
+        yield chunk
 
 
 def loads(data: Union[bytes, str]) -> Any:

@@ -29,6 +29,7 @@ import threading
 import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Type
 
+from ..errors import CorruptProvenanceError
 from . import localfs
 from .bounded import Refused
 from .volume import Volume
@@ -83,7 +84,10 @@ class _FileObject(VersionedObject):
     def exclusive(self, timeout: float) -> Iterator[None]:
         """The lock ptb writers share; while it is held, temporary files that ptb writers left are swept."""
         lock = "ptb/view.lock"
-        fd = localfs.open_lock(self.root, lock)
+        try:
+            fd = localfs.open_lock(self.root, lock)
+        except localfs.LinkRefused as exc:
+            raise self._untouchable(exc) from None
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -102,6 +106,12 @@ class _FileObject(VersionedObject):
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+    def _untouchable(self, exc: OSError) -> CorruptProvenanceError:
+        """Like a corrupt file: said once, never retried, never written through (a link ptb did not make)."""
+        return CorruptProvenanceError(f"the provenance view of {self.vol.cloudpath} is left as it is: "
+                                      f"{exc.strerror}. Its journal (ptb/journal/) is intact; replace the link "
+                                      f"with a plain file (or remove it) and run `ptb sync {self.vol.cloudpath}`")
 
     def read(self) -> Tuple[Optional[bytes], Token]:
         try:
@@ -125,6 +135,12 @@ class _FileObject(VersionedObject):
         new file gets the old one's mode and group; a link in its place is
         refused (``localfs.LinkRefused``), never replaced or written through.
         """
+        try:
+            return self._write(data, token)
+        except localfs.LinkRefused as exc:
+            raise self._untouchable(exc) from None
+
+    def _write(self, data: bytes, token: Token) -> bool:
         with localfs.directory(self.root, self.parts, create=True) as fd:
             tmp = localfs.temp_name(self.name)
             try:

@@ -25,7 +25,7 @@ JOURNAL = "ptb/journal/"
 SEGMENTS = "ptb/segments/"
 ENV = "ptb/env/"
 MAX_RECORD_BYTES = 1024 * 1024
-MAX_OBJECT_BYTES = 16 * MAX_RECORD_BYTES     # a journal object or env file ptb reads: more than any it writes
+MAX_ENV_BYTES = 16 * MAX_RECORD_BYTES     # a code-environment file ptb reads: more than any it writes
 MAX_SEGMENTS = 8
 _SEGMENT_RETRIES = 5
 
@@ -112,14 +112,24 @@ def entries_of(obj: Any) -> List[Tuple[str, Record]]:
 
 
 def _journal_object(vol: Volume, key: str, data: bytes) -> Tuple[List[Dict[str, Any]], str]:
-    """(the envelopes of one journal object, '') or ([], why) when it holds none ptb can read."""
-    if len(data) > MAX_OBJECT_BYTES:
-        return [], f"it is {len(data):,} bytes, more than any journal object ptb writes ({MAX_OBJECT_BYTES:,})"
+    """(the envelopes of one journal object ptb reads, why some or all were not read: '' when none)."""
     try:
         envs = envelopes_of(loads(data))
     except Unreadable as exc:
         return [], str(exc)
-    return envs, "" if envs else "it is JSON of another shape"
+    if not envs:
+        return [], "it is JSON of another shape"
+    if len(data) > MAX_RECORD_BYTES:         # only a large object can hold a record over the bound
+        big = [env["rid"] for env in envs if _size(env) > MAX_RECORD_BYTES]
+        if big:
+            return ([env for env in envs if env["rid"] not in big],
+                    f"record(s) {', '.join(big[:3])} over the {MAX_RECORD_BYTES:,}-byte bound ptb writes are "
+                    f"not read")
+    return envs, ""
+
+
+def _size(env: Dict[str, Any]) -> int:
+    return len(canonical_json(env).encode("utf-8", "surrogatepass"))
 
 
 class _Found:
@@ -154,9 +164,9 @@ class _Found:
     def flag(self, vol: Volume) -> None:
         if self.twins:
             shown = "; ".join(self.twins[:5]) + (f"; and {len(self.twins) - 5} more" if len(self.twins) > 5 else "")
-            warn(f"{vol.cloudpath}: {len(self.twins)} record id(s) claimed by two different records, which only "
-                 f"someone other than their writer can make: {shown}. Both are kept and shown; a run's failure is "
-                 f"never hidden by a conflicting success", RecordWarning, stacklevel=4)
+            warn(f"{vol.cloudpath}: two different records claim one id, a twin only someone other than its "
+                 f"writer makes ({len(self.twins)}): {shown}. Both are kept and shown; a run's failure is never "
+                 f"hidden by a conflicting success", RecordWarning, stacklevel=4)
 
 
 def read_envelopes(vol: Volume, progress: bool = False) -> Dict[str, Dict[str, Any]]:
@@ -168,10 +178,11 @@ def read_envelopes(vol: Volume, progress: bool = False) -> Dict[str, Dict[str, A
     between listing and reading was merged into a newer one: list again.
     """
     found = _Found()
-    for key, data in vol.get_many(vol.list(JOURNAL), progress=progress, limit=MAX_OBJECT_BYTES).items():
+    for key, data in vol.get_many(vol.list(JOURNAL), progress=progress).items():
         envs, why = _journal_object(vol, key, data) if data is not None else ([], "")
         if why:
-            warn(f"skipping {vol.cloudpath}/{key}: not a ptb record ({why})", RecordWarning, stacklevel=3)
+            warn(f"{vol.cloudpath}/{key}: {why}" if envs else f"skipping {vol.cloudpath}/{key}: not a ptb record "
+                 f"({why})", RecordWarning, stacklevel=3)
         for env in envs:
             found.add(env, key)
     for attempt in range(_SEGMENT_RETRIES):
@@ -230,7 +241,7 @@ def _pack(vol: Volume, min_age: float = 0.0) -> List[Dict[str, Any]]:
     for prefix in (JOURNAL, SEGMENTS, ENV):     # what writers killed mid-write left (file:// only)
         vol.sweep(prefix)
     keys = [k for k in vol.list(JOURNAL) if rid_age_seconds(k[len(JOURNAL):-len(".json")]) >= min_age]
-    journal_blobs = {k: v for k, v in vol.get_many(keys, limit=MAX_OBJECT_BYTES).items() if v is not None}
+    journal_blobs = {k: v for k, v in vol.get_many(keys).items() if v is not None}
     segment_keys = vol.list(SEGMENTS)
     merge = len(segment_keys) > MAX_SEGMENTS
     if not journal_blobs and not merge:
@@ -251,8 +262,9 @@ def _pack(vol: Volume, min_age: float = 0.0) -> List[Dict[str, Any]]:
     packed_keys, packed = [], []
     for key, data in journal_blobs.items():
         held, why = _journal_object(vol, key, data)
-        if not held:
-            warn(f"{vol.cloudpath}/{key} is not a ptb record ({why}); left in place", RecordWarning, stacklevel=3)
+        if why:
+            warn(f"{vol.cloudpath}/{key} is left in the journal, unpacked: {why}" if held else
+                 f"{vol.cloudpath}/{key} is not a ptb record ({why}); left in place", RecordWarning, stacklevel=3)
             continue
         unusable = _unusable(held)
         if unusable:
@@ -357,7 +369,7 @@ def read_envs(vol: Volume, keys: Iterable[str]) -> Dict[str, Any]:
         warn(f"not reading the code environment {key!r} that a record of {vol.cloudpath} names: it is not a "
              f"path inside the volume", RecordWarning, stacklevel=3)
     out: Dict[str, Any] = {}
-    for key, data in vol.get_many([k for k in wanted if inside(k)], limit=MAX_OBJECT_BYTES).items():
+    for key, data in vol.get_many([k for k in wanted if inside(k)], limit=MAX_ENV_BYTES).items():
         if data is None:
             continue
         try:

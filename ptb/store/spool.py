@@ -34,6 +34,7 @@ from ..errors import warn
 VOLUME_FILE = "volume.json"
 # what flush may upload: a journal object or a code environment, directly under the volume's ptb/
 UPLOADABLE = re.compile(r"^ptb/(journal|env)/[A-Za-z0-9][A-Za-z0-9._-]*\.json$")
+_TEMP = re.compile(r"^\..+\.tmp-[0-9a-f]{12}$")       # ``_atomic_write``'s temporary names
 
 
 class SpoolWarning(UserWarning):
@@ -151,7 +152,8 @@ def pending() -> List[Tuple[str, int]]:
 
 
 def _files(directory: Path) -> List[Path]:
-    return sorted(p for p in directory.iterdir() if p.name != VOLUME_FILE and not p.name.startswith("."))
+    """Every file of a spool directory but its marker and the temporary files of a write under way."""
+    return sorted(p for p in directory.iterdir() if p.name != VOLUME_FILE and not _TEMP.match(p.name))
 
 
 def _refusal(path: Path) -> str:

@@ -40,6 +40,7 @@ class Volume:
         self.cloudvolume = cloudvolume
         self.secrets = secrets
         self._cf: Any = None
+        self._root: Optional[str] = None
 
     @classmethod
     def resolve(cls, target: Any, secrets: Any = None) -> Volume:
@@ -83,9 +84,11 @@ class Volume:
     @property
     def local_root(self) -> str:
         """The directory of a ``file://`` volume."""
-        from cloudfiles import paths
+        if self._root is None:
+            from cloudfiles import paths
 
-        return str(paths.asfilepath(paths.extract(self.cloudpath)))
+            self._root = str(paths.asfilepath(paths.extract(self.cloudpath)))
+        return self._root
 
     def local_path(self, key: str) -> str:
         """The local file of ``key`` on a ``file://`` volume."""
