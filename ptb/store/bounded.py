@@ -95,11 +95,11 @@ def _inflater(encoding: str, data: bytes) -> Iterator[bytes]:
         reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
         yield from iter(lambda: reader.read(_CHUNK), b"")
     else:
-        inflater = lzma.LZMADecompressor() if kind == "lzma" else bz2.BZ2Decompressor()
-        while not inflater.eof:
-            chunk = inflater.decompress(data, _CHUNK)
+        stream: Any = lzma.LZMADecompressor() if kind == "lzma" else bz2.BZ2Decompressor()
+        while not stream.eof:
+            chunk = stream.decompress(data, _CHUNK)
             data = b""
-            if not chunk and inflater.needs_input:
+            if not chunk and stream.needs_input:
                 raise EOFError("truncated stream")
             yield chunk
 

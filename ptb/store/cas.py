@@ -117,7 +117,7 @@ class _FileObject(VersionedObject):
         try:
             fd = localfs.open_file(self.root, self.key)
         except localfs.LinkRefused as exc:
-            return Refused(exc.strerror), ABSENT
+            return Refused(exc.strerror or str(exc)), ABSENT
         if fd is None:
             return None, ABSENT
         with os.fdopen(fd, "rb") as handle:

@@ -133,7 +133,7 @@ def read(root: str, key: str, limit: int = MAX_INFLATED) -> Optional[bytes]:
     except (FileNotFoundError, NotADirectoryError):
         return None
     except LinkRefused as exc:
-        return Refused(exc.strerror)
+        return Refused(exc.strerror or str(exc))
     return None
 
 
