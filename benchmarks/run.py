@@ -7,7 +7,7 @@ Installs 0.1.5 into ``~/.cache/ptb-bench/baseline`` the first time (see ``baseli
 Every measurement runs in a fresh OS process (``probe.py``, and ``view.py`` for what other tools
 see of the ``provenance`` file), one side at a time, on volumes in a temporary directory; the
 concurrent writers are real OS processes started together.
-Prints one table of figures and ratios (reStructuredText, so it pastes into README.rst).
+Prints one table of figures and ratios (reStructuredText, so it pastes into docs/benchmarks.rst).
 """
 from __future__ import annotations
 

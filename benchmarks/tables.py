@@ -1,6 +1,6 @@
 """The table ``run.py`` prints: figures, ratios, and the goals met or missed, from the raw results.
 
-reStructuredText, so that it pastes into README.rst. Ratios are ptb / 0.1.5 in one run, on one
+reStructuredText, so that it pastes into docs/benchmarks.rst. Ratios are ptb / 0.1.5 in one run, on one
 machine: the meaningful part when the machine is busy.
 """
 from __future__ import annotations

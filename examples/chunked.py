@@ -13,7 +13,8 @@ again. Run it::
 
     python examples/chunked.py [DIRECTORY]
 
-Without DIRECTORY it works in a temporary directory and removes it at the end.
+Without DIRECTORY it works in a temporary directory and removes it at the end. It needs only
+ptb; with python-task-queue installed, the tasks are also registered with it as ``@queueable``.
 """
 from __future__ import annotations
 
@@ -26,9 +27,14 @@ from typing import Callable, Iterator, List, Sequence
 
 import numpy as np
 from cloudvolume import Bbox, CloudVolume
-from taskqueue import queueable
 
 import ptb
+
+try:                       # python-task-queue (pip install task-queue): the tasks can also go on a queue
+    from taskqueue import queueable
+except ImportError:        # without it they still run here, as `execute` runs them
+    def queueable(task):
+        return task
 
 SHAPE = (16, 16, 8)                   # one task per 16 x 16 x 8 chunk
 FLAKY = {(16, 32, 0), (48, 0, 0)}     # these chunks fail on their first try

@@ -30,6 +30,6 @@ from .utils import dockerimageID as dockerimageID
 # stacklevel 2 skips importlib's frames: the warning names the line that imported us
 _warnings.warn(
     "provenancetoolbox is the 0.1.x name of ptb and keeps working, but write `import ptb` instead: "
-    "the same functions under the same names, and more (see 'Upgrading from 0.1.x' in ptb's README)",
+    "the same functions under the same names, and more (see docs/upgrading.rst in ptb's documentation)",
     DeprecationWarning, stacklevel=2,
 )

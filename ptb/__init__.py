@@ -1,6 +1,7 @@
 """ptb, the provenance toolbox: document every processing step applied to a volume, inside the volume."""
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: this module only imports, and it would add ``annotations``
+# to ``dir(ptb)``.
+from ._version import __version__ as __version__
 from .block import documented
 from .capture import params
 from .capture.docker import DockerEnv, dockerimageID
@@ -26,8 +27,6 @@ from .run import RecordingWarning, Run, current_run
 from .store.spool import SpoolWarning
 from .store.updater import ViewWarning, sync
 from .store.writer import flush
-
-__version__ = "0.2.0"
 
 __all__ = [
     "CheckReport", "CorruptProvenanceError", "DockerEnv", "DuplicateProcessError", "History",

@@ -168,10 +168,16 @@ def show(path: str, ident: str, packages: bool, as_json: bool) -> None:
 @click.argument("path", type=VOLUME)
 @click.argument("id1", metavar="ID1")
 @click.argument("id2", metavar="ID2")
-@click.option("--all", "all_rows", is_flag=True, help="Also list identical package versions.")
+@click.option("--all", "all_rows", is_flag=True,
+              help="Also list the environment details that are identical (package versions, platform, ...).")
 @_json_option
 def diff(path: str, id1: str, id2: str, all_rows: bool, as_json: bool) -> None:
-    """Two processes or runs side by side: parameters, commit, diff, packages."""
+    """Two processes or runs side by side: parameters, commit, diff, packages.
+
+    Fields that differ are starred. A run is compared with its process and its
+    own values; long texts that differ (uncommitted diffs, sources) follow as
+    unified diffs.
+    """
     view = compare(_history(path), id1, id2)
     _echo_json(view) if as_json else click.echo(visible(render_diff(view, all_rows=all_rows)))
 
@@ -277,12 +283,13 @@ def sync(path: str, as_json: bool) -> None:
     if as_json:
         _echo_json(done)
         return
-    click.echo(f"packed {done['packed']} journal record(s) into a segment" if done["packed"]
+    count = fmt.count
+    click.echo(f"packed {count(done['packed'], 'journal record')} into a segment" if done["packed"]
                else "the journal was already packed")
-    click.echo(f"rebuilt {done['volume']}/provenance: {done['processes']} process(es), {done['runs']} run(s), "
-               f"{done['notes']} note(s); kept {done['other_entries']} other processing entr"
-               f"{'y' if done['other_entries'] == 1 else 'ies'}, {done['sources']} source(s), "
-               f"{done['owners']} owner(s)")
+    click.echo(f"rebuilt {done['volume']}/provenance: {count(done['processes'], 'process', 'processes')}, "
+               f"{count(done['runs'], 'run')}, {count(done['notes'], 'note')}; kept "
+               f"{count(done['other_entries'], 'other processing entry', 'other processing entries')}, "
+               f"{count(done['sources'], 'source')}, {count(done['owners'], 'owner')}")
 
 
 @main.command()
@@ -298,9 +305,34 @@ def flush(no_progress: bool, as_json: bool) -> None:
     if as_json:
         _echo_json({"uploaded": uploaded, "remaining": remaining, "spool": str(spool_dir())})
     else:
-        click.echo(f"uploaded {uploaded} spooled object(s)"
+        click.echo(f"uploaded {fmt.count(uploaded, 'spooled object')}"
                    + (f"; {remaining} still spooled in {spool_dir()}" if remaining else "; nothing remains"))
     sys.exit(1 if remaining else 0)
+
+
+@main.command()
+@click.argument("path", type=VOLUME)
+@click.argument("ident", metavar="RUN_ID")
+@click.option("--into", metavar="DIR", help="Restore the run into DIR (new or empty): source/, requirements.txt, "
+                                             "parameters.json, a script that calls it again, README.txt.")
+@click.option("--repo", metavar="PATH_OR_URL", help="Clone this, not the recorded remote (a local clone, a mirror).")
+@click.option("--inexact", is_flag=True, help="Restore what can be when something cannot be restored as recorded; "
+                                              "README.txt lists the rest.")
+@click.option("--check", "check_", is_flag=True, help="Compare the checkout (--source) and this Python with the "
+                                                      "run's code (commit, diff, packages, Python); exit 1 if not.")
+@click.option("--source", "checkout", default=".", metavar="PATH", help="With --check: the checkout (default: here).")
+@_json_option
+def reproduce(path: str, ident: str, into: Optional[str], repo: Optional[str], inexact: bool, check_: bool,
+              checkout: str, as_json: bool) -> None:
+    """Turn a run back into its code, packages and call (--into DIR), or check a checkout against it (--check)."""
+    from .reproduce import command
+
+    if (into is None) != check_:
+        raise click.UsageError("give one of --into DIR and --check")
+    text, status = _quietly(command, path, ident, into=into, repo=repo, inexact=inexact,
+                            checkout=checkout if check_ else None, as_json=as_json)
+    click.echo(text)
+    sys.exit(status)
 
 
 @main.command()

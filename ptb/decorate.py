@@ -43,7 +43,8 @@ def provenance(volume: Any, description: str, *, motivation: Optional[str] = Non
         motivation: Why (the motivation note); a default names the description.
         result: The result note's text, or a callable applied to the return value.
         parameters: Extra values recorded with the call's own (dict, namespace, ConfigParser, dataclass).
-        exclude: Parameter names left out. redact: more names whose values are secret.
+        exclude: Parameter names left out.
+        redact: More parameter names whose values are secret (secret-looking names always are).
         secrets: CloudFiles secrets for cloudpaths.
         per_run: Parameter names whose values belong to each run (the chunk a
             task works on: ``bbox``, ``offset``), not to the process: every

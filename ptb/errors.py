@@ -64,3 +64,7 @@ class MissingDependencyError(ProvenanceError, ImportError):
 
 class NotPicklableError(ProvenanceError, pickle.PicklingError):
     """A decorated function cannot be sent to another process as it is; the message says what to change."""
+
+
+class NotReproducibleError(ProvenanceError):
+    """A run cannot be restored as it was recorded (``ptb reproduce``); the message names what is missing."""

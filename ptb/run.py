@@ -101,7 +101,7 @@ class Run:
         self._results: List[Note] = []
         self._known: Tuple[str, ...] = ()     # the secret values among the parameters, scrubbed from every text
         self._value_text: Optional[str] = None
-        self.ending: Optional[str] = None     # how it ended, for the default result note ("3 item(s)")
+        self.ending: Optional[str] = None     # how it ended, for the default result note ("3 items")
         self._parent_run: Optional[Run] = None
 
     def __repr__(self) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .read import fmt
 from .run import Run
 
 __all__ = ["RUNNERS"]
@@ -76,7 +77,7 @@ def _generator(run: Run, gen: Any) -> Any:
             try:
                 call, arg = gen.send, (yield item)
             except GeneratorExit:
-                run.ending = f"closed by the caller after {count} item(s)"
+                run.ending = f"closed by the caller after {fmt.count(count, 'item')}"
                 _step(run, lambda _: gen.close(), None)
                 raise
             except BaseException as exc:
@@ -84,7 +85,7 @@ def _generator(run: Run, gen: Any) -> Any:
     except BaseException as exc:
         run.finish(None if isinstance(exc, GeneratorExit) else exc)
         raise
-    run.ending = f"{count} item(s)"
+    run.ending = fmt.count(count, "item")
     run.returned(returned)
     run.finish()
     return returned
@@ -104,7 +105,7 @@ async def _async_generator(run: Run, agen: Any) -> Any:
             try:
                 call, arg = agen.asend, (yield item)
             except GeneratorExit:
-                run.ending = f"closed by the caller after {count} item(s)"
+                run.ending = f"closed by the caller after {fmt.count(count, 'item')}"
                 await _astep(run, lambda _: agen.aclose(), None)
                 raise
             except BaseException as exc:
@@ -112,7 +113,7 @@ async def _async_generator(run: Run, agen: Any) -> Any:
     except BaseException as exc:
         run.finish(None if isinstance(exc, GeneratorExit) else exc)
         raise
-    run.ending = f"{count} item(s)"
+    run.ending = fmt.count(count, "item")
     run.finish()
 
 

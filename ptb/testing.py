@@ -19,6 +19,7 @@ import atexit
 import tempfile
 from typing import Any, Mapping, Optional, Sequence
 
+from .read.fmt import count as fmt_count
 from .read.history import History, history
 from .records import NoteType, RunRecord, new_id
 from .store.volume import as_cloudpath
@@ -117,6 +118,7 @@ def assert_documented(vol: Any, description: Optional[str] = None, *, status: Op
         wanted = ", ".join(f"{k}={v!r}" for k, v in (("description", description), ("status", status),
                                                      ("parameters", parameters), ("motivation", motivation),
                                                      ("result", result)) if v is not None)
-        raise AssertionError(f"expected {count if count is not None else 'a'} run(s) with {wanted or 'anything'} "
+        runs = "a run" if count is None else fmt_count(count, "run")
+        raise AssertionError(f"expected {runs} with {wanted or 'anything'} "
                              f"on {hist.cloudpath}, found {len(found)}; documented:\n{_describe(hist)}")
     return found[-1] if found else None  # type: ignore[return-value]

@@ -121,6 +121,7 @@ def test_html_and_dot_are_summaries_prov_has_every_run(chunked):
     assert len(parse_html(page).rows) < 20
     assert f"{STEP}: 2,000 runs — 1,997 succeeded, 2 failed, 1 never finished" in page
     assert all(f"bbox={box(t, i)}" in page for t, i in [*FAILING, DYING])
+    assert "--runs" not in page and "ptb log" not in page         # a published page gives no CLI hints
     dot = export(path, "dot")
     assert len(dot) < 3_000 and len(pydot.graph_from_dot_data(dot)[0].get_nodes()) < 10
     doc = ProvDocument.deserialize(content=export(path, "prov-json"), format="json")

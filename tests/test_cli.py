@@ -91,7 +91,7 @@ def test_log_in_colour_on_a_terminal(good):
 def test_log_of_legacy_and_foreign_volumes(legacy, foreign):
     out = ptb_cli("log", legacy).stdout
     assert "watershed segmentation (mip=1, threshold=0.3)  [0.1.x]" in out
-    assert "motivation            segment pinky for the proofreading round  [0.1.x]" in out
+    assert "motivation                segment pinky for the proofreading round  [0.1.x]" in out
     out = ptb_cli("log", foreign).stdout
     assert "owners:  alice@lab.org" in out
     assert "DownsampleTask (mip=0, num_mips=2) by alice@lab.org  [foreign]" in out
@@ -140,7 +140,8 @@ def test_show_by_prefix(good, git_repo):
     data = json.loads(ptb_cli("show", path, ids[2], "--json").stdout)
     assert data["kind"] == "run" and data["run"]["status"] == "running" and data["process"]["key"] == process.key
     assert set(data) == {"volume", "kind", "run", "process", "runs", "summary", "notes", "envs",
-                         "packages_elsewhere"}
+                         "envs_inherited", "env_spread", "packages_elsewhere"}
+    assert data["envs_inherited"] and data["env_spread"] is None   # journalled without its own: its process's
     assert data["summary"] is None            # a run's view; a process's sums up its runs
 
 
@@ -254,6 +255,19 @@ def test_note_is_in_the_view_when_the_command_exits(tmp_path):
         (NoteType.MOTIVATION, "meshes for <round 3>"), (NoteType.RESULT, "it worked"), (NoteType.GENERIC, "by the way")]
 
 
+def test_a_commit_message_piped_in_reads_as_one_block(good, git_repo):
+    """``git log -1 --format=%B | ptb note PATH --generic -``: no blank line in the log."""
+    path = good[0]
+    subprocess.run(["git", "-c", "commit.gpgsign=false", "commit", "--allow-empty", "-q", "-m", "Fix the mip 7 check",
+                    "-m", "The check read the wrong scale."], cwd=git_repo, check=True)
+    message = subprocess.run(["git", "log", "-1", "--format=%B"], cwd=git_repo, check=True, capture_output=True,
+                             text=True).stdout
+    assert "\n\n" in message and ptb_cli("note", path, "--generic", "-", input=message).exit_code == 0
+    lines = ptb_cli("log", path).stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.endswith("Fix the mip 7 check"))
+    assert lines[first + 1].strip() == "The check read the wrong scale."
+
+
 def test_note_on_legacy_volume_keeps_its_notes(legacy):
     assert ptb_cli("note", legacy, "--generic", "re-checked in 2024").exit_code == 0
     notes = [n.content for n in ptb.parsenotes(legacy)]
@@ -277,9 +291,9 @@ def test_sync_packs_and_rebuilds(good, tmp_path):
     result = ptb_cli("sync", path)
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("packed ") and lines[0].endswith(" journal record(s) into a segment")
-    assert lines[1] == (f"rebuilt {path}/provenance: 1 process(es), 3 run(s), 6 note(s); kept 0 other processing "
-                        f"entries, 1 source(s), 0 owner(s)")
+    assert lines[0].startswith("packed ") and lines[0].endswith(" journal records into a segment")
+    assert lines[1] == (f"rebuilt {path}/provenance: 1 process, 3 runs, 6 notes; kept 0 other processing "
+                        f"entries, 1 source, 0 owners")
     (entry,) = [e for e in json.loads(view_file.read_text())["processing"] if "ptb" in e]
     assert entry["ptb"]["runs"]["count"] == 3
     data = json.loads(ptb_cli("sync", path, "--json").stdout)
@@ -290,7 +304,7 @@ def test_sync_packs_and_rebuilds(good, tmp_path):
 def test_sync_keeps_foreign_content(foreign):
     ptb_cli("note", foreign, "--generic", "x")
     out = ptb_cli("sync", foreign).stdout
-    assert "kept 3 other processing entries, 1 source(s), 1 owner(s)" in out
+    assert "kept 3 other processing entries, 1 source, 1 owner" in out
     assert volumes.IGNEOUS_ENTRY in history(foreign).foreign
 
 
@@ -307,7 +321,7 @@ def test_flush_uploads_what_was_spooled(tmp_path):
     volumes.make_volume(path)
     note = _spool_a_note(path)
     result = ptb_cli("flush")
-    assert result.exit_code == 0 and result.stdout == "uploaded 1 spooled object(s); nothing remains\n"
+    assert result.exit_code == 0 and result.stdout == "uploaded 1 spooled object; nothing remains\n"
     assert [n.id for n in ptb.parsenotes(path)] == [note.id]
     assert json.loads(ptb_cli("flush", "--json").stdout)["uploaded"] == 0
 
@@ -317,7 +331,7 @@ def test_flush_exits_1_while_something_remains(tmp_path, spool_dir):
     _spool_a_note(f"file://{tmp_path / 'a-file' / 'vol'}")
     result = ptb_cli("flush")
     assert result.exit_code == 1
-    assert result.stdout == f"uploaded 0 spooled object(s); 1 still spooled in {spool_dir}\n"
+    assert result.stdout == f"uploaded 0 spooled objects; 1 still spooled in {spool_dir}\n"
     assert "ptb: warning:" in result.stderr and "still not writable" in result.stderr
     data = json.loads(ptb_cli("flush", "--json").stdout)
     assert data == {"uploaded": 0, "remaining": 1, "spool": str(spool_dir)}

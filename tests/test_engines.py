@@ -5,7 +5,7 @@ Real engines in real OS processes: multiprocessing and concurrent.futures pools
 joblib's loky workers, Ray where it is installed, and python-task-queue, both
 on one machine (``LocalTaskQueue``) and as a file queue (``fq://``) served by
 ``poll()`` workers, one of which is SIGKILLed mid-task. The engines run the
-recipes of ``examples/scale`` (the README's "Running at scale" shows them), as
+recipes of ``examples/scale`` (docs/engines.rst shows them), as
 scripts whose functions live in ``__main__``, the case where cloudpickle sends
 a function by value. Each engine runs once per module (``engine``); the tests
 read what it left. The view tests are at the end, kept apart: they assert the
@@ -217,7 +217,7 @@ def run_killed_queue(base: Path) -> Ran:
 
 
 def run_queue_recipe(base: Path) -> Ran:
-    """The README's task-queue recipe: ``enqueue.py``, then three ``worker.py`` processes on an fq:// queue."""
+    """The task-queue recipe: ``enqueue.py``, then three ``worker.py`` processes on an fq:// queue."""
     cloudpath = make_volume(base / "volume")
     env = engine_env(base)
     queue = f"fq://{base / 'queue'}"
@@ -329,7 +329,7 @@ def test_local_task_queue_records_both_decorator_orders(engine):
 
 
 def test_file_queue_workers_record_every_task_in_both_decorator_orders(engine):
-    """The README recipe: enqueue.py puts 8 tasks on fq://, three worker.py processes poll() until it is empty."""
+    """The recipe: enqueue.py puts 8 tasks on fq://, three worker.py processes poll() until it is empty."""
     ran = engine("taskqueue-fq")
     hist = assert_every_call_recorded(ran, {COUNT: range(4), CHECK: range(4, 8)})
     assert len(sources(hist)) == SLICES
@@ -365,27 +365,12 @@ def test_a_worker_killed_mid_task_leaves_a_run_that_never_finished(engine):
     assert never[0].id in failures.stdout
 
 
-# ------------------------------------------------------------------ the README recipes are these files
-def readme_recipes() -> Dict[str, str]:
-    """The code blocks of README's "Running at scale", by the file each names on its first line."""
-    text = (REPO / "README.rst").read_text()
-    section = text.split("Running at scale\n----------------\n", 1)[1].split("\n----", 1)[0]
-    blocks = re.findall(r"\.\. code-block:: python\n\n((?:    .*\n|\n)+)", section)
-    recipes = {}
-    for block in blocks:
-        code = textwrap.dedent(block).strip("\n") + "\n"
-        first, _, rest = code.partition("\n")
-        match = re.fullmatch(r"# (examples/scale/\S+\.py)", first)
-        if match:
-            recipes[match.group(1)] = rest
-    return recipes
-
-
-def test_every_readme_recipe_is_an_example_file_these_tests_run():
-    recipes = readme_recipes()
-    assert sorted(recipes) == sorted(f"examples/scale/{p.name}" for p in SCALE.glob("*.py"))
-    for name, code in recipes.items():
-        assert code.strip() in (REPO / name).read_text(), f"README's {name} differs from the file"
+# ------------------------------------------------------------------ the documented recipes are these files
+def test_every_recipe_of_the_engines_chapter_is_an_example_file_these_tests_run():
+    """docs/engines.rst shows each file of examples/scale as it is (literalinclude), and a test runs each."""
+    chapter = (REPO / "docs" / "engines.rst").read_text()
+    shown = re.findall(r"^\.\. literalinclude:: \.\./(examples/scale/\S+\.py)$", chapter, re.MULTILINE)
+    assert sorted(shown) == sorted(f"examples/scale/{p.name}" for p in SCALE.glob("*.py"))
     here = Path(__file__).read_text()
     run = {p.name for p in SCALE.glob("*.py") if f'"{p.name}"' in here}
     run |= {p.name for p in SCALE.glob("*.py") for r in run

@@ -74,6 +74,37 @@ def test_the_chunked_step_is_one_process_with_a_run_per_chunk(tmp_path):
                                                                                        "succeeded", "succeeded"]
 
 
+# What `pip install provenance-toolbox` does not bring: the extras' and the engines' packages.
+NOT_INSTALLED = ("taskqueue", "dask", "distributed", "joblib", "ray", "docker", "IPython", "nbformat", "hypothesis")
+
+
+@pytest.mark.parametrize("name", ["pipeline.py", "chunked.py"])
+def test_the_examples_run_on_a_plain_install(tmp_path, name):
+    """As after ``pip install provenance-toolbox`` alone: the optional packages cannot be imported."""
+    code = (f"import runpy, sys; sys.modules.update(dict.fromkeys({NOT_INSTALLED!r})); "
+            f"sys.argv = [{str(EXAMPLES / name)!r}, {str(tmp_path / 'work')!r}]; "
+            f"runpy.run_path(sys.argv[0], run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "label failed as planned" in done.stdout if name == "pipeline.py" else "16 runs" in done.stdout
+    assert "ModuleNotFoundError" not in done.stderr
+
+
+def test_the_default_export_needs_no_extra():
+    """``ptb export PATH`` writes PROV-JSON by default, so ``prov`` is a dependency, not only an extra."""
+    import configparser
+    import re
+
+    from ptb.cli import export
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    required = {re.split(r"[<>=!~\[; ]", line.strip())[0].lower()
+                for line in config["options"]["install_requires"].splitlines() if line.strip()}
+    default = next(p.default for p in export.params if p.name == "fmt")
+    assert default == "prov-json" and "prov" in required
+
+
 @needs_exports
 def test_the_chunked_example_cleans_up_its_temporary_directory(tmp_path):
     run_example("chunked.py", tmp_path, env=dict(os.environ, TMPDIR=str(tmp_path)))
@@ -163,30 +194,3 @@ def test_testing_volume_on_file_is_removed_when_the_process_exits(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     made = Path(done.stdout.strip())
     assert made.name.startswith("ptb-testing-") and not made.exists()
-
-
-README = Path(__file__).resolve().parent.parent / "README.rst"
-
-
-def test_the_readme_local_volume_block_runs_as_written(tmp_path):
-    text = README.read_text()
-    section = text[text.index("Try it on a local volume"):]
-    block = section[section.index(".. code-block:: python\n\n") + 24:section.index("\nthen ``ptb log")]
-    code = "\n".join(line[4:] for line in block.splitlines())
-    assert "file:///tmp/try-ptb" in code and "sources" in code
-    code = code.replace("file:///tmp/try-ptb", f"file://{tmp_path / 'try-ptb'}")    # the suite stays out of /tmp
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "True"
-
-
-def test_the_readme_shows_what_ptb_demo_prints(tmp_path):
-    from click.testing import CliRunner
-
-    from ptb.cli import main
-
-    out = CliRunner().invoke(main, ["demo", str(tmp_path / "demo")], catch_exceptions=False).stdout
-    text = README.read_text()
-    shown = text[text.index("    $ ptb demo\n"):text.index("documents a small pipeline on a local volume (")]
-    for line in out.splitlines()[1:3] + out.splitlines()[-4:-3]:       # the lines that name no path or time
-        assert line.replace(str(tmp_path / "demo"), "") in shown.replace("/tmp/ptb-demo-6h2odp0g", ""), line

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html.parser
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 
@@ -205,6 +206,17 @@ def test_html_is_valid_self_contained_and_shows_the_timeline(ptb_volume):
     assert '<script>alert("x")</script>' not in text and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in text
     assert "properly documented" in text and f"process-{process.key}" in text
     assert "<svg" in text and "meshing at 16x16x40" in text[text.index("<svg"):text.index("</svg>")]
+
+
+def test_html_reads_cleanly(ptb_volume):
+    """Timestamps on one line, labelled parameters, booleans spelled as the CLI spells them."""
+    path, process, _ = ptb_volume
+    text = export(path, "html")
+    css = text[text.index("<style>"):text.index("</style>")]
+    assert re.search(r"td\.time[^{]*\{[^}]*white-space:nowrap", css)
+    article = text[text.index(f'id="process-{process.key}"'):]
+    assert re.search(r'<p class="label">Parameters</p><pre>\{\s+&quot;mip&quot;: 2', article)
+    assert "dirty: false" in article and "False" not in article
 
 
 def test_html_of_legacy_and_foreign_volumes(tmp_path):

@@ -217,7 +217,7 @@ def test_a_generator_closed_early_succeeds_and_says_so(vol):
             break
     (run,) = ptb.history(vol).runs
     assert closed == [True] and run.status == "succeeded"
-    assert "closed by the caller after 2 item(s)" in result_of(vol, run)[0]
+    assert "closed by the caller after 2 items" in result_of(vol, run)[0]
 
 
 def test_a_failing_generator_reraises_and_send_and_throw_pass_through(vol):
@@ -302,8 +302,8 @@ def test_async_generators_exhausted_closed_and_failing(vol):
     assert asyncio.run(main()) == [0, 1, 2]
     runs = ptb.history(vol).runs
     assert [r.status for r in runs] == ["succeeded", "succeeded", "failed"]
-    assert result_of(vol, runs[0])[0].endswith("(3 item(s))")
-    assert "closed by the caller after 2 item(s)" in result_of(vol, runs[1])[0]
+    assert result_of(vol, runs[0])[0].endswith("(3 items)")
+    assert "closed by the caller after 2 items" in result_of(vol, runs[1])[0]
 
 
 def test_an_async_generator_body_sees_its_run(vol):

@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import pytest
+import volumes
 
 import ptb
 
@@ -51,7 +52,7 @@ class Worker:
 def poolmod(tmp_path, monkeypatch):
     """A module on sys.path (as a user's pipeline module is), decorating with a file:// volume."""
     monkeypatch.setenv("PTB_SPOOL_DIR", str(tmp_path / "spool"))
-    (tmp_path / "v").mkdir()
+    volumes.make_volume(f"file://{tmp_path / 'v'}")    # a volume: ptb would warn of a bare path
     name = f"ptb_pool_{os.getpid()}_{tmp_path.name}".replace("-", "_")
     (tmp_path / f"{name}.py").write_text(textwrap.dedent(MODULE.format(volume=f"file://{tmp_path / 'v'}")))
     monkeypatch.syspath_prepend(str(tmp_path))

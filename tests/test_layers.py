@@ -88,3 +88,24 @@ def _is_module(name: str) -> bool:
     ``find_spec`` for names this checkout does not have)."""
     package = Path(ptb.__file__).parent
     return (package / f"{name}.py").exists() or (package / name / "__init__.py").exists()
+
+
+def test_no_module_imports_the_package_root_and_no_contract_ignores_an_import():
+    """The package root imports everything (it is the public API), so a module importing it is a cycle."""
+    import grimp
+
+    graph = grimp.build_graph("ptb", cache_dir=None)
+    assert graph.find_modules_that_directly_import("ptb") == set()
+    config = configparser.ConfigParser()
+    config.read(SETUP_CFG)
+    assert [s for s in config.sections() if config[s].get("ignore_imports", "").strip()] == []
+
+
+def test_the_package_namespace_is_its_api_and_its_modules():
+    """``dir(ptb)`` shows the public names and the package's own modules, nothing a module's imports leave."""
+    import types
+
+    stray = [n for n in dir(ptb) if not n.startswith("_") and n not in ptb.__all__
+             and not isinstance(getattr(ptb, n), types.ModuleType)]
+    assert stray == []
+    assert ptb.__version__ == importlib.import_module("ptb._version").__version__

@@ -124,7 +124,7 @@ def test_ptb_drops_no_entry_of_015_writers(toolbox_015, git_repo, tmp_path, clou
     On S3, where a put replaces the object whole, this holds for every write. On file://,
     0.1.5 writes in place; the one write ptb cannot protect is one whose open() races
     ptb's rename within microseconds (ptb sees most of those in the file it replaced and
-    merges them back): README.rst, "Upgrading from 0.1.x".
+    merges them back): docs/upgrading.rst.
     """
     path = s3_server.root + f"fleet-{tmp_path.name}"
     root = path

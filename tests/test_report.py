@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 import subprocess
+from types import SimpleNamespace
 
 import pytest
 import volumes
@@ -141,8 +143,44 @@ def test_rendered_log_says_what_happened(ptb_volume):
     assert "failed after 3.2 min" in text and "ValueError: mip 7 does not exist" in text
     assert "never finished (worker died?)" in text
     assert "2024-05-01T12:00:00Z" in text
-    plen, rlen = timeline.id_lengths(h)
-    assert process.key[:plen] in text and all(i[:rlen] in text for i in ids)
+    assert process.key[:8] in text and all(i[:12] in text for i in ids)
+
+
+def test_a_process_comes_before_its_first_run(tmp_path):
+    """A run logs its process just after it starts; the log still reads process, run, notes."""
+    path = f"file://{tmp_path / 'vol'}"
+    volumes.make_volume(path)
+
+    @ptb.provenance(path, "smooth", motivation="why")
+    def smooth(passes=1):
+        return passes
+
+    smooth(2)
+    h = history(path)
+    assert h.processes[0].timestamp > h.runs[0].started           # as the journal has them
+    rows = [r for r in timeline.timeline(h) if r.kind != "foreign"]
+    assert [r.label for r in rows] == ["process", "run", "motivation", "result"]
+    assert rows[0].time == h.runs[0].started
+
+
+def test_blank_lines_of_a_note_are_not_printed(ptb_volume):
+    path, _, _ = ptb_volume
+    ptb.addgeneric(path, "Fix the mip 7 check\n\nThe check read the wrong scale.\n")
+    h = history(path)
+    lines = timeline.render_log(h, timeline.timeline(h)).splitlines()
+    first = next(i for i, line in enumerate(lines) if line.endswith("Fix the mip 7 check"))
+    assert lines[first + 1].strip() == "The check read the wrong scale."
+    assert h.notes[-1].content == "Fix the mip 7 check\n\nThe check read the wrong scale.\n"    # kept whole
+
+
+def test_sizes_and_resources_read_like_a_human_wrote_them():
+    assert [fmt.fmt_bytes(n) for n in (0, 1023, 1536, 116412416, 10 * 2**30)] == [
+        "0 B", "1023 B", "1.5 KiB", "111 MiB", "10 GiB"]
+    assert fmt.fmt_resources({"cpu_time_s": 1.9, "cpu_user_s": 1.8, "cpu_system_s": 3e-06,
+                              "memory_bytes": 116412416, "peak_memory_bytes": 120000000}) == (
+        "CPU 1.9 s (user 1.8 s, system <0.1 ms), memory 111 MiB, peak 114 MiB")
+    assert fmt.fmt_resources({"cpu_time": 1.1, "memory_bytes": "lots"}) == "cpu_time=1.1, memory_bytes=lots"
+    assert fmt.count(1, "process", "processes") == "1 process" and fmt.count(2000, "run") == "2,000 runs"
 
 
 def test_filters(ptb_volume):
@@ -202,24 +240,57 @@ def test_log_json_has_stable_keys(ptb_volume):
 def test_short_ids_tell_records_apart_and_resolve_back(ptb_volume):
     path, process, ids = ptb_volume
     h = history(path)
-    plen, rlen = timeline.id_lengths(h)
-    assert plen >= 8 and rlen >= 8
-    assert show.resolve(h, process.key[:plen]) == h.process(process.key)
+    short = timeline.id_lengths(h)
+    assert short(process.key, "process") == process.key[:8]
+    assert all(i.startswith(short(i)) and len(short(i)) >= 12 for i in ids)   # longer if made in one 65 µs
+    assert show.resolve(h, short(process.key, "process")) == h.process(process.key)
     assert show.resolve(h, process.id) == h.process(process.key)   # the record id works too, whole:
     with pytest.raises(ptb.InvalidInputError, match="no process or run"):   # time-ordered like run ids,
         show.resolve(h, process.id[:20])                                 # it would shadow their prefixes
     for rid in ids:
-        assert show.resolve(h, rid[:rlen]).id == rid
+        assert show.resolve(h, short(rid)).id == rid
     with pytest.raises(ptb.InvalidInputError, match="ambiguous"):
         show.resolve(h, ids[0][:4])
     with pytest.raises(ptb.InvalidInputError, match="no process or run"):
         show.resolve(h, "zzzz")
 
 
-def test_short_length():
-    assert timeline.short_length(["aaaaaaaaaa1", "aaaaaaaaaa2"]) == 11
-    assert timeline.short_length(["12345678xx"], among=["12345678xy", "99"]) == 10
-    assert timeline.short_length([]) == 8
+def test_run_ids_have_one_width_however_long_the_history(tmp_path):
+    """12 characters for a run, 8 for a process, on a new volume and after thousands of runs alike."""
+    h = chunk_history_of(tmp_path, 1)
+    widths = {len(timeline.id_lengths(h)(r.id)) for r in h.runs}
+    longer = chunk_history_of(tmp_path / "b", 400)
+    assert widths == {len(timeline.id_lengths(longer)(r.id)) for r in longer.runs} == {12}
+    lines = timeline.render_log(longer, timeline.timeline(longer)).splitlines()
+    columns = {line.index(": downsample") for line in lines if "  run  " in line}
+    assert len(columns) == 1                                       # the text starts in one column
+
+
+def test_only_ids_that_share_their_first_characters_are_shown_longer():
+    stamp = "18ee8a211d7deb7a"                   # two runs started in the same nanosecond, on two hosts
+    runs = [f"{stamp}b0e7b7cfb7", f"{stamp}c629721d22", "18ee8a300000000000000000aa"]
+    keys = ["18ee8a30ffffffff", "0123456789abcdef"]   # a process key that shares a run id's first 8
+    h = SimpleNamespace(processes=[SimpleNamespace(key=k) for k in keys], runs=[SimpleNamespace(id=r) for r in runs])
+    short = timeline.id_lengths(h)
+    assert [short(r) for r in runs] == [runs[0][:17], runs[1][:17], runs[2][:12]]
+    assert [short(k, "process") for k in keys] == [keys[0][:9], keys[1][:8]]
+
+
+def chunk_history_of(directory, n):
+    """A volume with ``n`` runs of one process, started 1 ms apart, as a worker's loop of chunks starts them."""
+    path = f"file://{directory}"
+    volumes.make_volume(path)
+    process = ptb.logprocess(path, ptb.Process("downsample", {"mip": 1}))
+    first = int(new_id()[:16], 16)
+    records = []
+    for i in range(n):
+        began = T0 + datetime.timedelta(milliseconds=i)
+        rid = f"{first + i * 1_000_000:016x}{os.urandom(5).hex()}"
+        records += [RunRecord(rid, "downsample", process.key, "running", began, user="alice", host="node1", pid=7),
+                    RunRecord(rid, "downsample", process.key, "succeeded", began, began, 0.001, user="alice",
+                              host="node1", pid=7)]
+    journal.append(Volume.resolve(path), records)
+    return history(path)
 
 
 def test_show_a_process_with_its_environment_and_runs(tmp_path, git_repo):
@@ -252,6 +323,18 @@ def test_show_a_failed_run_in_full(ptb_volume):
     assert "ValueError: mip 7 does not exist" in text and 'File "mesh.py", line 3' in text
     assert "who:         alice@node1 (pid 1001)" in text and "cpu_time=1.1" in text
     assert f"process {process.key}" in text
+
+
+def test_show_gives_a_run_s_resources_in_human_units(tmp_path):
+    path = f"file://{tmp_path / 'vol'}"
+    volumes.make_volume(path)
+    ptb.provenance(path, "step")(lambda: None)()
+    h = history(path)
+    view = show.show(h, h.runs[0].id)
+    assert isinstance(view["run"]["resources"]["memory_bytes"], int)           # --json keeps the numbers
+    line = next(line for line in show.render_show(view).splitlines() if "resources:" in line)
+    assert re.fullmatch(r"  resources:   CPU \S+ m?s \(user \S+ m?s, system \S+ m?s\), "
+                        r"memory [\d.]+ MiB, peak [\d.]+ MiB", line), line
 
 
 def test_show_a_legacy_process_with_root_env_files(legacy_volume):
@@ -322,6 +405,9 @@ def test_diff_two_runs_compares_runs_and_their_process(ptb_volume):
     assert rows["run.status"]["a"] == "succeeded" and rows["run.status"]["b"] == "failed"
     assert rows["parameters.mip"]["same"] and rows["env.Docker.image ID"]["same"]
     assert view["texts"] == []
+    assert (rows["run.duration"]["a"], rows["run.duration"]["b"]) == (1.2, 190.0)     # --json: seconds
+    line = next(line for line in diff.render_diff(view).splitlines() if "run.duration" in line)
+    assert line.split()[-4:] == ["1.2", "s", "3.2", "min"]
 
 
 def test_diff_against_a_legacy_process(tmp_path):

@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+import volumes
 
 import ptb
 from ptb.wrapper import Wrapper
@@ -60,7 +61,7 @@ PICKLERS = ["cloudpickle", "distributed.protocol.pickle"]     # the second is wh
 @pytest.fixture
 def bymod(tmp_path, monkeypatch):
     """A pipeline module on sys.path, decorating with a file:// volume."""
-    (tmp_path / "v").mkdir()
+    volumes.make_volume(f"file://{tmp_path / 'v'}")    # a volume: ptb would warn of a bare path
     name = f"ptb_byvalue_{os.getpid()}_{tmp_path.name}".replace("-", "_")
     (tmp_path / f"{name}.py").write_text(textwrap.dedent(MODULE.format(volume=f"file://{tmp_path / 'v'}")))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -152,7 +153,7 @@ def test_the_receiver_records_the_source_the_sender_had(tmp_path):
     assert sent.returncode == 0, sent.stderr.decode()
     script.unlink()                                  # as on another machine: the file is not there
     volume = f"file://{tmp_path / 'v'}"
-    (tmp_path / "v").mkdir()
+    volumes.make_volume(f"file://{tmp_path / 'v'}")    # a volume: ptb would warn of a bare path
     got = subprocess.run([sys.executable, "-c", RECEIVER, volume], input=sent.stdout, capture_output=True, env=env,
                          timeout=60, cwd=tmp_path)
     assert got.returncode == 0, got.stderr.decode()
@@ -196,7 +197,7 @@ def test_task_queue_runs_the_decorated_function_in_either_decorator_order(tmp_pa
         tasks = importlib.import_module(name)
         assert REGISTRY[(name, "first")] is tasks.first and REGISTRY[(name, "second")] is tasks.second
         volume = f"file://{tmp_path / 'v'}"
-        (tmp_path / "v").mkdir()
+        volumes.make_volume(f"file://{tmp_path / 'v'}")    # a volume: ptb would warn of a bare path
         for fn in (tasks.first, tasks.second):          # what a worker does with a task taken from a queue
             payload = totask(partial(fn, volume, 3)).payload()
             totask({"payload": payload, "id": 1}).execute()
@@ -225,7 +226,7 @@ def test_ptb_over_an_engine_task_object_is_refused_with_the_order_to_use(tmp_pat
     def ordered(i):
         return i + 1
 
-    (tmp_path / "v").mkdir()
+    volumes.make_volume(f"file://{tmp_path / 'v'}")    # a volume: ptb would warn of a bare path
     assert ordered(1).compute(scheduler="sync") == 2
     assert descriptions(volume) == ["step"]
 

@@ -107,8 +107,9 @@ def test_log_groups_a_process_of_many_runs_and_lists_its_problems():
     assert "1,997 motivation notes of these runs not shown: mip 1 for proofreading (×1,997)" in text
     assert "1,997 result notes of these runs not shown; --runs lists them" in text
     assert out[-1].endswith("mip 1 looks right")            # a note of no run is kept
-    plen = timeline.id_lengths(h)[0]
-    assert f"  {h.processes[0].key[:plen]}  " in out[1]     # the id to type into `ptb show`
+    assert f"  {h.processes[0].key[:8]}  " in out[1]         # the id to type into `ptb show`
+    notes_row = next(r for r in runsummary.grouped(h, timeline.timeline(h)) if r.kind == "notes")
+    assert "--runs" not in notes_row.text                   # the hint is the command line's, not the page's
 
 
 def test_a_process_with_few_runs_is_listed_run_by_run():

@@ -27,15 +27,19 @@ class SourceEnv(CodeEnv):
     """The source of a function or notebook cell, so code outside git is recorded too.
 
     The stored ``source`` is bounded and scrubbed of secrets (``ptb.capture.params.scrub_text``);
-    ``sha256`` is the hash of the real, whole source, so the code's identity is kept.
+    ``sha256`` is the hash of the real, whole source, so the code's identity is kept. A function's
+    ``module`` and ``qualname`` are stored apart too (``name`` joins them, which is ambiguous to
+    split), so ``ptb reproduce`` can import it again; a cell has neither.
     """
 
     kind = "Source"
 
-    def __init__(self, name: str, source: str, filename: Optional[str] = None):
+    def __init__(self, name: str, source: str, filename: Optional[str] = None, *,
+                 module: Optional[str] = None, qualname: Optional[str] = None):
         self.name = name
         self.source = source
         self.file = filename      # ``filename`` is the content-addressed property
+        self.module, self.qualname = module, qualname
         self._stored: Optional[Tuple[str, Dict[str, str]]] = None
 
     def contents(self) -> Dict[str, Any]:
@@ -45,7 +49,8 @@ class SourceEnv(CodeEnv):
             data = self.source.encode("utf-8", "replace")
             self._stored = (self.source, {"source": scrubbed(bounded_text(data, len(data), "source")),
                                           "sha256": hashlib.sha256(data).hexdigest()})
-        return {"CodeEnv type": self.kind, "name": self.name, "file": self.file, **self._stored[1]}
+        where = {k: v for k, v in (("module", self.module), ("qualname", self.qualname)) if v is not None}
+        return {"CodeEnv type": self.kind, "name": self.name, "file": self.file, **where, **self._stored[1]}
 
     @classmethod
     def from_callable(cls, func: Callable) -> Optional[SourceEnv]:
@@ -56,7 +61,10 @@ class SourceEnv(CodeEnv):
             file = inspect.getsourcefile(target) or inspect.getfile(target)
         except (OSError, TypeError):
             return None
-        name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or repr(target)
+        qualname = getattr(target, "__qualname__", None) or getattr(target, "__name__", None)
+        qualname = qualname if isinstance(qualname, str) else None
+        name = qualname or repr(target)
         module = getattr(target, "__module__", None)
-        return cls(f"{module}.{name}" if module else name, source, file)
+        module = module if isinstance(module, str) else None
+        return cls(f"{module}.{name}" if module else name, source, file, module=module, qualname=qualname)
 

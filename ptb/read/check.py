@@ -47,14 +47,21 @@ def _process_problems(h: History, process: ProcessRecord) -> List[str]:
         problems.append(f"{_name(process)} records no parameters")
     if not process.code_envfiles:
         problems.append(f"{_name(process)} records no code environment")
-    for path in process.code_envfiles:
+    runs = h.runs_of(process.key)
+    used: Dict[str, int] = {}
+    for run in runs:          # each run is answered from its own environment: each must be readable too
+        for path in run.code_envfiles:
+            used[path] = used.get(path, 0) + 1
+    for path in dict.fromkeys([*process.code_envfiles, *used]):
         content = h.envs.get(path)
+        whose = f" (the environment of {used[path]:,} of its {len(runs):,} runs)" if path in used else ""
         if content is None:
-            problems.append(f"{_name(process)}: code environment file {path} is missing from the volume")
+            problems.append(f"{_name(process)}: code environment file {path} is missing from the volume{whose}")
         elif isinstance(content, dict) and isinstance(content.get("refused"), str):
-            problems.append(f"{_name(process)}: code environment file {path} cannot be used: {content['refused']}")
+            problems.append(f"{_name(process)}: code environment file {path} cannot be used: "
+                            f"{content['refused']}{whose}")
         elif not isinstance(content, dict) or not content or "unreadable" in content:
-            problems.append(f"{_name(process)}: code environment file {path} is empty or not JSON")
+            problems.append(f"{_name(process)}: code environment file {path} is empty or not JSON{whose}")
     return problems
 
 

@@ -66,6 +66,14 @@ def to_prov(lin: Lineage) -> Any:
         return node("agent", f"ptb:person-{content_hash(name, 12)}", {"prov:type": model.PROV["Person"],
                                                                        "prov:label": name})
 
+    def code_agent(path: str, found: Any) -> str:
+        """The code environment a run ran with (its own file; a run with none, its process's)."""
+        env: Dict[str, Any] = found if isinstance(found, dict) else {}
+        return node("agent", f"ptb:code-{content_hash([path, env], 12)}", {
+            "prov:type": model.PROV["SoftwareAgent"], "prov:label": _code_label(env, path),
+            "ptb:file": path, "ptb:codeEnvType": env.get("CodeEnv type"),
+            "ptb:commit": env.get("commit hash"), "ptb:image": env.get("image ID")})
+
     for cloudpath, h in lin.volumes.items():
         vol = entity_of(cloudpath)
         sources = [entity_of(source_key(s)) for s in h.sources if str(s).strip()]
@@ -79,14 +87,6 @@ def to_prov(lin: Lineage) -> Any:
                 "prov:type": model.PROV["Plan"], "prov:label": p.description, "ptb:key": p.key,
                 "ptb:parameters": json.dumps(p.parameters, sort_keys=True, ensure_ascii=False),
                 "ptb:origin": fmt.origin_of(p)})
-            code = []
-            for path in p.code_envfiles:
-                found = h.envs.get(path)
-                env: Dict[str, Any] = found if isinstance(found, dict) else {}
-                code.append(node("agent", f"ptb:code-{content_hash([path, env], 12)}", {
-                    "prov:type": model.PROV["SoftwareAgent"], "prov:label": _code_label(env, path),
-                    "ptb:file": path, "ptb:codeEnvType": env.get("CodeEnv type"),
-                    "ptb:commit": env.get("commit hash"), "ptb:image": env.get("image ID")}))
             steps = f"ptb:steps-{content_hash([cloudpath, p.key], 12)}"  # a process with no runs (0.1.x)
             activities: List[Tuple[Optional[RunRecord], str]] = [(r, runs[r.id]) for r in h.runs_of(p.key)]
             for run, ident in activities or [(None, steps)]:
@@ -99,6 +99,7 @@ def to_prov(lin: Lineage) -> Any:
                 node("activity", ident, attrs, run.started if run else None, run.ended if run else None)
                 if run is not None and run.user:
                     doc.wasAssociatedWith(ident, person(run.user), plan)
+                code = [code_agent(path, env) for path, env in h.envs_of(run if run is not None else p).items()]
                 for agent in code:
                     doc.wasAssociatedWith(ident, agent, plan)
                 if not code and (run is None or not run.user):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 from ..errors import InvalidInputError
 from ..records import Note, ProcessRecord, RunRecord, to_utc
@@ -38,6 +38,53 @@ def fmt_duration(seconds: Optional[float]) -> str:
         if limit is None or float(text) < limit:      # rounded up to the next unit: say it in that one
             return f"{text.removesuffix('.0')} {unit}"
     raise AssertionError("unreachable")
+
+
+def fmt_bytes(size: Any) -> str:
+    """Human sizes in binary units: ``512 B``, ``4.2 KiB``, ``111 MiB``, ``2 GiB``."""
+    if not isinstance(size, (int, float)) or isinstance(size, bool) or size < 0:
+        return compact(size, 40)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1023.5 or unit == "TiB":
+            text = f"{size:.0f}" if unit == "B" or size >= 9.95 else f"{size:.1f}"
+            return f"{text.removesuffix('.0')} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+_RESOURCES = (("cpu_time_s", "CPU {}", fmt_duration), ("cpu_user_s", "user {}", fmt_duration),
+              ("cpu_system_s", "system {}", fmt_duration), ("memory_bytes", "memory {}", fmt_bytes),
+              ("peak_memory_bytes", "peak {}", fmt_bytes))
+
+
+def fmt_resources(resources: Dict[str, Any]) -> str:
+    """A run's resources for people: ``CPU 1.9 s (user 1.8 s, system 0.1 s), memory 103 MiB, peak 110 MiB``.
+
+    Values that are not numbers, and keys ptb does not know, are shown as they are.
+    """
+    def number(key: str) -> bool:
+        value = resources.get(key)
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    known = {key: label.format(unit(resources[key])) for key, label, unit in _RESOURCES if number(key)}
+    parts = []
+    if "cpu_time_s" in known:
+        split = [known.pop(k) for k in ("cpu_user_s", "cpu_system_s") if k in known]
+        parts.append(known.pop("cpu_time_s") + (f" ({', '.join(split)})" if split else ""))
+    parts += known.values()
+    shown = {key for key, _, _ in _RESOURCES if number(key)}
+    parts += [f"{k}={compact(v, 40)}" for k, v in resources.items() if k not in shown]
+    return ", ".join(parts)
+
+
+def count(n: int, word: str, many: Optional[str] = None) -> str:
+    """``1 run``, ``2,000 runs``; ``many`` for irregular plurals (``count(2, "process", "processes")``)."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
+
+
+def lines_of(text: str) -> List[str]:
+    """A text's lines without the blank ones, for a timeline row or an indented note (at least one line)."""
+    return [line for line in str(text).splitlines() if line.strip()] or [""]
 
 
 def parse_time(value: Any) -> Optional[datetime.datetime]:
@@ -123,3 +170,13 @@ def error_text(error: Optional[Dict[str, Any]]) -> Optional[str]:
 
 def origin_of(record: Union[ProcessRecord, Note]) -> str:
     return "0.1.x" if record.id.startswith("legacy-") else "ptb"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def visible(text: Any, limit: int = 300) -> str:
+    """One line of text read from a volume, for a terminal or a file people read: control characters
+    (newlines too) escaped (``\\n``, ``\\x1b``), so none can act; bounded to ``limit`` characters."""
+    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+    return text if len(text) <= limit else text[: limit - 1] + "…"

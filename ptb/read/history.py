@@ -9,7 +9,7 @@ other ``processing`` entry (igneous, hand-written) as foreign.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from ..errors import CorruptProvenanceError, InvalidInputError, warn
 from ..records import (
@@ -27,18 +27,39 @@ from ..store import journal
 from ..store.volume import Volume
 
 
+@dataclasses.dataclass(frozen=True)
+class RecordedRun(RunRecord):
+    """A run as read back: its record, and the code environments it ran with, resolved.
+
+    ``envfiles`` are the environment files it is answered from: its own
+    ``code_envfiles``, or, for a run journalled by a ptb that did not record
+    a run's own environment, its process's (``envs_inherited`` says so).
+    ``envs`` maps each to its content (None when missing on the volume; empty
+    when the history was read ``with_envs=False``).
+    """
+
+    envfiles: Tuple[str, ...] = ()
+    envs: Dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+    envs_inherited: bool = False
+
+
 @dataclasses.dataclass
 class History:
     """Everything recorded about one volume."""
 
     cloudpath: str
     processes: List[ProcessRecord]
-    runs: List[RunRecord]
+    runs: List[RecordedRun]
     notes: List[Note]
     foreign: List[Dict[str, Any]]
     provenance: Dict[str, Any]
     envs: Dict[str, Any]
     problems: List[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        """Each run answers from its own environments (``RecordedRun``), whoever built the history."""
+        processes = {p.key: p for p in self.processes}
+        self.runs = [r if isinstance(r, RecordedRun) else _recorded(r, processes, self.envs) for r in self.runs]
 
     @property
     def sources(self) -> List[str]:
@@ -51,7 +72,7 @@ class History:
 
     @property
     def empty(self) -> bool:
-        """Nothing is recorded: no ``provenance`` file, and no process, run or note (a mistyped path?)."""
+        """True when nothing is recorded (no ``provenance`` file, no process, run or note), as at a mistyped path."""
         return not self.provenance and not self.processes and not self.notes and not self.runs
 
     def process(self, key_or_id: str) -> Optional[ProcessRecord]:
@@ -60,8 +81,15 @@ class History:
     def run(self, run_id: str) -> Optional[RunRecord]:
         return next((r for r in self.runs if r.id == run_id), None)
 
-    def runs_of(self, process_key: str) -> List[RunRecord]:
+    def runs_of(self, process_key: str) -> List[RecordedRun]:
         return [r for r in self.runs if r.process == process_key]
+
+    def envs_of(self, record: Union[ProcessRecord, RunRecord, None]) -> Dict[str, Any]:
+        """The code environments a process was logged with, or a run ran with ({file: content})."""
+        if record is None:
+            return {}
+        files = record.envfiles if isinstance(record, RecordedRun) else record.code_envfiles
+        return {f: self.envs.get(f) for f in files}
 
     def notes_of(self, run_id: str) -> List[Note]:
         return [n for n in self.notes if n.run == run_id]
@@ -114,6 +142,16 @@ def _latest_runs(records: Iterable[Any]) -> List[RunRecord]:
     return sorted(latest.values(), key=lambda r: (r.started, r.id))
 
 
+def _recorded(run: RunRecord, processes: Dict[str, ProcessRecord], envs: Optional[Dict[str, Any]]) -> RecordedRun:
+    """``run`` with its own environments; a run that recorded none (older ptb) gets its process's."""
+    files, inherited = run.code_envfiles, False
+    if not files and run.process in processes:
+        files, inherited = processes[run.process].code_envfiles, bool(processes[run.process].code_envfiles)
+    fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(RunRecord)}
+    return RecordedRun(**fields, envfiles=tuple(files), envs_inherited=inherited,
+                       envs={} if envs is None else {f: envs.get(f) for f in files})
+
+
 def _by_time(record: Any) -> Any:
     """Oldest first; undated (legacy) records before all others."""
     return (record.timestamp is not None, record.timestamp or 0, record.id)
@@ -162,7 +200,7 @@ def history(volume: Any, secrets: Any = None, *, with_envs: bool = True, progres
     return History(
         cloudpath=vol.cloudpath,
         processes=sorted(processes.values(), key=_by_time),
-        runs=_latest_runs(records),
+        runs=[_recorded(r, processes, envs if with_envs else None) for r in _latest_runs(records)],
         notes=sorted(notes, key=_by_time),
         foreign=foreign,
         provenance=prov,

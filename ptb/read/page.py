@@ -11,6 +11,8 @@ from typing import Dict, List, Tuple
 
 from ..visible import visible
 from . import fmt, timeline
+from .envspread import spread as envspread
+from .envspread import spread_lines
 from .history import History
 from .lineage import Lineage
 from .runsummary import count, grouped, summarise
@@ -128,7 +130,7 @@ td.text{white-space:pre-wrap;word-break:break-word}.status-failed,.status-runnin
 font-weight:600}.status-succeeded{color:#1b7f3b}.kind-foreign{color:#555}.badge{display:inline-block;padding:.2em .6em;
 border-radius:4px;font-weight:600}.ok{background:#d9f2e1;color:#1b7f3b}.fail{background:#fde0e3;color:#b00020}
 svg.lineage{max-width:100%;height:auto;border:1px solid #eee}dl.facts dt{font-weight:600}
-dl.facts dd{margin:0 0 .4em 1.2em}
+dl.facts dd{margin:0 0 .4em 1.2em}td.time,td.id,td.kind{white-space:nowrap}p.label{margin:.6em 0 .2em;font-weight:600}
 """
 
 
@@ -140,7 +142,9 @@ def _table(h: History) -> str:
     for row in rows:
         status = fmt.state_text(row.status, row.duration) if row.kind == "run" else ""
         values = f" ({fmt.params_summary(row.parameters, 160, 80)})" if row.kind == "run" and row.parameters else ""
-        text = row.text + values + (f"\n{row.error}" if row.error else "")
+        code = f" at {row.code}" if row.code else ""          # a run's commit, when its process's runs differ
+        text = row.text + values + code + "".join(f"\n{line}" for line in row.spread or ()) + (
+            f"\n{row.error}" if row.error else "")
         text += f" [{row.origin}]" if row.origin != "ptb" else ""
         cells = [fmt.fmt_time(row.time), row.label, timeline.short_id(row, lengths), status,
                  fmt.who(row), text]
@@ -175,7 +179,7 @@ def _runs(h: History, key: str) -> str:
                  for r in s.problems[:_FAILURES_SHOWN]]
         more = len(s.problems) - _FAILURES_SHOWN
         if more > 0:
-            items.append(f"<li>… and {count(more, 'more run')} (<code>ptb log PATH --failures</code>)</li>")
+            items.append(f"<li>… and {count(more, 'more run')}</li>")
         out.append(f'<p>Failed or never finished ({len(s.problems):,}):</p><ul class="failures">{"".join(items)}</ul>')
     return "".join(out)
 
@@ -186,16 +190,21 @@ def _processes(h: History) -> str:
         envs = []
         for path in p.code_envfiles:
             env = h.envs.get(path)
-            if not isinstance(env, dict):
-                envs.append(f"<li><code>{_h(path)}</code>: missing</li>")
+            if not isinstance(env, dict) or isinstance(env.get("refused"), str):
+                why = f"not shown: {env['refused']}" if isinstance(env, dict) else "missing"
+                envs.append(f"<li><code>{_h(path)}</code>: {_h(why)}</li>")
                 continue
-            facts = [f"{k}: {env[k]}" for k in ("CodeEnv type", "name", "commit hash", "branch", "dirty", "image name",
-                                                  "tag", "image ID", "sha256") if env.get(k) not in (None, "")]
+            facts = [f"{k}: {fmt.compact(env[k], 200)}" for k in ("CodeEnv type", "name", "commit hash", "branch",
+                                                                   "dirty", "image name", "tag", "image ID", "sha256")
+                     if env.get(k) not in (None, "")]      # compact: JSON's true/false, as the CLI prints them
             envs.append(f"<li><code>{_h(path)}</code> — {_h('; '.join(map(str, facts)))}</li>")
+        spread = "".join(f"<p>{_h(line)}</p>" for line in spread_lines(envspread(h.runs_of(p.key))))
         out.append(f'<article class="process" id="process-{_h(p.key)}"><h3>{_h(p.description)}'
                    f' <span class="id">{_h(p.key)}</span></h3>{_runs(h, p.key)}'
+                   f'<p class="label">Parameters</p>'
                    f"<pre>{_h(json.dumps(p.parameters, indent=2, sort_keys=True, ensure_ascii=False))}</pre>"
-                   f"<ul>{''.join(envs) or '<li>no code environment recorded</li>'}</ul></article>")
+                   f"<p>Code environment, as first logged:</p>"
+                   f"<ul>{''.join(envs) or '<li>no code environment recorded</li>'}</ul>{spread}</article>")
     return "\n".join(out) or "<p>No processes recorded.</p>"
 
 
@@ -215,7 +224,7 @@ def _volume_section(h: History) -> str:
 
 def to_html(lin: Lineage) -> str:
     """One self-contained page: summary, lineage picture, timeline and processes of each volume."""
-    from .. import __version__
+    from .._version import __version__
     from ..records import utcnow
 
     root = lin.volumes[lin.root]

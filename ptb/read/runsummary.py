@@ -15,7 +15,7 @@ import math
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from ..records import RunRecord
-from .fmt import compact, error_text, fmt_duration, fmt_time, params_summary, run_duration, run_state, who
+from .fmt import compact, count, error_text, fmt_duration, fmt_time, params_summary, run_duration, run_state, who
 from .timeline import Row
 
 GROUP_AT = 10
@@ -35,11 +35,6 @@ def percentile(values: Sequence[float], fraction: float) -> Optional[float]:
         return None
     ordered = sorted(values)
     return ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)]
-
-
-def count(n: int, word: str) -> str:
-    """``1 run``, ``2,000 runs``."""
-    return f"{n:,} {word}{'s' * (n != 1)}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,8 +164,8 @@ class _Block:
             text, times = collections.Counter(n.text for n in notes).most_common(1)[0]
             same = f": {compact(text, 60)} (×{times:,})" if times * 2 > len(notes) else ""   # the usual one
             out.append(Row("notes", f"{self.key}-{kind.lower()}", notes[0].time,
-                           f"{count(len(notes), kind.lower() + ' note')} of these runs not shown{same}; "
-                           f"--runs lists them", note_type=kind, process=self.key))
+                           f"{count(len(notes), kind.lower() + ' note')} of these runs not shown{same}",
+                           note_type=kind, process=self.key))
         return out
 
 

@@ -8,7 +8,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 from ..errors import InvalidInputError
 from ..records import ProcessRecord, RunRecord, to_utc
 from ..visible import visible
-from .fmt import compact, error_text, fmt_time, origin_of, params_summary, run_state, who
+from .envspread import spread, spread_lines
+from .fmt import compact, error_text, fmt_resources, fmt_time, lines_of, origin_of, run_state, who
 from .history import History
 
 
@@ -35,20 +36,21 @@ def resolve(history: History, ident: str) -> Union[ProcessRecord, RunRecord]:
                             f"{', '.join(sorted(found))}; give more characters")
 
 
-def envs_of(history: History, process: Optional[ProcessRecord]) -> Dict[str, Any]:
-    return {} if process is None else {f: history.envs.get(f) for f in process.code_envfiles}
-
-
 def show(history: History, ident: str) -> Dict[str, Any]:
-    """One process or run in full, as JSON: the record, its runs or notes, its code environment."""
+    """One process or run in full, as JSON: the record, its runs or notes, its code environment.
+
+    A run is shown with the environment it ran with (``envs``); a process with
+    the one it was first logged with, and ``env_spread`` says how its runs'
+    code varied (commits, package sets, images).
+    """
     record = resolve(history, ident)
     if isinstance(record, RunRecord):
         process = history.process(record.process)
-        runs = [record]
+        runs: List[RunRecord] = [record]
         notes = history.notes_of(record.id)
     else:
         process = record
-        runs = history.runs_of(record.key)
+        runs = list(history.runs_of(record.key))
         notes = [n for r in runs for n in history.notes_of(r.id)]
     pdata = None
     if process is not None:
@@ -57,7 +59,7 @@ def show(history: History, ident: str) -> Dict[str, Any]:
     from .runsummary import summarise
 
     summary = summarise(record.key, record.description, runs).to_json() if isinstance(record, ProcessRecord) else None
-    envs = envs_of(history, process)
+    envs = history.envs_of(record)
     return {
         "volume": history.cloudpath,
         "kind": "run" if isinstance(record, RunRecord) else "process",
@@ -67,6 +69,8 @@ def show(history: History, ident: str) -> Dict[str, Any]:
         "summary": summary,
         "notes": [n.to_json() for n in sorted(notes, key=lambda n: (n.timestamp is None, n.timestamp or 0, n.id))],
         "envs": envs,
+        "envs_inherited": bool(getattr(record, "envs_inherited", False)),
+        "env_spread": spread(runs) if isinstance(record, ProcessRecord) else None,
         "packages_elsewhere": _packages_elsewhere(history, process, set(envs)),
     }
 
@@ -80,7 +84,7 @@ def _packages_elsewhere(history: History, process: Optional[ProcessRecord], show
     """{package: versions} in the environments of the process's other runs (files other than ``shown``)."""
     if process is None:
         return {}
-    others = {f for r in history.runs_of(process.key) for f in r.code_envfiles} - shown
+    others = {f for r in history.runs_of(process.key) for f in r.envfiles} - shown
     found: Dict[str, set] = {}
     for path in sorted(others):
         for name, version in _packages(history.envs.get(path)).items():
@@ -134,6 +138,19 @@ def render_env(path: str, content: Any, indent: str = "    ", *, packages: bool 
     return "\n".join(lines)
 
 
+def _envs_heading(view: Dict[str, Any], heading: str) -> str:
+    if not view["envs"]:
+        return f"{heading}: (none recorded)"
+    if view.get("envs_inherited"):
+        return f"{heading}: its process's (this run was recorded without its own, by an older ptb)"
+    return f"{heading}:"
+
+
+def _render_envs(view: Dict[str, Any], packages: bool) -> List[str]:
+    return [render_env(path, content, packages=packages, elsewhere=view.get("packages_elsewhere"))
+            for path, content in view["envs"].items()]
+
+
 def render_show(view: Dict[str, Any], packages: bool = False) -> str:
     """``ptb show``'s text, from ``show()``'s JSON; ``packages`` lists every installed package.
 
@@ -150,11 +167,14 @@ def render_show(view: Dict[str, Any], packages: bool = False) -> str:
         if record.parameters:      # this run's own values (per_run), already redacted
             out.append(f"  values:      {json.dumps(record.parameters, sort_keys=True, ensure_ascii=False)}")
         if record.resources:
-            out.append(f"  resources:   {params_summary(record.resources, 200)}")
+            out.append(f"  resources:   {fmt_resources(record.resources)}")
         if record.error:
             out.append(f"  error:       {error_text(record.error)}")
             if record.error.get("traceback"):
                 out.append(_indent(record.error["traceback"], "    "))
+    if run is not None:
+        out.append(_envs_heading(view, "  code environment (this run's)"))
+        out += _render_envs(view, packages)
     if process is not None:
         if out:
             out.append("")
@@ -163,18 +183,18 @@ def render_show(view: Dict[str, Any], packages: bool = False) -> str:
                 f"  id:          {process['id']}",
                 f"  logged:      {fmt_time(to_utc(process['timestamp']))}", "  parameters:",
                 _indent(json.dumps(process["parameters"], indent=2, sort_keys=True, ensure_ascii=False), "    ")]
-        out.append("  code environment:" if view["envs"] else "  code environment: (none recorded)")
-        out += [render_env(path, content, packages=packages, elsewhere=view.get("packages_elsewhere"))
-                for path, content in view["envs"].items()]
         if run is None:
             from .runsummary import show_runs
 
+            out.append(_envs_heading(view, "  code environment (as first logged)"))
+            out += _render_envs(view, packages)
+            out += [f"  {line}" for line in spread_lines(view.get("env_spread") or {})]
             lines, notes = show_runs(process, view["runs"], notes)
             out += lines
     elif run is not None:
         out.append(f"  process:     {run['process']} (not found on the volume)")
     if notes:
         out.append("notes:")
-        out += [f"  {fmt_time(to_utc(n['timestamp']))}  {n['type'].lower():<10}  " + n["content"].replace(
-            "\n", "\n" + " " * 36) for n in notes]
+        out += [f"  {fmt_time(to_utc(n['timestamp']))}  {n['type'].lower():<10}  "
+                + ("\n" + " " * 36).join(lines_of(n["content"])) for n in notes]
     return visible("\n".join(out))

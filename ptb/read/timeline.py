@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+import os
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from ..errors import InvalidInputError
 from ..visible import visible
+from .envspread import commit_label, spread, spread_lines
 from .fmt import (
     NEVER_FINISHED,
     TYPES,
     compact,
     error_text,
     fmt_time,
+    lines_of,
     origin_of,
     params_summary,
     parse_time,
@@ -28,7 +31,10 @@ from .fmt import (
 from .history import History
 
 _KIND_ORDER = {"process": 0, "run": 1, "note": 2, "foreign": 3}
-_SHORT = 8
+KEY_WIDTH = 8
+"""Characters of a process key shown (a hash: 8 tell thousands apart)."""
+RUN_WIDTH = 12
+"""Characters of a run id shown: its first 16 are nanoseconds, so 12 tell apart runs started 65 µs apart."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +59,8 @@ class Row:
     parameters: Optional[Dict[str, Any]] = None
     code_envfiles: Optional[List[str]] = None
     entry: Optional[Dict[str, Any]] = None
+    code: Optional[str] = None              # a run's commit, when its process's runs span several
+    spread: Optional[List[str]] = None      # a process's: how its runs' code varied (commits, packages, images)
 
     @property
     def label(self) -> str:
@@ -86,16 +94,28 @@ def timeline(history: History) -> List[Row]:
     """Every process, run, note and foreign entry of a volume, oldest first.
 
     Entries without a date (0.1.x processes, hand-written entries) come first,
-    in the order they were written: they predate what ptb recorded.
+    in the order they were written: they predate what ptb recorded. A process
+    is dated by its first run's start when that is earlier than the moment it
+    was logged (a run logs its process just after it starts), so no run comes
+    before its process.
     """
     rows: List[Row] = []
+    runs_of: Dict[str, List[Any]] = {}
+    for r in history.runs:          # oldest first: a process's first run is runs_of[key][0]
+        runs_of.setdefault(r.process, []).append(r)
+    spreads = {key: spread(runs) for key, runs in runs_of.items()}
     for p in history.processes:
-        rows.append(Row("process", p.key, p.timestamp, p.description, origin=origin_of(p),
-                        parameters=p.parameters, code_envfiles=list(p.code_envfiles)))
+        first = runs_of[p.key][0].started if p.key in runs_of else None
+        when = p.timestamp if first is None or p.timestamp is None else min(p.timestamp, first)
+        rows.append(Row("process", p.key, when, p.description, origin=origin_of(p),
+                        parameters=p.parameters, code_envfiles=list(p.code_envfiles),
+                        spread=spread_lines(spreads.get(p.key) or {}) or None))
     for r in history.runs:
+        varied = len(spreads[r.process]["commits"]) > 1
         rows.append(Row("run", r.id, r.started, r.description, status=r.status, duration=run_duration(r),
                         user=r.user, host=r.host, pid=r.pid, parent=r.parent, process=r.process,
-                        error=error_text(r.error), parameters=r.parameters))
+                        error=error_text(r.error), parameters=r.parameters,
+                        code=commit_label(r.envs) if varied else None))
     for n in history.notes:
         rows.append(Row("note", n.id, n.timestamp, n.content, origin=origin_of(n), note_type=n.note_type.name,
                         run=n.run))
@@ -128,22 +148,35 @@ def select(rows: Sequence[Row], *, failures: bool = False, since: Optional[datet
     return out
 
 
-def short_length(ids: Iterable[str], among: Iterable[str] = (), minimum: int = _SHORT) -> int:
-    """The shortest prefix length (at least ``minimum``) that tells ``ids`` apart from each other and ``among``."""
-    mine = set(ids)
-    every = sorted(mine | set(among))
-    length = minimum
+@dataclasses.dataclass(frozen=True)
+class ShortIds:
+    """How ``ptb log`` shortens ids: process keys to ``KEY_WIDTH`` characters, run ids to ``RUN_WIDTH``.
+
+    One width for every volume, however long its history; only an id whose
+    first characters another id shares (two runs started within the same 65 µs,
+    on different machines) is shown longer, as long as it takes to tell it
+    apart, so every id printed can be given back to ``ptb show``.
+    """
+
+    longer: Dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def __call__(self, ident: str, kind: str = "run") -> str:
+        width = KEY_WIDTH if kind in ("process", "runs") else RUN_WIDTH
+        return ident[: max(width, self.longer.get(ident, 0))]
+
+
+def id_lengths(history: History) -> ShortIds:
+    """How to shorten the process keys and run ids of ``history``, each told apart from all the others."""
+    width = {p.key: KEY_WIDTH for p in history.processes}
+    width.update((r.id, RUN_WIDTH) for r in history.runs)
+    every = sorted(width)
+    longer: Dict[str, int] = {}
     for a, b in zip(every, every[1:]):
-        if a in mine or b in mine:
-            common = len(a) if b.startswith(a) else next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
-            length = max(length, common + 1)
-    return length
-
-
-def id_lengths(history: History) -> Tuple[int, int]:
-    """How many characters of process keys and of run ids tell each apart (from everything else too)."""
-    keys, runs = [p.key for p in history.processes], [r.id for r in history.runs]
-    return short_length(keys, runs), short_length(runs, keys)
+        common = len(os.path.commonprefix([a, b]))
+        for ident in (a, b):
+            if common >= width[ident]:
+                longer[ident] = max(longer.get(ident, 0), common + 1)
+    return ShortIds(longer)
 
 
 def summary_line(history: History) -> str:
@@ -166,32 +199,38 @@ def _plain(text: str, _tag: str) -> str:
     return text
 
 
-def short_id(row: Row, lengths: Tuple[int, int]) -> str:
+def short_id(row: Row, lengths: ShortIds) -> str:
     """The id a user can type back into ``ptb show``: a unique prefix (none for notes and foreign entries)."""
-    if row.kind in ("process", "runs"):
-        return row.id[: lengths[0]]
-    return row.id[: lengths[1]] if row.kind == "run" else ""
+    return lengths(row.id, row.kind) if row.kind in ("process", "runs", "run") else ""
 
 
-def render_row(row: Row, lengths: Tuple[int, int], style: Style = _plain) -> str:
-    """One timeline line: time, what, short id, then the text (continuation lines indented)."""
-    rlen, width = lengths[1], max(lengths)
+def render_row(row: Row, lengths: ShortIds, style: Style = _plain) -> str:
+    """One timeline line: time, what, short id, then the text (continuation lines indented, blank ones left out).
+
+    What the volume holds is made visible (``ptb.visible``) before ptb's own colours are added.
+    """
+    width = RUN_WIDTH
     state = ""
     if row.kind == "process":
         text = row.text + (f" ({params_summary(row.parameters or {})})" if row.parameters else "")
+        text += "".join(f"\n{line}" for line in row.spread or ())
     elif row.kind == "run":
         state = style(visible(state_text(row.status, row.duration)), row.status or "") + ", "
         text = f"{who(row) or 'unknown'}: {row.text}"
         if row.parameters:         # this run's own values (the chunk), whole enough to re-run it
             text += f" ({params_summary(row.parameters, 160, 80)})"
+        if row.code:
+            text += f" at {row.code}"
         if row.parent:
-            text += f" (inside run {row.parent[:rlen]})"
+            text += f" (inside run {lengths(row.parent)})"
         if row.error:
             text += f"\n{row.error}"
     elif row.kind == "note":
-        text = row.text + (f" (run {row.run[:rlen]})" if row.run else "")
-    elif row.kind in ("runs", "notes"):     # a grouped process (ptb.read.runsummary.grouped)
+        text = row.text + (f" (run {lengths(row.run)})" if row.run else "")
+    elif row.kind == "runs":                # a grouped process (ptb.read.runsummary.grouped)
         text = row.text
+    elif row.kind == "notes":               # ... and the notes of its runs, counted
+        text = f"{row.text}; --runs lists them"
     else:
         text = row.text + (f" by {row.user}" if row.user else "")
     if row.origin != "ptb":
@@ -199,7 +238,7 @@ def render_row(row: Row, lengths: Tuple[int, int], style: Style = _plain) -> str
     when = fmt_time(row.time) if row.time else "(undated)"
     label = visible(f"{row.label:<10}")
     lead = f"{when:<20}  {style(label, row.label)}  {visible(short_id(row, lengths)):<{width}}  {state}"
-    lines = visible(text).splitlines() or [""]      # what the volume holds, made visible; then ptb's own colours
+    lines = lines_of(visible(text))
     pad = " " * (20 + 2 + 10 + 2 + width + 2)
     return "\n".join([lead + lines[0]] + [pad + line for line in lines[1:]])
 

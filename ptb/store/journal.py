@@ -196,8 +196,8 @@ def read_envelopes(vol: Volume, progress: bool = False) -> Dict[str, Dict[str, A
     for key, data in blobs.items():
         held, why = _segment_envelopes(data)
         if held is None:
-            warn(f"skipping {vol.cloudpath}/{key}: {why} (the records it held are not shown)", RecordWarning,
-                 stacklevel=3)
+            warn(f"skipping {vol.cloudpath}/{key}: not a readable segment ({why}; the records it held are not "
+                 f"shown)", RecordWarning, stacklevel=3)
         for env in held or ():
             found.add(env, key)
     found.flag(vol)
