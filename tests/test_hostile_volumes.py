@@ -428,12 +428,13 @@ def test_a_large_provenance_that_does_not_parse_is_parsed_once_and_never_by_json
     (tmp_path / "vol" / "provenance").write_text(big)
     with pytest.raises(ptb.CorruptProvenanceError, match="too large for the JSON5 fallback"):
         vol.read_provenance()
-    assert calls == []                         # json5 takes about 13 s a megabyte: never given one
+    assert len(big) not in calls               # json5 takes about 13 s a megabyte: never given one
+    # (the view thread of an earlier test may parse some other file meanwhile: only these texts are counted)
     small = '{"description": "' + "x" * 8000 + '", oops}'
     (tmp_path / "vol" / "provenance").write_text(small)
     with pytest.raises(ptb.CorruptProvenanceError):
         vol.read_provenance()                  # read again for a second (torn?), but parsed once
-    assert calls == [len(small)]
+    assert calls.count(len(small)) == 1
     (tmp_path / "vol" / "provenance").write_text('{"description": "hand-edited", /* a comment */ "sources": []}')
     assert vol.read_provenance()["description"] == "hand-edited"      # JSON5 still read, as CloudVolume does
 
