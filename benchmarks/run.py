@@ -304,6 +304,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         except RuntimeError as exc:
             print(f"warning: measuring ptb only: {exc}", file=sys.stderr)
 
+    import hostile
+
     started, loads = time.monotonic(), [os.getloadavg()[0]]
     bench = Bench(args.quick, baseline_dir, protocols, args.verbose)
     try:
@@ -315,7 +317,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                           ("stale", lambda b: bench_stale(b, protocols)), ("writes", bench_writes),
                           ("open", bench_open), ("native", lambda b: bench_native(b, protocols)),
                           ("igneous", lambda b: b.probe("ptb", "igneous", {"quick": b.quick, "cloudpath": b.volume(),
-                                                                          "repo": str(b.repo)}, HERE / "igneous.py"))):
+                                                                          "repo": str(b.repo)}, HERE / "igneous.py")),
+                          ("hostile", hostile.bench_hostile)):
             print(f"benchmark: {name} ...", file=sys.stderr, flush=True)
             t0 = time.monotonic()
             results[name] = run(bench)

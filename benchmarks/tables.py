@@ -119,6 +119,10 @@ def table(results: Dict[str, Any]) -> Tuple[str, List[str]]:
     if "igneous" in results:            # benchmarks/igneous.py; its last column is documented / bare
         more, said = _igneous().rows(results["igneous"])
         rows, goals = rows + more, goals + said
+    if "hostile" in results:
+        from hostile import rows as hostile_rows
+
+        hostile_rows(results, rows, goals)
     return rst_table(rows, ("measure", "ptb", "0.1.5", "ptb / 0.1.5")), goals
 
 

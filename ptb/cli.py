@@ -23,6 +23,7 @@ from .read import show as show_view
 from .read.diff import diff as compare
 from .read.diff import render_diff
 from .read.runsummary import GROUP_AT, grouped
+from .visible import json_text, visible
 
 
 class Failure(click.ClickException):
@@ -31,11 +32,11 @@ class Failure(click.ClickException):
     exit_code = 1
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"ptb: error: {self.format_message()}", err=True)
+        click.echo(visible(f"ptb: error: {self.format_message()}"), err=True)
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-    click.echo(f"ptb: warning: {message}", err=True)
+    click.echo(visible(f"ptb: warning: {message}"), err=True)
 
 
 class _Group(click.Group):
@@ -78,7 +79,8 @@ def _progress(no_progress: bool) -> bool:
 
 
 def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    """Exact values, with the control characters JSON leaves raw (DEL, C1, bidi) written as escapes."""
+    click.echo(json_text(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
 
 
 _COLOURS = {"failed": "red", "interrupted": "red", "running": "yellow", "succeeded": "green",
@@ -159,7 +161,7 @@ def log(path: str, failures: bool, since: Optional[str], types: List[str], limit
 def show(path: str, ident: str, packages: bool, as_json: bool) -> None:
     """One process or run in full, with its code environment. ID may be a unique prefix."""
     view = show_view.show(_history(path), ident)
-    _echo_json(view) if as_json else click.echo(show_view.render_show(view, packages=packages))
+    _echo_json(view) if as_json else click.echo(visible(show_view.render_show(view, packages=packages)))
 
 
 @main.command()
@@ -177,7 +179,7 @@ def diff(path: str, id1: str, id2: str, all_rows: bool, as_json: bool) -> None:
     unified diffs.
     """
     view = compare(_history(path), id1, id2)
-    _echo_json(view) if as_json else click.echo(render_diff(view, all_rows=all_rows))
+    _echo_json(view) if as_json else click.echo(visible(render_diff(view, all_rows=all_rows)))
 
 
 @main.command()
@@ -203,7 +205,7 @@ def check(paths: List[str], quiet: bool, no_progress: bool, as_json: bool) -> No
             if not as_json and not (quiet and result.ok):
                 lines = [("ok    " if result.ok else "FAIL  ") + result.cloudpath]
                 lines += [f"      - {problem}" for problem in result.problems]
-                bar.write("\n".join(lines), file=sys.stdout)
+                bar.write(visible("\n".join(lines)), file=sys.stdout)
     good = sum(r.ok for r in reports)
     if as_json:
         _echo_json({"ok": good == len(reports), "volumes": [r.to_json() for r in reports]})
@@ -217,14 +219,23 @@ def check(paths: List[str], quiet: bool, no_progress: bool, as_json: bool) -> No
 @click.option("-f", "--format", "fmt", type=click.Choice(["prov-json", "prov-n", "dot", "html"]),
               default="prov-json", show_default=True, help="W3C PROV (JSON or PROV-N), a DOT graph, or a web page.")
 @click.option("--upstream", is_flag=True, help="Follow sources that are volumes, drawing the whole lineage.")
+@click.option("--any-source", is_flag=True, help="With --upstream, also follow sources that are not volumes on "
+                                                 "CloudVolume's protocols (http(s)://, local directories without "
+                                                 "an info file): they are read as if they were.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write here, not to stdout.")
 @_progress_option
-def export(path: str, fmt: str, upstream: bool, output: Optional[str], no_progress: bool) -> None:
-    """The provenance as W3C PROV, a DOT graph, or one self-contained HTML page."""
+def export(path: str, fmt: str, upstream: bool, any_source: bool, output: Optional[str], no_progress: bool) -> None:
+    """The provenance as W3C PROV, a DOT graph, or one self-contained HTML page.
+
+    --upstream reads the volumes named in sources, and theirs, on gs://, s3://,
+    file:// (directories that hold a volume) and mem:// only: a source names
+    any address its writer chose, and reading one is a request to it.
+    """
     from .read.export import export as export_volume
 
     _history(path)
-    text = _quietly(export_volume, path, fmt, upstream=upstream, progress=_progress(no_progress))
+    text = _quietly(export_volume, path, fmt, upstream=upstream, any_source=any_source,
+                    progress=_progress(no_progress))
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
         return
@@ -286,10 +297,11 @@ def sync(path: str, as_json: bool) -> None:
 @_json_option
 def flush(no_progress: bool, as_json: bool) -> None:
     """Upload records spooled while a volume was unreachable. Exit status 1 if any remain."""
-    from .store.spool import spool_dir
+    from .store.spool import kept, spool_dir
     from .store.writer import flush as flush_spool
 
     uploaded, remaining = _quietly(flush_spool, progress=_progress(no_progress))
+    remaining += kept()         # files flush will not upload (another key than ptb's, not this user's): reported
     if as_json:
         _echo_json({"uploaded": uploaded, "remaining": remaining, "spool": str(spool_dir())})
     else:

@@ -9,6 +9,8 @@ import pickle
 import sys
 import warnings
 
+from .visible import visible
+
 # What code raises when it is wrong, not when storage fails: never relabelled as a storage failure,
 # never spooled (a spooled bug would be replayed), said as what it is.
 BUGS = (TypeError, AttributeError, NameError, KeyError, IndexError, AssertionError, RecursionError)
@@ -20,8 +22,10 @@ def warn(message: str, category: type = UserWarning, stacklevel: int = 2) -> Non
     Every warning ptb gives goes through here: a warning turned into an error
     (``python -W error``, ``filterwarnings("error")``) must not break a user's
     call, kill a background thread or dump a traceback at exit, so it is
-    printed as one line on stderr instead.
+    printed as one line on stderr instead. Text from a volume in ``message``
+    has its control characters made visible (``ptb.visible``).
     """
+    message = visible(message)
     try:
         warnings.warn(message, category, stacklevel=stacklevel + 1)
     except Exception:
@@ -40,7 +44,7 @@ class VolumeUnavailableError(ProvenanceError):
 
 
 class CorruptProvenanceError(ProvenanceError):
-    """The volume's ``provenance`` file is not valid JSON; ptb never overwrites it."""
+    """The volume's ``provenance`` file is not valid JSON, or not safe to touch (a link); ptb never overwrites it."""
 
 
 class DuplicateProcessError(ProvenanceError, AssertionError):

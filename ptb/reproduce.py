@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import InvalidInputError, NotReproducibleError
 from .read import rerun as texts
-from .read.fmt import visible
+from .read.fmt import one_line
 from .read.history import History, history
 from .read.reproduce import REDACTED, Plan, comparable, plan, truncated
 
@@ -61,12 +61,12 @@ def _source_problems(p: Plan, repo: Optional[str]) -> List[str]:
     if git is None or git.get("git") == "no repository":
         return ["no git repository was recorded with the run"]
     if p.commit is None:
-        return [f"the run's repository had no commit recorded (git: {visible(git.get('git'))})"]
+        return [f"the run's repository had no commit recorded (git: {one_line(git.get('git'))})"]
     if repo is None and p.remote is None:
-        return [f"the run's repository had no remote (it was at {visible(git.get('path'))}): pass --repo "
+        return [f"the run's repository had no remote (it was at {one_line(git.get('path'))}): pass --repo "
                 f"PATH_OR_URL to clone it from"]
     if repo is None and _is_local(p.remote or ""):
-        return [f"the recorded remote {visible(p.remote)} is a local path, which ptb does not follow from a "
+        return [f"the recorded remote {one_line(p.remote)} is a local path, which ptb does not follow from a "
                 f"volume on its own: pass --repo with it (or another clone)"]
     return []
 
@@ -79,13 +79,13 @@ def _clone(p: Plan, repo: Optional[str], into: str) -> str:
         url = os.path.abspath(repo)
     done = _git(os.path.dirname(into), "clone", "--quiet", "--no-checkout", "--", url, into, protocols=protocols)
     if done.returncode != 0:
-        raise NotReproducibleError(f"cannot clone {visible(url)}: {visible(done.stderr.strip(), 500)}")
+        raise NotReproducibleError(f"cannot clone {one_line(url)}: {one_line(done.stderr.strip(), 500)}")
     commit = p.commit or ""
     if _git(into, "checkout", "--quiet", "--detach", commit).returncode != 0:
         _git(into, "fetch", "--quiet", "origin", commit, protocols=protocols)
         done = _git(into, "checkout", "--quiet", "--detach", commit)
         if done.returncode != 0:
-            raise NotReproducibleError(f"commit {commit} is not in {visible(url)} (was it pushed? --repo can "
+            raise NotReproducibleError(f"commit {commit} is not in {one_line(url)} (was it pushed? --repo can "
                                        f"name a clone that has it)")
     return url
 
@@ -110,7 +110,7 @@ def _apply(p: Plan, source: str, patch: str, outcome: texts.Outcome, inexact: bo
             return
         if not inexact:
             raise NotReproducibleError(f"the recorded diff does not apply to commit {p.commit}: "
-                                       f"{visible(done.stderr.strip(), 500)}")
+                                       f"{one_line(done.stderr.strip(), 500)}")
     for section in _sections(p.diff or ""):
         name = section.split("\n", 1)[0].rsplit(" b/", 1)[-1]
         one = patch + ".part"
@@ -121,7 +121,7 @@ def _apply(p: Plan, source: str, patch: str, outcome: texts.Outcome, inexact: bo
         (outcome.applied if ok else outcome.not_applied).append(name)
     outcome.not_applied += [f for f in files if f not in outcome.applied and f not in outcome.not_applied]
     if outcome.not_applied:
-        named = ", ".join(map(visible, outcome.not_applied))
+        named = ", ".join(map(one_line, outcome.not_applied))
         outcome.problems.append(f"the run's uncommitted changes to {named} (they do not apply, or were not recorded "
                                 f"whole)")
 

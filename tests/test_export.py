@@ -254,7 +254,10 @@ def layers(tmp_path):
 def test_lineage_follows_sources_that_are_volumes(layers):
     lin = lineage(layers["mesh"], upstream=True)
     assert list(lin.volumes) == [layers["mesh"], layers["seg"], layers["raw"]]
-    assert lin.external == {layers["nothing"]: "no provenance found", "acquired on the Zeiss, 2021": "not a cloudpath"}
+    assert lin.external == {layers["nothing"]: "not followed: a local directory that holds no volume (--any-source "
+                                               "follows it)", "acquired on the Zeiss, 2021": "not a cloudpath"}
+    assert lineage(layers["mesh"], upstream=True, any_source=True).external == {
+        layers["nothing"]: "no provenance found", "acquired on the Zeiss, 2021": "not a cloudpath"}
     assert (layers["raw"], layers["seg"]) in lin.edges and (layers["mesh"], layers["raw"]) in lin.edges
     depths = lin.depths()
     assert depths[layers["mesh"]] == 0 and depths[layers["seg"]] == 1 and depths[layers["raw"]] == 2
@@ -289,6 +292,6 @@ def test_upstream_dot_and_html(layers):
 def test_reading_a_lineage_shows_progress_when_asked(layers, capsys):
     lineage(layers["mesh"], upstream=True, progress=True)
     err = capsys.readouterr().err
-    assert "Reading lineage" in err and "4/4" in err
+    assert "Reading lineage" in err and "3/3" in err     # "nothing" holds no volume: not read
     lineage(layers["mesh"], upstream=True)
     assert capsys.readouterr().err == ""

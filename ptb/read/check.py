@@ -57,6 +57,9 @@ def _process_problems(h: History, process: ProcessRecord) -> List[str]:
         whose = f" (the environment of {used[path]:,} of its {len(runs):,} runs)" if path in used else ""
         if content is None:
             problems.append(f"{_name(process)}: code environment file {path} is missing from the volume{whose}")
+        elif isinstance(content, dict) and isinstance(content.get("refused"), str):
+            problems.append(f"{_name(process)}: code environment file {path} cannot be used: "
+                            f"{content['refused']}{whose}")
         elif not isinstance(content, dict) or not content or "unreadable" in content:
             problems.append(f"{_name(process)}: code environment file {path} is empty or not JSON{whose}")
     return problems

@@ -10,6 +10,7 @@ import difflib
 from typing import Any, Dict, List, Tuple
 
 from ..records import RunRecord
+from ..visible import visible
 from .envspread import spread
 from .fmt import compact, fmt_duration
 from .history import History
@@ -137,7 +138,7 @@ def render_diff(view: Dict[str, Any], *, all_rows: bool = False, width: int = 42
     """``ptb diff``'s text: fields side by side (``*`` where they differ), then unified diffs of long texts.
 
     Identical environment details (package versions, platform...) are left
-    out unless ``all_rows``.
+    out unless ``all_rows``. Control characters from the volume are made visible.
     """
     a, b = view["a"], view["b"]
     rows = [r for r in view["rows"] if all_rows or _shown(r)]
@@ -159,4 +160,4 @@ def render_diff(view: Dict[str, Any], *, all_rows: bool = False, width: int = 42
                + (f"; {hidden} identical environment details not shown (--all shows them)" if hidden else ""))
     for text in view["texts"]:
         out += ["", text["unified"].rstrip("\n")]
-    return "\n".join(out)
+    return visible("\n".join(out))

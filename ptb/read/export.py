@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import InvalidInputError, MissingDependencyError
 from ..records import RunRecord, content_hash
+from ..visible import json_text, visible
 from . import fmt, timeline
 from .history import History
 from .lineage import Lineage, lineage, source_key
@@ -126,7 +127,9 @@ def to_prov(lin: Lineage) -> Any:
 
 # ------------------------------------------------------------------------ DOT
 def _dq(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    """A DOT string: control characters from the volume made visible, then quoted."""
+    shown = visible(text.replace("\r\n", "\n"))
+    return '"' + shown.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 _PROBLEMS_SHOWN = 5
@@ -182,21 +185,24 @@ def to_dot(lin: Lineage) -> str:
 
 # --------------------------------------------------------------------- export
 def export(volume: Any, format: str = "prov-json", upstream: bool = False, *, secrets: Any = None,
-           progress: bool = False) -> str:
+           progress: bool = False, any_source: bool = False) -> str:
     """The provenance of ``volume`` as ``prov-json``, ``prov-n``, ``dot`` or ``html`` text.
 
     ``upstream`` follows ``sources`` that are volumes with provenance, so the
-    whole lineage across layers is in one document.
+    whole lineage across layers is in one document; only volumes on
+    CloudVolume's protocols unless ``any_source`` (see ``lineage``). Text
+    from the volumes is escaped for the format: HTML and DOT escape markup
+    and make control characters visible, as PROV-N does; PROV-JSON escapes them.
     """
     fmt = format.lower()
     if fmt not in FORMATS:
         raise InvalidInputError(f"export format {format!r} is not one of {', '.join(FORMATS)}")
     if fmt.startswith("prov"):
         _load_prov()  # fail before reading anything
-    lin = lineage(volume, upstream, secrets=secrets, progress=progress)
+    lin = lineage(volume, upstream, secrets=secrets, progress=progress, any_source=any_source)
     if fmt == "dot":
         return to_dot(lin)
     if fmt == "html":
         return to_html(lin)
     doc = to_prov(lin)
-    return doc.serialize(format="json", indent=2) if fmt == "prov-json" else doc.get_provn()
+    return json_text(doc.serialize(format="json", indent=2)) if fmt == "prov-json" else visible(doc.get_provn())

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..errors import InvalidInputError
 from ..records import Note, ProcessRecord, RunRecord, to_utc
+from ..visible import visible
 
 NEVER_FINISHED = "never finished (worker died?)"
 RUNNING = "running"
@@ -254,11 +255,8 @@ def origin_of(record: Union[ProcessRecord, Note]) -> str:
     return "0.1.x" if record.id.startswith("legacy-") else "ptb"
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def visible(text: Any, limit: int = 300) -> str:
+def one_line(text: Any, limit: int = 300) -> str:
     """One line of text read from a volume, for a terminal or a file people read: control characters
-    (newlines too) escaped (``\\n``, ``\\x1b``), so none can act; bounded to ``limit`` characters."""
-    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+    spelled out (``ptb.visible``), line breaks and tabs too (``\\n``), so none can act; bounded to ``limit``."""
+    text = visible(str(text)).replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -123,13 +123,21 @@ def _legacy_process(index: int, entry: Dict[str, Any]) -> Optional[ProcessRecord
                          tuple(f for f in envfiles if isinstance(f, str)), id=f"legacy-{index}")
 
 
+_PRECEDENCE = {"running": 0, "succeeded": 1, "interrupted": 2, "failed": 3}
+
+
 def _latest_runs(records: Iterable[Any]) -> List[RunRecord]:
-    """The last known state of each run; a final status beats ``running``."""
+    """The last known state of each run; a final status beats ``running``.
+
+    A run has one final record. Two that differ can only come from a writer
+    other than the run's (the journal flags them): a failure then stays
+    shown, never hidden by a conflicting success.
+    """
     latest: Dict[str, RunRecord] = {}
     for record in records:
         if isinstance(record, RunRecord):
             known = latest.get(record.id)
-            if known is None or record.finished or not known.finished:
+            if known is None or _PRECEDENCE[record.status] >= _PRECEDENCE[known.status]:
                 latest[record.id] = record
     return sorted(latest.values(), key=lambda r: (r.started, r.id))
 

@@ -3,6 +3,14 @@
 Each volume in ``sources`` that is itself a volume with provenance is read in
 turn (breadth first, each once), so ``export`` and the HTML page can draw the
 lineage across layers.
+
+A source is whatever address the volume's writer put there, and reading it
+is a request to that address with the reader's credentials. So only volumes
+are followed: on ``gs://``, ``s3://`` (AWS, or an endpoint the user
+registered as a CloudFiles alias), ``mem://``, and ``file://`` directories
+that hold a volume (an ``info`` file). A plain ``http(s)://`` address, an S3
+endpoint named in the source itself, or a local directory that is not a
+volume is drawn but not read, unless the caller opts in (``any_source``).
 """
 from __future__ import annotations
 
@@ -66,8 +74,32 @@ def source_key(source: Any) -> str:
     return text
 
 
-def lineage(volume: Any, upstream: bool = False, *, secrets: Any = None, progress: bool = False) -> Lineage:
-    """Read ``volume`` and, with ``upstream``, every source that is a volume with provenance, recursively."""
+FOLLOWED = ("gs", "s3", "mem", "file")
+
+
+def unfollowed(key: str) -> str:
+    """Why ``upstream`` does not read the source ``key`` unless asked to ('' when it is a volume to follow)."""
+    from cloudfiles import paths
+
+    try:
+        where = paths.extract(key)
+    except Exception:
+        return "not a cloudpath"
+    if where.protocol not in FOLLOWED or (where.host and not where.alias):
+        return (f"not followed: {where.protocol}:// at an address the volume names is not a volume protocol "
+                f"(--any-source follows it)")
+    if where.protocol == "file" and not Volume.resolve(key).has_info():
+        return "not followed: a local directory that holds no volume (--any-source follows it)"
+    return ""
+
+
+def lineage(volume: Any, upstream: bool = False, *, secrets: Any = None, progress: bool = False,
+            any_source: bool = False) -> Lineage:
+    """Read ``volume`` and, with ``upstream``, every source that is a volume with provenance, recursively.
+
+    Sources that are not volumes on CloudVolume's protocols (see above) are
+    not read unless ``any_source``.
+    """
     from tqdm import tqdm
 
     root = history(volume, secrets)
@@ -86,6 +118,10 @@ def lineage(volume: Any, upstream: bool = False, *, secrets: Any = None, progres
                     continue
                 if "://" not in key:
                     lin.external[key] = "not a cloudpath"
+                    continue
+                refused = "" if any_source else unfollowed(key)
+                if refused:
+                    lin.external[key] = refused
                     continue
                 bar.total += 1
                 bar.refresh()

@@ -9,12 +9,18 @@ import html
 import json
 from typing import Dict, List, Tuple
 
+from ..visible import visible
 from . import fmt, timeline
 from .envspread import spread as envspread
 from .envspread import spread_lines
 from .history import History
 from .lineage import Lineage
 from .runsummary import count, grouped, summarise
+
+
+def _h(text: str) -> str:
+    """Text from a volume on the page: markup escaped, control characters made visible (never raw in the file)."""
+    return html.escape(visible(text))
 
 
 def process_summary(h: History, key: str) -> str:
@@ -103,12 +109,12 @@ def lineage_svg(lin: Lineage) -> str:
         x, y, h = boxes[key]
         kind = "root" if key == lin.root else "volume" if key in lin.volumes else "external"
         fill, stroke, dash = _BOX_STYLE[kind]
-        out.append(f'<g class="node {kind}"><title>{html.escape(key)}</title>'
+        out.append(f'<g class="node {kind}"><title>{_h(key)}</title>'
                    f'<rect x="{x}" y="{y}" width="{_W}" height="{h}" rx="6" fill="{fill}" stroke="{stroke}"{dash}/>')
         for i, (cls, text) in enumerate(_box_lines(lin, key)):
             look = _TEXT_STYLE[cls]
             out.append(f'<text class="{cls}" x="{x + _PAD}" y="{y + _PAD + _LINE * (i + 1) - 4}" {look}>'
-                       f'{html.escape(cut(text))}</text>')
+                       f'{_h(cut(text))}</text>')
         out.append("</g>")
     out.append("</svg>")
     return "\n".join(out)
@@ -144,8 +150,8 @@ def _table(h: History) -> str:
                  fmt.who(row), text]
         classes = f"row kind-{row.kind}" + (f" status-{row.status}" if row.status else "")
         out.append(f'<tr class="{classes}">' + "".join(
-            f'<td class="{name}"' + (f' title="{html.escape(row.id)}"' if name == "id" and c else "")
-            + f">{html.escape(c)}</td>"
+            f'<td class="{name}"' + (f' title="{_h(row.id)}"' if name == "id" and c else "")
+            + f">{_h(c)}</td>"
             for name, c in zip(("time", "kind", "id", "status", "who", "text"), cells)) + "</tr>")
     if not rows:
         out.append('<tr><td colspan="6">nothing recorded</td></tr>')
@@ -164,12 +170,12 @@ def _runs(h: History, key: str) -> str:
     facts = [("runs", s.line().split(": ", 1)[1]), ("by host", ", ".join(f"{k} {n:,}" for k, n in
                                                                            list(s.by_host.items())[:8]) or "-"),
              ("duration", s.durations_text())]
-    out = ['<dl class="facts runs">' + "".join(f"<dt>{k}</dt><dd>{html.escape(v)}</dd>" for k, v in facts) + "</dl>"]
+    out = ['<dl class="facts runs">' + "".join(f"<dt>{k}</dt><dd>{_h(v)}</dd>" for k, v in facts) + "</dl>"]
     if s.problems:
-        items = [f'<li class="status-{r.status}"><span class="id">{html.escape(r.id)}</span> '
-                 f"{html.escape(fmt.run_state(r))}, {html.escape(fmt.who(r) or 'unknown')}"
-                 + (f" — {html.escape(fmt.params_summary(r.parameters, 200, 100))}" if r.parameters else "")
-                 + (f"<br>{html.escape(fmt.error_text(r.error) or '')}" if r.error else "") + "</li>"
+        items = [f'<li class="status-{r.status}"><span class="id">{_h(r.id)}</span> '
+                 f"{_h(fmt.run_state(r))}, {_h(fmt.who(r) or 'unknown')}"
+                 + (f" — {_h(fmt.params_summary(r.parameters, 200, 100))}" if r.parameters else "")
+                 + (f"<br>{_h(fmt.error_text(r.error) or '')}" if r.error else "") + "</li>"
                  for r in s.problems[:_FAILURES_SHOWN]]
         more = len(s.problems) - _FAILURES_SHOWN
         if more > 0:
@@ -184,18 +190,19 @@ def _processes(h: History) -> str:
         envs = []
         for path in p.code_envfiles:
             env = h.envs.get(path)
-            if not isinstance(env, dict):
-                envs.append(f"<li><code>{html.escape(path)}</code>: missing</li>")
+            if not isinstance(env, dict) or isinstance(env.get("refused"), str):
+                why = f"not shown: {env['refused']}" if isinstance(env, dict) else "missing"
+                envs.append(f"<li><code>{_h(path)}</code>: {_h(why)}</li>")
                 continue
             facts = [f"{k}: {fmt.compact(env[k], 200)}" for k in ("CodeEnv type", "name", "commit hash", "branch",
                                                                    "dirty", "image name", "tag", "image ID", "sha256")
                      if env.get(k) not in (None, "")]      # compact: JSON's true/false, as the CLI prints them
-            envs.append(f"<li><code>{html.escape(path)}</code> — {html.escape('; '.join(map(str, facts)))}</li>")
-        spread = "".join(f"<p>{html.escape(line)}</p>" for line in spread_lines(envspread(h.runs_of(p.key))))
-        out.append(f'<article class="process" id="process-{html.escape(p.key)}"><h3>{html.escape(p.description)}'
-                   f' <span class="id">{html.escape(p.key)}</span></h3>{_runs(h, p.key)}'
+            envs.append(f"<li><code>{_h(path)}</code> — {_h('; '.join(map(str, facts)))}</li>")
+        spread = "".join(f"<p>{_h(line)}</p>" for line in spread_lines(envspread(h.runs_of(p.key))))
+        out.append(f'<article class="process" id="process-{_h(p.key)}"><h3>{_h(p.description)}'
+                   f' <span class="id">{_h(p.key)}</span></h3>{_runs(h, p.key)}'
                    f'<p class="label">Parameters</p>'
-                   f"<pre>{html.escape(json.dumps(p.parameters, indent=2, sort_keys=True, ensure_ascii=False))}</pre>"
+                   f"<pre>{_h(json.dumps(p.parameters, indent=2, sort_keys=True, ensure_ascii=False))}</pre>"
                    f"<p>Code environment, as first logged:</p>"
                    f"<ul>{''.join(envs) or '<li>no code environment recorded</li>'}</ul>{spread}</article>")
     return "\n".join(out) or "<p>No processes recorded.</p>"
@@ -207,11 +214,11 @@ def _volume_section(h: History) -> str:
     verdict = check_history(h)
     badge = ('<span class="badge ok">properly documented</span>' if verdict.ok else
              '<span class="badge fail">incompletely documented</span><ul class="problems">'
-             + "".join(f"<li>{html.escape(p)}</li>" for p in verdict.problems) + "</ul>")
+             + "".join(f"<li>{_h(p)}</li>" for p in verdict.problems) + "</ul>")
     facts = [("Sources", ", ".join(map(str, h.sources)) or "none named"),
              ("Owners", ", ".join(map(str, h.owners)) or "none named"), ("Recorded", timeline.summary_line(h))]
     return "\n".join(['<dl class="facts">' + "".join(
-        f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts) + "</dl>", badge,
+        f"<dt>{_h(k)}</dt><dd>{_h(v)}</dd>" for k, v in facts) + "</dl>", badge,
         "<h3>Timeline</h3>", _table(h), "<h3>Processes</h3>", _processes(h)])
 
 
@@ -224,15 +231,15 @@ def to_html(lin: Lineage) -> str:
     title = f"Provenance of {lin.root}"
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f'<meta name="generator" content="ptb {html.escape(__version__)}">',
-             f"<title>{html.escape(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
-             f"<header><h1>{html.escape(title)}</h1><p>Generated by ptb {html.escape(__version__)} on "
+             f'<meta name="generator" content="ptb {_h(__version__)}">',
+             f"<title>{_h(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
+             f"<header><h1>{_h(title)}</h1><p>Generated by ptb {_h(__version__)} on "
              f"{fmt.fmt_time(utcnow())}.</p></header>",
              '<section id="lineage"><h2>Lineage</h2>', lineage_svg(lin), "</section>",
-             '<section id="volume">', f"<h2>Volume: {html.escape(lin.root)}</h2>", _volume_section(root), "</section>"]
+             '<section id="volume">', f"<h2>Volume: {_h(lin.root)}</h2>", _volume_section(root), "</section>"]
     for cloudpath, h in lin.volumes.items():
         if cloudpath != lin.root:
-            parts += ['<section class="upstream"><details>', f"<summary>Upstream: {html.escape(cloudpath)}</summary>",
+            parts += ['<section class="upstream"><details>', f"<summary>Upstream: {_h(cloudpath)}</summary>",
                       _volume_section(h), "</details></section>"]
     parts += ["</body>", "</html>"]
     return "\n".join(parts) + "\n"

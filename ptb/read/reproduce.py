@@ -21,7 +21,7 @@ from ..capture.params import CYCLE, REDACTED, TOO_DEEP
 from ..errors import InvalidInputError
 from ..records import ProcessRecord
 from ..store.volume import Volume, as_cloudpath
-from .fmt import visible
+from .fmt import one_line
 from .history import History, RecordedRun
 from .show import resolve
 
@@ -75,7 +75,7 @@ class Plan:
     @property
     def run_id(self) -> str:
         """The run's id as text to show (ptb's ids are hex; one read from a volume may be anything)."""
-        return visible(self.run.id, 100)
+        return one_line(self.run.id, 100)
 
     @property
     def commit(self) -> Optional[str]:
@@ -119,12 +119,12 @@ class Plan:
         if self.git is None:
             return []
         if diff is None:
-            return [f"the uncommitted changes are unknown (git was {visible(self.git.get('git'), 40)} when the run "
+            return [f"the uncommitted changes are unknown (git was {one_line(self.git.get('git'), 40)} when the run "
                     f"was recorded)"]
         out = []
         cut = _TRUNCATED.search(diff)
         if cut:
-            last = visible(self.diff_files()[-1], 200) if self.diff_files() else "the last file"
+            last = one_line(self.diff_files()[-1], 200) if self.diff_files() else "the last file"
             out.append(f"the recorded diff was cut at the size bound ({cut.group(1)} bytes missing): the changes "
                        f"to {last} and after are unknown")
         scrubbed = secret_files(diff)
@@ -143,7 +143,7 @@ def truncated(text: str) -> bool:
 
 
 def _names(names: List[str]) -> str:
-    return ", ".join(visible(n, 200) for n in names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+    return ", ".join(one_line(n, 200) for n in names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
 
 
 def secret_files(diff: str) -> List[str]:

@@ -17,7 +17,7 @@ import textwrap
 from importlib import resources
 from typing import Any, Dict, List, Optional, Sequence
 
-from .fmt import fmt_time, visible
+from .fmt import fmt_time, one_line
 from .reproduce import Plan, argv_volume, dotted
 
 _REQUIREMENT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,200}[A-Za-z0-9])?\Z")
@@ -48,7 +48,7 @@ def python_version(plan: Plan) -> Optional[str]:
 def requirements(plan: Plan) -> str:
     """The recorded packages pinned (``name==version``), the Python version said at the top."""
     out = [f"# The packages of run {plan.run_id}, as recorded (pip install -r requirements.txt)",
-           f"# Python {visible(plan.python, 200) if plan.python else '(not recorded)'}"]
+           f"# Python {one_line(plan.python, 200) if plan.python else '(not recorded)'}"]
     pins = dict(plan.packages)
     command = plan.command_env or {}
     if isinstance(command.get("distribution"), str) and isinstance(command.get("version"), str):
@@ -57,7 +57,7 @@ def requirements(plan: Plan) -> str:
         if _REQUIREMENT.match(name) and _VERSION.match(version):
             out.append(f"{name}=={version}")
         else:
-            out.append(f"# not a requirement pip takes: {visible(name, 100)} {visible(version, 100)}")
+            out.append(f"# not a requirement pip takes: {one_line(name, 100)} {one_line(version, 100)}")
     return "\n".join(out) + "\n"
 
 
@@ -67,8 +67,8 @@ def dockerfile(plan: Plan, copied: Sequence[str]) -> Optional[str]:
     name, tag, image_id = docker.get("image name"), docker.get("tag"), docker.get("image ID")
     if not isinstance(name, str) or not _IMAGE.match(name):
         return None
-    out = [f"# The image run {plan.run_id} ran in, as recorded by ptb ({visible(name, 100)}"
-           f"{':' + visible(tag, 60) if isinstance(tag, str) else ''})."]
+    out = [f"# The image run {plan.run_id} ran in, as recorded by ptb ({one_line(name, 100)}"
+           f"{':' + one_line(tag, 60) if isinstance(tag, str) else ''})."]
     if isinstance(image_id, str) and _DIGEST.match(image_id):
         out.append("# A digest recorded as the image ID may be the local ID rather than the registry digest;")
         out.append("# if `docker build` cannot pull it, use the tag above.")
@@ -114,7 +114,7 @@ def rerun_sh(plan: Plan) -> str:
         else:
             words.append(shlex.quote(item))
     out = ["#!/bin/sh",
-           f"# Re-run of run {plan.run_id} of {visible(plan.volume)}, written by `ptb reproduce`: the recorded",
+           f"# Re-run of run {plan.run_id} of {one_line(plan.volume)}, written by `ptb reproduce`: the recorded",
            "# command, run from source/ when it was restored.",
            "#   sh rerun.sh --volume NEW_CLOUDPATH [--set N=VALUE ...] [--overwrite-original]",
            "# --volume replaces the run's volume where the command names it; without it the script refuses",
@@ -122,7 +122,7 @@ def rerun_sh(plan: Plan) -> str:
            "# when recorded must be given with --set N=VALUE.",
            "set -eu", "VOLUME=", "OVERWRITE="]
     for i in sorted(supply):
-        out.append(f"ARG_{i}=; SET_{i}=    # argument {i}: {visible(supply[i], 120)}")
+        out.append(f"ARG_{i}=; SET_{i}=    # argument {i}: {one_line(supply[i], 120)}")
     sets = "".join(f"        {i}=*) ARG_{i}=${{2#{i}=}}; SET_{i}=1 ;;\n" for i in sorted(supply))
     out.append(f'''while [ $# -gt 0 ]; do
   case $1 in
@@ -171,7 +171,7 @@ def parameters_json(plan: Plan) -> str:
 def _call_line(plan: Plan, files: Sequence[str]) -> Optional[str]:
     call = plan.call
     if "rerun.py" in files and call.kind == "function":
-        return f"calls {visible(call.module)}.{visible(call.qualname)} from source/ with the run's parameters"
+        return f"calls {one_line(call.module)}.{one_line(call.qualname)} from source/ with the run's parameters"
     if "rerun.py" in files:
         return "runs the recorded cell (cell.py) with the run's parameters as its variables"
     if "rerun.sh" in files:
@@ -182,9 +182,9 @@ def _call_line(plan: Plan, files: Sequence[str]) -> Optional[str]:
 def readme(plan: Plan, outcome: Outcome, *, version: str, rerun_hint: Optional[str]) -> str:
     """README.txt: what was restored, what could not be, and how to run it again."""
     run, git = plan.run, plan.git or {}
-    who = " on ".join(visible(x, 80) for x in (run.user, run.host) if x)
-    out = [f"ptb reproduce: run {plan.run_id} of {visible(plan.volume)}",
-           f"  description: {visible(run.description)}",
+    who = " on ".join(one_line(x, 80) for x in (run.user, run.host) if x)
+    out = [f"ptb reproduce: run {plan.run_id} of {one_line(plan.volume)}",
+           f"  description: {one_line(run.description)}",
            f"  status:      {run.status}, started {fmt_time(run.started)}" + (f" by {who}" if who else ""),
            f"  written:     {fmt_time(datetime.datetime.now(datetime.timezone.utc))} by ptb {version}", "",
            "Restored"]
@@ -192,8 +192,8 @@ def readme(plan: Plan, outcome: Outcome, *, version: str, rerun_hint: Optional[s
         "source": _source_line(plan, outcome),
         "uncommitted.diff": "the run's uncommitted diff, as recorded",
         "requirements.txt": f"{len(plan.packages)} packages pinned"
-                            + (f"; Python {visible(python_version(plan))}" if plan.python else ""),
-        "Dockerfile": f"the run's image: {visible((plan.docker or {}).get('image name'))}",
+                            + (f"; Python {one_line(python_version(plan))}" if plan.python else ""),
+        "Dockerfile": f"the run's image: {one_line((plan.docker or {}).get('image name'))}",
         "parameters.json": "the run's parameters: the step's, with the run's own values over them",
         "cell.py": "the recorded source of the cell (or block)",
         "rerun.py": _call_line(plan, outcome.files), "rerun.sh": _call_line(plan, outcome.files),
@@ -202,22 +202,22 @@ def readme(plan: Plan, outcome: Outcome, *, version: str, rerun_hint: Optional[s
         label = f"  {name + '/' * (name == 'source'):<18} "
         out.append(textwrap.fill(described.get(name) or "", 100, initial_indent=label, subsequent_indent=" " * 21,
                                  break_on_hyphens=False, break_long_words=False))
-    missing = [visible(p, 2000) for p in outcome.problems]
+    missing = [one_line(p, 2000) for p in outcome.problems]
     if plan.untracked:
         omitted = git.get("untracked omitted")
         more = f" and {omitted} more" if isinstance(omitted, int) and omitted else ""
         missing.append(f"untracked files (their names were recorded, never their contents): "
-                       f"{', '.join(visible(n, 120) for n in plan.untracked[:50])}{more}")
+                       f"{', '.join(one_line(n, 120) for n in plan.untracked[:50])}{more}")
     if plan.supply:
         missing.append("values to supply (redacted or summarised when recorded): "
-                       + "; ".join(f"{visible(dotted(p), 80)}: {visible(why, 120)}" for p, why in plan.supply))
+                       + "; ".join(f"{one_line(dotted(p), 80)}: {one_line(why, 120)}" for p, why in plan.supply))
     if plan.call.problem:
-        missing.append(visible(plan.call.problem))
+        missing.append(one_line(plan.call.problem))
     elif not plan.volume_at and {"rerun.py", "rerun.sh"} & set(outcome.files):
         missing.append(f"a new output: the recorded {'command' if plan.call.kind == 'command' else 'parameters'} do "
                        f"not name the run's volume, so the rerun script cannot point its output elsewhere (it "
                        f"refuses to run without --overwrite-original)")
-    missing += [f"environment file {visible(f)} is missing on the volume" for f in plan.missing_envs]
+    missing += [f"environment file {one_line(f)} is missing on the volume" for f in plan.missing_envs]
     if plan.run.envs_inherited:
         missing.append("the run's own environment: an older ptb recorded only its process's first one, used here")
     out += ["", "Not restored"] + ([textwrap.fill(m, 100, initial_indent="  - ", subsequent_indent="    ",
@@ -231,13 +231,13 @@ def readme(plan: Plan, outcome: Outcome, *, version: str, rerun_hint: Optional[s
 def _source_line(plan: Plan, outcome: Outcome) -> str:
     git = plan.git or {}
     branch = git.get("branch")
-    text = (f"{visible(outcome.source)} at commit {plan.commit}"
-            + (f" (branch {visible(branch, 80)})" if isinstance(branch, str) and branch else ""))
+    text = (f"{one_line(outcome.source)} at commit {plan.commit}"
+            + (f" (branch {one_line(branch, 80)})" if isinstance(branch, str) and branch else ""))
     if outcome.applied:
         text += (f", with the run's uncommitted changes to {len(outcome.applied)} file(s) applied: "
-                 f"{', '.join(visible(f, 120) for f in outcome.applied[:20])}")
+                 f"{', '.join(one_line(f, 120) for f in outcome.applied[:20])}")
     if outcome.not_applied:
-        text += f"; changes NOT applied to: {', '.join(visible(f, 120) for f in outcome.not_applied)}"
+        text += f"; changes NOT applied to: {', '.join(one_line(f, 120) for f in outcome.not_applied)}"
     if outcome.verified and not plan.diff:
         text += "; no uncommitted changes, as when the run was recorded"
     elif outcome.verified:

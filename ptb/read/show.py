@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..errors import InvalidInputError
 from ..records import ProcessRecord, RunRecord, to_utc
+from ..visible import visible
 from .envspread import spread, spread_lines
 from .fmt import compact, error_text, fmt_resources, fmt_time, lines_of, origin_of, params_summary, run_state, who
 from .history import History
@@ -169,9 +170,12 @@ def _render_envs(view: Dict[str, Any], packages: bool) -> List[str]:
 
 
 def render_show(view: Dict[str, Any], packages: bool = False) -> str:
-    """``ptb show``'s text, from ``show()``'s JSON; ``packages`` lists every installed package."""
+    """``ptb show``'s text, from ``show()``'s JSON; ``packages`` lists every installed package.
+
+    Control characters from the volume are made visible (``ptb.visible``).
+    """
     if view["kind"] == "foreign":
-        return _render_foreign(view)
+        return visible(_render_foreign(view))
     out: List[str] = []
     run, process, notes = view["run"], view["process"], view["notes"]
     if run is not None:
@@ -214,7 +218,7 @@ def render_show(view: Dict[str, Any], packages: bool = False) -> str:
         out.append("notes:")
         out += [f"  {fmt_time(to_utc(n['timestamp']))}  {n['type'].lower():<10}  "
                 + ("\n" + " " * 36).join(lines_of(n["content"])) for n in notes]
-    return "\n".join(out)
+    return visible("\n".join(out))
 
 
 _CHILDREN_SHOWN = 20

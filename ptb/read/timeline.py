@@ -12,6 +12,7 @@ import os
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from ..errors import InvalidInputError
+from ..visible import visible
 from .envspread import commit_label, spread, spread_lines
 from .fmt import (
     NEVER_FINISHED,
@@ -233,14 +234,18 @@ def short_id(row: Row, lengths: ShortIds) -> str:
 
 
 def render_row(row: Row, lengths: ShortIds, style: Style = _plain) -> str:
-    """One timeline line: time, what, short id, then the text (continuation lines indented, blank ones left out)."""
+    """One timeline line: time, what, short id, then the text (continuation lines indented, blank ones left out).
+
+    What the volume holds is made visible (``ptb.visible``) before ptb's own colours are added.
+    """
     width = RUN_WIDTH
+    state = ""
     if row.kind == "process":
         text = row.text + (f" ({params_summary(row.parameters or {})})" if row.parameters else "")
         text += "".join(f"\n{line}" for line in row.spread or ())
     elif row.kind == "run":
-        state = state_text(row.status, row.duration, row.live)
-        text = f"{style(state, row.status or '')}, {who(row) or 'unknown'}: {row.text}"
+        state = style(visible(state_text(row.status, row.duration, row.live)), row.status or "") + ", "
+        text = f"{who(row) or 'unknown'}: {row.text}"
         if row.parameters:         # this run's own values (the chunk), whole enough to re-run it
             text += f" ({params_summary(row.parameters, 160, 80)})"
         if row.code:
@@ -262,8 +267,9 @@ def render_row(row: Row, lengths: ShortIds, style: Style = _plain) -> str:
     when = fmt_time(row.time) if row.time else "(undated)"
     if row.time and row.resolution >= 60:      # a date to the minute: do not print seconds it never had
         when = when[:-4] + "Z"
-    lead = f"{when:<20}  {style(f'{row.label:<10}', row.label)}  {short_id(row, lengths):<{width}}  "
-    lines = lines_of(text)
+    label = visible(f"{row.label:<10}")
+    lead = f"{when:<20}  {style(label, row.label)}  {visible(short_id(row, lengths)):<{width}}  {state}"
+    lines = lines_of(visible(text))
     pad = " " * (20 + 2 + 10 + 2 + width + 2)
     return "\n".join([lead + lines[0]] + [pad + line for line in lines[1:]])
 
@@ -279,7 +285,7 @@ def render_log(history: History, rows: Sequence[Row], style: Style = _plain) -> 
     head.append(f"  {summary_line(history)}")
     head.extend(f"  problem: {p}" for p in history.problems)
     body = [render_row(row, lengths, style) for row in rows] or ["(nothing to show)"]
-    return "\n".join(head + [""] + body)
+    return "\n".join([visible(line) for line in head] + [""] + body)
 
 
 def log_json(history: History, rows: Sequence[Row]) -> Dict[str, Any]:

@@ -25,11 +25,13 @@ import contextlib
 import fcntl
 import os
 import posixpath
-import secrets as _secrets
 import threading
 import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Type
 
+from ..errors import CorruptProvenanceError
+from . import localfs
+from .bounded import Refused
 from .volume import Volume
 
 Token = Any        # an opaque version: a generation, an ETag, a stat signature, the bytes themselves
@@ -70,38 +72,58 @@ class VersionedObject(abc.ABC):
 
 
 class _FileObject(VersionedObject):
+    """The view on ``file://``: no link followed, its mode kept, temporary files of killed writers swept."""
+
     def __init__(self, vol: Volume, key: str):
-        super().__init__(vol, key)
+        super().__init__(vol, vol.checked(key))
+        self.root = vol.local_root
         self.path = vol.local_path(key)
+        self.parts, self.name = key.split("/")[:-1], key.split("/")[-1]
 
     @contextlib.contextmanager
     def exclusive(self, timeout: float) -> Iterator[None]:
-        lock = self.vol.local_path("ptb/view.lock")
-        os.makedirs(os.path.dirname(lock), exist_ok=True)
-        with open(lock, "a") as handle:
+        """The lock ptb writers share; while it is held, temporary files that ptb writers left are swept."""
+        lock = "ptb/view.lock"
+        try:
+            fd = localfs.open_lock(self.root, lock)
+        except localfs.LinkRefused as exc:
+            raise self._untouchable(exc) from None
+        try:
             deadline = time.monotonic() + timeout
             while True:
                 try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise Busy(f"another ptb writer held {lock} for over {timeout:.0f} s") from None
+                        raise Busy(f"another ptb writer held {self.vol.local_path(lock)} for over "
+                                   f"{timeout:.0f} s") from None
                     time.sleep(0.002)
             try:
+                localfs.sweep(self.root, "/".join(self.parts))
                 yield
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def _untouchable(self, exc: OSError) -> CorruptProvenanceError:
+        """Like a corrupt file: said once, never retried, never written through (a link ptb did not make)."""
+        return CorruptProvenanceError(f"the provenance view of {self.vol.cloudpath} is left as it is: "
+                                      f"{exc.strerror}. Its journal (ptb/journal/) is intact; replace the link "
+                                      f"with a plain file (or remove it) and run `ptb sync {self.vol.cloudpath}`")
 
     def read(self) -> Tuple[Optional[bytes], Token]:
         try:
-            with open(self.path, "rb") as handle:
-                st = os.fstat(handle.fileno())
-                data = handle.read()
-        except FileNotFoundError:
+            fd = localfs.open_file(self.root, self.key)
+        except localfs.LinkRefused as exc:
+            return Refused(exc.strerror or str(exc)), ABSENT
+        if fd is None:
             return None, ABSENT
+        with os.fdopen(fd, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            data = handle.read()
         return data, (st.st_ino, st.st_size, st.st_mtime_ns, data)
-
 
     def write(self, data: bytes, token: Token) -> bool:
         """Rename a whole new file into place, unless the file changed since it was read.
@@ -109,35 +131,44 @@ class _FileObject(VersionedObject):
         ptb writers hold the lock; a foreign writer (CloudVolume) does not, and
         writes in place. So the replaced file stays open: a foreign write that
         lands in it after the last look is seen there, and kept in
-        ``displaced`` for the caller to merge into what it writes next.
+        ``displaced`` for the caller to merge into what it writes next. The
+        new file gets the old one's mode and group; a link in its place is
+        refused (``localfs.LinkRefused``), never replaced or written through.
         """
-        directory = os.path.dirname(self.path)
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".{os.path.basename(self.path)}.tmp-{_secrets.token_hex(6)}")
         try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
+            return self._write(data, token)
+        except localfs.LinkRefused as exc:
+            raise self._untouchable(exc) from None
+
+    def _write(self, data: bytes, token: Token) -> bool:
+        with localfs.directory(self.root, self.parts, create=True) as fd:
+            tmp = localfs.temp_name(self.name)
             try:
-                old = open(self.path, "rb", buffering=0)    # unbuffered: every look reads the file as it is now
-            except FileNotFoundError:
-                if token != ABSENT:
-                    return False
-                os.replace(tmp, self.path)     # a writer racing a creation is out of our reach here
+                new = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666, dir_fd=fd)
+                with os.fdopen(new, "wb") as handle:
+                    handle.write(data)
+                    localfs.keep_mode(fd, self.name, handle.fileno(), self.root, self.key)
+                old_fd = localfs.open_file(self.root, self.key)
+                if old_fd is None:
+                    if token != ABSENT:
+                        return False
+                    # a writer racing a creation is out of our reach here
+                    os.replace(tmp, self.name, src_dir_fd=fd, dst_dir_fd=fd)
+                    return True
+                with os.fdopen(old_fd, "rb", buffering=0) as old:     # unbuffered: each look sees the file now
+                    if token == ABSENT or _state(old) != token:
+                        return False
+                    os.replace(tmp, self.name, src_dir_fd=fd, dst_dir_fd=fd)
+                    self.displaced.clear()            # the caller merged them into what was just written
+                    if _changed_after_rename(old, token):
+                        self.displaced.append((token[3], _settled(old)))
+                        return False
+                st = os.stat(self.name, dir_fd=fd, follow_symlinks=False)
+                self.written = (st.st_ino, st.st_size, st.st_mtime_ns, data)
                 return True
-            with old:
-                if token == ABSENT or _state(old) != token:
-                    return False
-                os.replace(tmp, self.path)
-                self.displaced.clear()            # the caller merged them into what was just written
-                if _changed_after_rename(old, token):
-                    self.displaced.append((token[3], _settled(old)))
-                    return False
-            st = os.stat(self.path)
-            self.written = (st.st_ino, st.st_size, st.st_mtime_ns, data)
-            return True
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=fd)
 
 
 def _state(handle: Any) -> Token:

@@ -12,19 +12,20 @@ history takes a handful of requests.
 """
 from __future__ import annotations
 
-import json
 import random
 import time
 from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
 
 from ..errors import BUGS, InvalidInputError, VolumeUnavailableError, warn
 from ..records import FORMAT_VERSION, Record, canonical_json, envelope, new_id, record_from_json, rid_age_seconds
-from .volume import Volume
+from .bounded import Refused, TooDeep, Unreadable, loads
+from .volume import Volume, inside
 
 JOURNAL = "ptb/journal/"
 SEGMENTS = "ptb/segments/"
 ENV = "ptb/env/"
 MAX_RECORD_BYTES = 1024 * 1024
+MAX_ENV_BYTES = 16 * MAX_RECORD_BYTES     # a code-environment file ptb reads: more than any it writes
 MAX_SEGMENTS = 8
 _SEGMENT_RETRIES = 5
 
@@ -116,34 +117,80 @@ def entries_of(obj: Any) -> List[Tuple[str, Record]]:
     return [(env["rid"], record_from_json(env)) for env in envelopes_of(obj)]
 
 
-def _parse_objects(blobs: Dict[str, Any]) -> List[Any]:
-    parsed = []
-    for key, data in blobs.items():
-        if data is None:
-            continue
-        try:
-            parsed.append(json.loads(data))
-        except ValueError:
-            warn(f"skipping {key}: not JSON", RecordWarning, stacklevel=3)
-    return parsed
+def _journal_object(vol: Volume, key: str, data: bytes) -> Tuple[List[Dict[str, Any]], str]:
+    """(the envelopes of one journal object ptb reads, why some or all were not read: '' when none)."""
+    try:
+        envs = envelopes_of(loads(data))
+    except Unreadable as exc:
+        return [], str(exc)
+    if not envs:
+        return [], "it is JSON of another shape"
+    if len(data) > MAX_RECORD_BYTES:         # only a large object can hold a record over the bound
+        big = [env["rid"] for env in envs if _size(env) > MAX_RECORD_BYTES]
+        if big:
+            return ([env for env in envs if env["rid"] not in big],
+                    f"record(s) {', '.join(big[:3])} over the {MAX_RECORD_BYTES:,}-byte bound ptb writes are "
+                    f"not read")
+    return envs, ""
+
+
+def _size(env: Dict[str, Any]) -> int:
+    return len(canonical_json(env).encode("utf-8", "surrogatepass"))
+
+
+class _Found:
+    """Envelopes by rid; a record whose id another, different record claims is kept too, and flagged.
+
+    A journal key is unique to its writer, but anyone who can write to the
+    volume can write a record reusing an id (a failed run's end, rewritten as
+    succeeded). Neither body is trusted over the other: both are kept (the
+    second under ``rid#n``) and read, and packing keeps both.
+    """
+
+    def __init__(self) -> None:
+        self.envs: Dict[str, Dict[str, Any]] = {}
+        self.where: Dict[str, str] = {}
+        self.twins: List[str] = []
+
+    def add(self, env: Dict[str, Any], key: str) -> None:
+        rid = env["rid"]
+        known = self.envs.get(rid)
+        if known is None:
+            self.envs[rid], self.where[rid] = env, key
+            return
+        slot, n = rid, 1
+        while known is not None:
+            if known == env:
+                return
+            slot, n = f"{rid}#{n}", n + 1
+            known = self.envs.get(slot)
+        self.envs[slot] = env
+        self.twins.append(f"{rid} ({self.where[rid]} and {key})")
+
+    def flag(self, vol: Volume) -> None:
+        if self.twins:
+            shown = "; ".join(self.twins[:5]) + (f"; and {len(self.twins) - 5} more" if len(self.twins) > 5 else "")
+            warn(f"{vol.cloudpath}: two different records claim one id, a twin only someone other than its "
+                 f"writer makes ({len(self.twins)}): {shown}. Both are kept and shown; a run's failure is never "
+                 f"hidden by a conflicting success", RecordWarning, stacklevel=4)
 
 
 def read_envelopes(vol: Volume, progress: bool = False) -> Dict[str, Dict[str, Any]]:
-    """Every journalled object by rid, from the journal and the segments.
+    """Every journalled object by rid, from the journal and the segments (differing twins as ``rid#n``).
 
     The journal is listed before the segments: a packer deletes a journal
     object only after the segment holding it is durable, so whatever vanishes
     from the first listing is found by the second. A segment that vanishes
     between listing and reading was merged into a newer one: list again.
     """
-    found: Dict[str, Dict[str, Any]] = {}
-    for obj in _parse_objects(vol.get_many(vol.list(JOURNAL), progress=progress)):
-        envs = envelopes_of(obj)
-        if not envs:
-            warn(f"skipping an object under {vol.cloudpath}/{JOURNAL}: not a ptb record",
-                          RecordWarning, stacklevel=3)
+    found = _Found()
+    for key, data in vol.get_many(vol.list(JOURNAL), progress=progress).items():
+        envs, why = _journal_object(vol, key, data) if data is not None else ([], "")
+        if why:
+            warn(f"{vol.cloudpath}/{key}: {why}" if envs else f"skipping {vol.cloudpath}/{key}: not a ptb record "
+                 f"({why})", RecordWarning, stacklevel=3)
         for env in envs:
-            found[env["rid"]] = env
+            found.add(env, key)
     for attempt in range(_SEGMENT_RETRIES):
         blobs = vol.get_many(vol.list(SEGMENTS), progress=progress)
         if all(data is not None for data in blobs.values()):
@@ -153,13 +200,14 @@ def read_envelopes(vol: Volume, progress: bool = False) -> Dict[str, Dict[str, A
         raise VolumeUnavailableError(f"segments of {vol.cloudpath} kept vanishing while being read "
                                      f"(packers racing?); try again")
     for key, data in blobs.items():
-        held = _segment_envelopes(data)
+        held, why = _segment_envelopes(data)
         if held is None:
-            warn(f"skipping {vol.cloudpath}/{key}: not a readable segment (the records it held are "
-                          f"not shown)", RecordWarning, stacklevel=3)
+            warn(f"skipping {vol.cloudpath}/{key}: not a readable segment ({why}; the records it held are not "
+                 f"shown)", RecordWarning, stacklevel=3)
         for env in held or ():
-            found.setdefault(env["rid"], env)
-    return found
+            found.add(env, key)
+    found.flag(vol)
+    return found.envs
 
 
 def _entries(envs: Iterable[Dict[str, Any]], vol: Volume) -> List[Tuple[Dict[str, Any], Record]]:
@@ -196,61 +244,63 @@ def _pack(vol: Volume, min_age: float = 0.0) -> List[Dict[str, Any]]:
     written, and records packed twice are deduplicated on read. Objects that
     are not ptb records stay where they are, for a human to look at.
     """
+    for prefix in (JOURNAL, SEGMENTS, ENV):     # what writers killed mid-write left (file:// only)
+        vol.sweep(prefix)
     keys = [k for k in vol.list(JOURNAL) if rid_age_seconds(k[len(JOURNAL):-len(".json")]) >= min_age]
     journal_blobs = {k: v for k, v in vol.get_many(keys).items() if v is not None}
     segment_keys = vol.list(SEGMENTS)
     merge = len(segment_keys) > MAX_SEGMENTS
     if not journal_blobs and not merge:
         return []
-    envs: Dict[str, Dict[str, Any]] = {}
+    found = _Found()            # every distinct body of every rid goes into the new segment: twins are kept
     merged_keys: List[str] = []
     if merge:
         for key, data in vol.get_many(segment_keys).items():
-            held = _segment_envelopes(data)
+            held, why = _segment_envelopes(data)
             if held is None:
                 if data is not None:     # vanished ones were merged by another packer
-                    warn(f"{vol.cloudpath}/{key} is not a readable segment; left in place (not merged, "
-                                  f"not deleted) for a human to look at", RecordWarning, stacklevel=3)
+                    warn(f"{vol.cloudpath}/{key} is not a readable segment ({why}); left in place (not merged, "
+                         f"not deleted) for a human to look at", RecordWarning, stacklevel=3)
                 continue
-            envs.update((env["rid"], env) for env in held)
+            for env in held:
+                found.add(env, key)
             merged_keys.append(key)
     packed_keys, packed = [], []
     for key, data in journal_blobs.items():
-        try:
-            held = envelopes_of(json.loads(data))
-        except ValueError:
-            held = []
-        if not held:
-            warn(f"{vol.cloudpath}/{key} is not a ptb record; left in place", RecordWarning, stacklevel=3)
+        held, why = _journal_object(vol, key, data)
+        if why:
+            warn(f"{vol.cloudpath}/{key} is left in the journal, unpacked: {why}" if held else
+                 f"{vol.cloudpath}/{key} is not a ptb record ({why}); left in place", RecordWarning, stacklevel=3)
             continue
         unusable = _unusable(held)
         if unusable:
             warn(f"{vol.cloudpath}/{key} is left in the journal, unpacked: {unusable}", RecordWarning,
-                          stacklevel=3)
+                 stacklevel=3)
             continue
         for env in held:
-            envs[env["rid"]] = env
+            found.add(env, key)
         packed_keys.append(key)
         packed.extend(held)
     if not packed_keys and not merged_keys:
         return []
-    segment = {"v": 1, "records": [envs[rid] for rid in sorted(envs)]}
+    found.flag(vol)
+    segment = {"v": 1, "records": [found.envs[slot] for slot in sorted(found.envs)]}
     vol.put_json(f"{SEGMENTS}{new_id()}.json", canonical_json(segment))
     vol.delete(packed_keys + merged_keys)
     return packed
 
 
-def _segment_envelopes(data: Any) -> Any:
-    """The envelopes of a segment's bytes, or None when they are not a readable segment."""
+def _segment_envelopes(data: Any) -> Tuple[Any, str]:
+    """(the envelopes of a segment's bytes, '') or (None, why) when they are not a readable segment."""
     if data is None:
-        return None
+        return None, "it vanished"
     try:
-        segment = json.loads(data)
-    except ValueError:
-        return None
+        segment = loads(data)
+    except Unreadable as exc:
+        return None, str(exc)
     if not isinstance(segment, dict) or not isinstance(segment.get("records"), list):
-        return None
-    return envelopes_of(segment)
+        return None, "it is JSON, but not a ptb segment"
+    return envelopes_of(segment), ""
 
 
 def _unusable(envs: List[Dict[str, Any]]) -> str:
@@ -312,12 +362,29 @@ def write_env(vol: Volume, env: Any) -> str:
 
 
 def read_envs(vol: Volume, keys: Iterable[str]) -> Dict[str, Any]:
-    """The code-environment files named by processes (ptb's and 0.1.x's)."""
-    out = {}
-    for key, data in vol.get_many(sorted(set(keys))).items():
-        if data is not None:
-            try:
-                out[key] = json.loads(data)
-            except ValueError:
-                out[key] = {"unreadable": data[:200].decode("utf-8", "replace")}
+    """The code-environment files named by processes (ptb's and 0.1.x's); absent ones left out.
+
+    The paths are data from the volume: one that leaves the volume's tree
+    (``../``, absolute) is not read, with a warning naming it. A file that
+    ptb will not read (a link, a bomb, nested too deep) or that is not a code
+    environment (``info``) is not shown: it maps to ``{"refused": why}``; one
+    that is not JSON, to ``{"unreadable": its start}``.
+    """
+    wanted = sorted(set(keys))
+    for key in [k for k in wanted if not inside(k)]:
+        warn(f"not reading the code environment {key!r} that a record of {vol.cloudpath} names: it is not a "
+             f"path inside the volume", RecordWarning, stacklevel=3)
+    out: Dict[str, Any] = {}
+    for key, data in vol.get_many([k for k in wanted if inside(k)], limit=MAX_ENV_BYTES).items():
+        if data is None:
+            continue
+        try:
+            content = loads(data)
+        except (TooDeep, Unreadable) as exc:
+            refused = isinstance(exc, TooDeep) or isinstance(data, Refused)
+            out[key] = {"refused": str(exc)} if refused else {"unreadable": data[:200].decode("utf-8", "replace")}
+            continue
+        is_env = isinstance(content, dict) and isinstance(content.get("CodeEnv type"), str)
+        out[key] = content if is_env else {"refused": "it is not a code environment (a JSON object with a "
+                                                      "'CodeEnv type')"}
     return out

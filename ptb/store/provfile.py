@@ -7,12 +7,14 @@ import time
 from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union
 
 from ..errors import CorruptProvenanceError
+from .bounded import MAX_DEPTH, Refused, too_deep
 
 PROVENANCE = "provenance"
 TORN_READ_SECONDS = 1.0
 TORN_READS = 20
 T = TypeVar("T")
 PRETTY_DEPTH = 3
+JSON5_MAX_BYTES = 64 * 1024     # characters: json5 takes about a second for this much
 
 
 _ENCODE = json.JSONEncoder(sort_keys=True, separators=(", ", ": "), ensure_ascii=False).encode  # made once: a
@@ -38,33 +40,53 @@ def dumps(obj: Any, depth: int = PRETTY_DEPTH, margin: str = "") -> str:
 def parse_provenance(data: Union[bytes, str], cloudpath: str) -> Dict[str, Any]:
     """The ``provenance`` file as a dict, or ``CorruptProvenanceError``.
 
-    CloudVolume accepts JSON5, so do we (strict JSON first: json5 is slow).
-    Bytes that are not UTF-8 are corrupt too (CloudVolume cannot read them).
+    CloudVolume accepts JSON5, so do we (strict JSON first: json5 is slow, so
+    only files up to ``JSON5_MAX_BYTES`` are given to it: a large file that is
+    not JSON takes a second to refuse, not minutes). Bytes that are not UTF-8
+    are corrupt too (CloudVolume cannot read them), and so is nesting deeper
+    than ``bounded.MAX_DEPTH`` (a ``RecursionError`` in every reader).
     """
+    if isinstance(data, Refused):
+        raise CorruptProvenanceError(f"{cloudpath}/provenance is not read: {data.why}. ptb will neither read nor "
+                                     f"write it; its journal (ptb/journal/) is intact. Replace it with a plain file "
+                                     f"(or move it aside) and run `ptb sync {cloudpath}` to rebuild it.")
     text: Optional[str]
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError:
         text = None
     parsed: Any = None
+    why = ""
     if text is not None:
         try:
             parsed = json.loads(text)
+        except RecursionError:
+            why = f"it is nested deeper than {MAX_DEPTH} levels. "
         except ValueError:
-            try:
-                import json5
-
-                parsed = json5.loads(text)
-            except Exception:
-                parsed = None
+            parsed, why = _json5(text)
+        if isinstance(parsed, (dict, list)) and too_deep(parsed):
+            parsed, why = None, f"it is nested deeper than {MAX_DEPTH} levels. "
     if not isinstance(parsed, dict):
         shown = text[:120] if text is not None else "(bytes that are not UTF-8)"
         raise CorruptProvenanceError(
-            f"{cloudpath}/provenance is not a JSON object, so ptb will not touch it. "
+            f"{cloudpath}/provenance is not a JSON object, so ptb will not touch it: {why}"
             f"Its journal (ptb/journal/) is intact. Repair the file by hand (or move it "
             f"aside) and run `ptb sync {cloudpath}` to rebuild it. It starts: {shown!r}"
         )
     return parsed
+
+
+def _json5(text: str) -> Tuple[Any, str]:
+    """``text`` read as JSON5, when it is small enough for the slow parser; (None, why) otherwise."""
+    if len(text) > JSON5_MAX_BYTES:
+        return None, (f"it is not strict JSON, and at {len(text):,} characters too large for the JSON5 "
+                      f"fallback ({JSON5_MAX_BYTES:,}). ")
+    try:
+        import json5
+
+        return json5.loads(text), ""
+    except Exception:      # json5 raises ValueError, and RecursionError on deep nesting
+        return None, ""
 
 
 def read_parsed(read: Callable[[], Tuple[Optional[bytes], T]], cloudpath: str) -> Tuple[Optional[Dict[str, Any]], T]:
@@ -73,16 +95,25 @@ def read_parsed(read: Callable[[], Tuple[Optional[bytes], T]], cloudpath: str) -
     A writer without atomic puts (CloudFiles on ``file://``, so CloudVolume)
     can be caught mid-write: that is torn, not corrupt. On a busy machine the
     reader itself may be slow, so it also reads at least ``TORN_READS`` times.
+    Bytes already found invalid are not parsed again, so a large invalid
+    file costs one parse, not one per read. An object ptb refuses (a link, a
+    bomb) is not torn: it raises at once.
     """
     deadline = time.monotonic() + TORN_READ_SECONDS
+    failed: Optional[bytes] = None
+    error: Optional[CorruptProvenanceError] = None
     for attempt in itertools.count():
         data, token = read()
         if data is None:
             return None, token
-        try:
-            return parse_provenance(data, cloudpath), token
-        except CorruptProvenanceError:
-            if time.monotonic() > deadline and attempt >= TORN_READS:
-                raise
-            time.sleep(0.05)
+        if isinstance(data, Refused):
+            parse_provenance(data, cloudpath)
+        if error is None or data != failed:
+            try:
+                return parse_provenance(data, cloudpath), token
+            except CorruptProvenanceError as exc:
+                failed, error = data, exc
+        if time.monotonic() > deadline and attempt >= TORN_READS:
+            raise error
+        time.sleep(0.05)
     raise AssertionError("unreachable")  # pragma: no cover

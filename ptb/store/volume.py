@@ -2,22 +2,22 @@
 
 Everything ptb reads or writes on a volume passes through ``Volume``, so that
 ``file://``, ``mem://``, ``gs://``, ``s3://`` and CloudFiles aliases behave
-alike. Two things CloudFiles does not give are added here: a ``file://`` put
-that a concurrent reader (or a SIGKILL) can never see half-written, and
-create-only writes for content-addressed files.
+alike. Added to what CloudFiles gives: a ``file://`` put that a concurrent
+reader (or a SIGKILL) can never see half-written, create-only writes for
+content-addressed files, and reading as untrusted input: keys stay inside the
+volume, compressed objects inflate only up to a bound (``bounded``), and on
+``file://`` no link below the volume's root is followed (``localfs``).
 """
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import secrets as _secrets
 import sys
 import time
 from typing import Any, Dict, Iterable, List, Optional, Set
 
-from ..errors import BUGS, InvalidInputError, VolumeUnavailableError
-from . import probe
+from ..errors import BUGS, InvalidInputError, VolumeUnavailableError, warn
+from . import localfs, probe
+from .bounded import MAX_INFLATED, RefusedWarning, inflate, loads
 from .provfile import PROVENANCE, dumps, parse_provenance, read_parsed  # noqa: F401 (also imported from here)
 
 _FORMAT_PREFIXES = ("precomputed://", "graphene://", "n5://", "zarr://", "zarr2://", "zarr3://")
@@ -47,6 +47,7 @@ class Volume:
         self.cloudvolume = cloudvolume
         self.secrets = secrets
         self._cf: Any = None
+        self._root: Optional[str] = None
 
     @classmethod
     def resolve(cls, target: Any, secrets: Any = None) -> Volume:
@@ -89,24 +90,44 @@ class Volume:
     def protocol(self) -> str:
         return str(self.cf.protocol)
 
+    @property
+    def local_root(self) -> str:
+        """The directory of a ``file://`` volume."""
+        if self._root is None:
+            from cloudfiles import paths
+
+            self._root = str(paths.asfilepath(paths.extract(self.cloudpath)))
+        return self._root
+
     def local_path(self, key: str) -> str:
         """The local file of ``key`` on a ``file://`` volume."""
-        from cloudfiles import paths
+        return os.path.join(self.local_root, *self.checked(key).split("/"))
 
-        return os.path.join(paths.asfilepath(paths.extract(self.cloudpath)), *key.split("/"))
+    def checked(self, key: str) -> str:
+        """``key`` if it names an object inside this volume; ``InvalidInputError`` otherwise.
+
+        Keys come from records and spools that others may have written:
+        ``../``, an absolute path or an empty segment would reach outside the
+        volume's own tree (on ``file://``, another directory of the machine).
+        """
+        if not inside(key):
+            raise InvalidInputError(f"{key!r} is not a key inside {self.cloudpath} (absolute, with '..' or '.' "
+                                    f"or an empty segment): ptb reads and writes only inside a volume")
+        return key
 
     def put_json(self, key: str, obj: Any) -> None:
         """Write whole or not at all."""
         text = obj if isinstance(obj, str) else dumps(obj)
         if self.protocol == "file":
-            self._put_local(key, text.encode("utf-8"), exclusive=False)
+            localfs.write(self.local_root, self.checked(key), text.encode("utf-8"), exclusive=False)
         else:
-            self.cf.put(key, text.encode("utf-8"), content_type="application/json",
+            self.cf.put(self.checked(key), text.encode("utf-8"), content_type="application/json",
                         cache_control="no-cache", compress=None)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """A plain put, for protocols without files (``mem://``)."""
-        self.cf.put(key, data, content_type="application/json", cache_control="no-cache", compress=None)
+        self.cf.put(self.checked(key), data, content_type="application/json", cache_control="no-cache",
+                    compress=None)
 
     def put_json_if_absent(self, key: str, obj: Any) -> bool:
         """Create-only write; True when this call created the object.
@@ -116,82 +137,95 @@ class Volume:
         """
         text = obj if isinstance(obj, str) else dumps(obj)
         if self.protocol == "file":
-            return self._put_local(key, text.encode("utf-8"), exclusive=True)
+            return localfs.write(self.local_root, self.checked(key), text.encode("utf-8"), exclusive=True)
         if self.get_bytes(key) is not None:
             return False
-        self.cf.put(key, text.encode("utf-8"), content_type="application/json",
+        self.cf.put(self.checked(key), text.encode("utf-8"), content_type="application/json",
                     cache_control="no-cache", compress=None)
         return True
 
-    def _put_local(self, key: str, data: bytes, exclusive: bool) -> bool:
-        path = self.local_path(key)
-        directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{_secrets.token_hex(6)}")
-        try:    # the temp file is removed whatever fails, the write itself included (a full disk)
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-            if not exclusive:
-                os.replace(tmp, path)
-                return True
-            try:
-                os.link(tmp, path)  # fails if the path exists: an atomic create-only
-                return True
-            except FileExistsError:
-                return False
-            except OSError:         # no hard links on this filesystem (some NFS and FUSE mounts)
-                return _create_exclusive(path, data)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+    def get_bytes(self, key: str, limit: int = MAX_INFLATED) -> Optional[bytes]:
+        """The object's bytes, None when absent; ``bounded.Refused`` for one ptb will not read.
 
-    def get_bytes(self, key: str) -> Optional[bytes]:
+        A compressed object (another tool's: ptb never compresses) is inflated
+        up to ``limit`` bytes; on ``file://`` a link is not followed.
+        """
+        self.checked(key)
         try:
-            return self.cf.get(key)
+            if self.protocol == "file":
+                return localfs.read(self.local_root, key, limit)
+            found = self.cf.get([key], raw=True)[0]
         except BUGS:
             raise
         except Exception as exc:
             raise VolumeUnavailableError(f"cannot read {self.cloudpath}/{key}: {exc}") from exc
+        return None if found["content"] is None else inflate(found["content"], found.get("compress"), limit)
 
     def get_text(self, key: str) -> Optional[str]:
         data = self.get_bytes(key)
         return None if data is None else data.decode("utf-8", errors="replace")
 
     def get_json(self, key: str) -> Any:
-        text = self.get_text(key)
-        return None if text is None else json.loads(text)
+        """The object parsed, None when absent; ``bounded.Unreadable`` (a ``ValueError``) when ptb will not read it."""
+        data = self.get_bytes(key)
+        return None if data is None else loads(data)
 
-    def get_many(self, keys: Iterable[str], progress: bool = False) -> Dict[str, Optional[bytes]]:
-        """Fetch many objects in parallel; absent ones map to None."""
-        keys = list(keys)
+    def get_many(self, keys: Iterable[str], progress: bool = False,
+                 limit: int = MAX_INFLATED) -> Dict[str, Optional[bytes]]:
+        """Fetch many objects in parallel; absent ones map to None, refused ones to ``bounded.Refused``."""
+        keys = [self.checked(key) for key in keys]
         if not keys:
             return {}
-        if self.protocol in ("file", "mem") and not progress:
+        if self.protocol == "file" or (self.protocol == "mem" and not progress):
             # local reads are fast; CloudFiles' thread pool adds ~0.1 s of polling to any batch
-            return {key: self.get_bytes(key) for key in keys}
+            from tqdm import tqdm
+
+            return {key: self.get_bytes(key, limit) for key in tqdm(keys, desc="Downloading", disable=not progress)}
         try:
-            results = self.cf.get(keys, progress=progress)
+            results = self.cf.get(keys, progress=progress, raw=True)
         except BUGS:
             raise
         except Exception as exc:
             raise VolumeUnavailableError(f"cannot read {len(keys)} objects under {self.cloudpath}: {exc}") from exc
-        return {item["path"]: (None if item.get("error") else item["content"]) for item in results}
+        return {item["path"]: (None if item.get("error") or item["content"] is None
+                               else inflate(item["content"], item.get("compress"), limit))
+                for item in results}
 
     def list(self, prefix: str) -> List[str]:
-        """Keys under ``prefix`` (relative to the volume), temp files left out."""
+        """Keys under ``prefix`` (relative to the volume), temp files left out.
+
+        On ``file://``, a directory reached through a link is not listed (a
+        warning names it): ``ptb/journal`` linked to another volume's journal
+        must not be read as this one's, nor packed away from it.
+        """
         try:
-            keys = list(self.cf.list(prefix=prefix, flat=True))
+            if self.protocol == "file":
+                keys = localfs.listdir(self.local_root, prefix)
+            else:
+                keys = list(self.cf.list(prefix=prefix, flat=True))
+        except localfs.LinkRefused as exc:
+            warn(f"not reading {self.cloudpath}/{prefix}: {exc.strerror}", RefusedWarning, stacklevel=3)
+            return []
         except FileNotFoundError:  # file:// lists a missing directory by raising
             return []
         except BUGS:
             raise
         except Exception as exc:
             raise VolumeUnavailableError(f"cannot list {self.cloudpath}/{prefix}: {exc}") from exc
-        return sorted(k for k in keys if k.endswith(".json") and not os.path.basename(k).startswith("."))
+        keys = [k for k in keys if k.endswith(".json") and not os.path.basename(k).startswith(".")]
+        for key in [k for k in keys if not inside(k)]:
+            warn(f"not reading {self.cloudpath}/{key}: not a plain key (absolute, with '..' or '.' or an empty "
+                 f"segment)", RefusedWarning, stacklevel=3)
+            keys.remove(key)
+        return sorted(keys)
 
     def delete(self, keys: Iterable[str]) -> None:
-        keys = list(keys)
+        keys = [self.checked(key) for key in keys]
         if not keys:
+            return
+        if self.protocol == "file":
+            for key in keys:
+                localfs.delete(self.local_root, key)
             return
         if self.protocol == "gs":
             # CloudFiles deletes on GCS through the batch API, which emulators
@@ -201,6 +235,11 @@ class Volume:
                     conn.delete_file(key)
             return
         self.cf.delete(keys)
+
+    def sweep(self, prefix: str) -> None:
+        """Remove ptb's own temporary files that a killed writer left under ``prefix`` (``file://`` only)."""
+        if self.protocol == "file":
+            localfs.sweep(self.local_root, prefix)
 
     def read_provenance(self) -> Optional[Dict[str, Any]]:
         """The ``provenance`` file, None when absent; corrupt (invalid for about a second) raises."""
@@ -271,7 +310,7 @@ class Volume:
         if self.protocol != "file":
             return self.cf.size(PROVENANCE)
         try:
-            st = os.stat(self.local_path(PROVENANCE))
+            st = os.lstat(self.local_path(PROVENANCE))
         except FileNotFoundError:
             return None
         return (st.st_size, st.st_ino, st.st_mtime_ns)
@@ -321,24 +360,10 @@ def _fresh_connections_in_child() -> None:
 os.register_at_fork(after_in_child=_fresh_connections_in_child)
 
 
-def _create_exclusive(path: str, data: bytes) -> bool:
-    """Create-only without a hard link: an exclusive create, removed again if the write fails.
-
-    Used only for content-addressed files, where a reader that sees the file
-    half-written (which the rename spares everyone else) reads it again later.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except FileExistsError:
-        return False
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise
-    return True
+def inside(key: str) -> bool:
+    """Whether ``key`` names an object inside a volume: relative, no ``..``, ``.`` or empty segment, no NUL."""
+    return (isinstance(key, str) and bool(key) and "\0" not in key and "\\" not in key
+            and not any(part in ("", ".", "..") for part in key.split("/")))
 
 
 def _strip_format(cloudpath: str) -> str:
