@@ -318,5 +318,10 @@ def demo(ctx: click.Context, path: Optional[str]) -> None:
         click.echo(f"  {command}")
 
 
+from .lab.commands import COMMANDS as _LAB  # noqa: E402  (ptb status, find, watch: many volumes at once)
+
+for _command in _LAB:
+    main.add_command(_command)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -9,7 +9,7 @@ other ``processing`` entry (igneous, hand-written) as foreign.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..errors import CorruptProvenanceError, InvalidInputError, warn
 from ..records import (
@@ -163,7 +163,19 @@ def history(volume: Any, secrets: Any = None, *, with_envs: bool = True, progres
         problems.append(str(exc))
         prov = {}
     records = journal.read(vol, progress)
+    return assemble(vol.cloudpath, prov, records, (lambda files: journal.read_envs(vol, files)) if with_envs else None,
+                    problems)
 
+
+def assemble(cloudpath: str, prov: Dict[str, Any], records: Sequence[Any],
+             read_envs: Optional[Callable[[List[str]], Dict[str, Any]]], problems: List[str]) -> History:
+    """The ``History`` of records already read (oldest first) and a ``provenance`` file already parsed.
+
+    ``read_envs`` gets the code-environment files the records name and returns
+    their contents (None: read none). Readers that fetch records their own
+    way (the lab's index) build their histories here too, so every reader
+    sees one history.
+    """
     processes: Dict[str, ProcessRecord] = {}
     notes: List[Note] = [r for r in records if isinstance(r, Note)]
     for record in records:
@@ -185,14 +197,14 @@ def history(volume: Any, secrets: Any = None, *, with_envs: bool = True, progres
         notes.extend(legacy_notes(description))
 
     envs: Dict[str, Any] = {}
-    if with_envs:
+    if read_envs is not None:
         envfiles = [f for p in processes.values() for f in p.code_envfiles]
         envfiles += [f for r in records if isinstance(r, RunRecord) for f in r.code_envfiles]
-        envs = journal.read_envs(vol, envfiles)
+        envs = read_envs(envfiles)
     return History(
-        cloudpath=vol.cloudpath,
+        cloudpath=cloudpath,
         processes=sorted(processes.values(), key=_by_time),
-        runs=[_recorded(r, processes, envs if with_envs else None) for r in _latest_runs(records)],
+        runs=[_recorded(r, processes, envs if read_envs is not None else None) for r in _latest_runs(records)],
         notes=sorted(notes, key=_by_time),
         foreign=foreign,
         provenance=prov,
