@@ -304,6 +304,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         except RuntimeError as exc:
             print(f"warning: measuring ptb only: {exc}", file=sys.stderr)
 
+    from lab import bench_lab
+
     started, loads = time.monotonic(), [os.getloadavg()[0]]
     bench = Bench(args.quick, baseline_dir, protocols, args.verbose)
     try:
@@ -313,7 +315,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                           ("call", bench_call), *calls_on,
                           ("note", bench_note), ("writers", lambda b: bench_writers(b, protocols)),
                           ("stale", lambda b: bench_stale(b, protocols)), ("writes", bench_writes),
-                          ("open", bench_open), ("native", lambda b: bench_native(b, protocols))):
+                          ("open", bench_open), ("native", lambda b: bench_native(b, protocols)),
+                          ("lab", lambda b: bench_lab(b, protocols))):
             print(f"benchmark: {name} ...", file=sys.stderr, flush=True)
             t0 = time.monotonic()
             results[name] = run(bench)

@@ -116,6 +116,10 @@ def table(results: Dict[str, Any]) -> Tuple[str, List[str]]:
                  f"({'within' if scrub['diff_s'] < 0.05 else 'NOT within'} 50 ms); the worst adversarial text "
                  f"{ms(scrub['adversarial_s'])} "
                  f"({'within' if scrub['adversarial_s'] < 1 else 'NOT within'} 1 s: linear)")
+    if "lab" in results:
+        from lab import rows as lab_rows
+
+        lab_rows(results["lab"], rows, goals)
     return rst_table(rows, ("measure", "ptb", "0.1.5", "ptb / 0.1.5")), goals
 
 

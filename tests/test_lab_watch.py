@@ -111,6 +111,23 @@ def test_a_poll_costs_the_same_whatever_the_history(tmp_path):
     assert reads[0] == reads[1] and reads[0].count("get") == 6
 
 
+def test_a_re_run_of_a_step_counts_from_zero_and_a_retried_chunk_once(tmp_path):
+    path = lab.make_volume(f"file://{tmp_path / 'image'}")
+    days_ago = NOW - datetime.timedelta(days=3)
+    step = lab.step(path, "downsample", {"mip": 1}, [lab.run(values={"chunk": i, "total": 4},
+                                                             started=days_ago + datetime.timedelta(seconds=i))
+                                                     for i in range(4)])
+    lab.step(path, "downsample", {"mip": 1}, [
+        lab.run("failed", values={"chunk": 0, "total": 4}), lab.run(values={"chunk": 0, "total": 4}),
+        lab.run(values={"chunk": 1, "total": 4}),
+        lab.run("running", host=lab.HERE, pid=os.getpid(), values={"chunk": 2, "total": 4})])
+    watcher = Watcher(path)
+    watcher.poll()
+    assert watcher.watched == [step.key]
+    counts = watcher.processes[step.key].counts(datetime.datetime.now(datetime.timezone.utc))
+    assert (counts["done"], counts["succeeded"], counts["failed"], counts["running"]) == (2, 2, 1, 1)
+
+
 def test_process_asked_for_must_exist_and_be_unique(tmp_path):
     path = lab.make_volume(f"file://{tmp_path / 'image'}")
     one = lab.step(path, "downsample", {"mip": 1}, runs(1))

@@ -156,20 +156,24 @@ def _follow(watcher: Any, expect: Optional[int], interval: float, idle: float, t
     bars: Dict[str, Any] = {}
     printed: Dict[str, Any] = {}
     started = time.monotonic()
+    moved: Dict[str, Any] = {}          # per process: (chunks done, when that count was first seen)
 
     def rate(key: str) -> Optional[float]:
+        """Chunks done per second while watched, up to the last one seen done."""
         progress = watcher.processes[key]
-        elapsed = time.monotonic() - started
-        new = progress.done() - (progress.done_at_start or 0)
+        done = progress.done()
+        if moved.get(key, (None,))[0] != done:
+            moved[key] = (done, time.monotonic())
+        new, elapsed = done - (progress.done_at_start or 0), moved[key][1] - started
         return new / elapsed if new > 0 and elapsed > 0 else None
 
     def draw() -> None:
         now = datetime.datetime.now(datetime.timezone.utc)
         for key in watcher.watched:
             progress = watcher.processes[key]
-            total, counts = progress.expected(expect), progress.counts(now)
+            total, counts, speed = progress.expected(expect), progress.counts(now), rate(key)
             if not tty:
-                line = summary_line(progress, total, now, rate(key))
+                line = summary_line(progress, total, now, speed)
                 last_counts, last_time = printed.get(key, (None, -9.0))
                 if last_counts != counts and time.monotonic() - last_time >= 5:
                     printed[key] = (counts, time.monotonic())

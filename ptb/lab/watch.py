@@ -9,6 +9,7 @@ process, failures printed above the bars as they come, a summary at the end.
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime
 import time
@@ -26,6 +27,7 @@ from .tail import Known, poll, text_size
 
 TOTAL_KEYS = ("total", "of", "chunks", "num_chunks", "n_chunks", "tasks", "num_tasks", "n_tasks", "task_count")
 """A per-run value (or step parameter) by one of these names, an integer, says how many chunks the step has."""
+BATCH_GAP_SECONDS = 600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,54 +40,114 @@ class Event:
 
 
 class Progress:
-    """What one process's runs came to so far."""
+    """What the current batch of one process's runs came to so far, kept up to date record by record.
+
+    A step re-run later (the same process: same description and parameters)
+    starts a new batch, counted from zero: its runs began more than
+    ``BATCH_GAP_SECONDS`` (or ten times the step's p95 duration) after the
+    last activity of the previous ones. Within a batch, a chunk retried after
+    a failure counts once. A poll never recounts: each record updates counts.
+    """
 
     def __init__(self, key: str, description: str, parameters: Dict[str, Any]):
         self.key, self.description, self.parameters = key, description, parameters
-        self.runs: Dict[str, RunRecord] = {}
-        self.reported: Set[str] = set()
-        self.first_new: Optional[float] = None      # monotonic time of the first run finished while watched
+        self.durations: List[float] = []        # of finished runs, sorted (all batches: for the p95)
+        self.total: Optional[int] = _total(parameters)
+        self.reported: Set[Tuple[str, str]] = set()
         self.done_at_start: Optional[int] = None
+        self.previous: Optional[datetime.datetime] = None   # the last activity of the previous batch
+        self.last_activity: Optional[datetime.datetime] = None
+        self._new_batch()
+
+    def _new_batch(self) -> None:
+        self.runs: Dict[str, RunRecord] = {}
+        self.by_status: Dict[str, int] = {}
+        self.running: Set[str] = set()          # runs whose last record says ``running``
+        self.done_values: Set[str] = set()      # per-run values of succeeded runs
+        self.done_plain = 0                     # succeeded runs without per-run values
+        self.new_problems: List[str] = []       # runs that failed or were interrupted since the last look
+
+    def _batch(self, run: RunRecord) -> bool:
+        """Whether ``run`` belongs to the current batch (a new batch starts when it begins after a long pause)."""
+        if self.previous is not None and run.id not in self.runs and run.started <= self.previous:
+            return False                        # a late record of an earlier batch
+        gap = max(BATCH_GAP_SECONDS, 10 * (self.p95() or 0.0))
+        if self.last_activity is not None and (run.started - self.last_activity).total_seconds() > gap:
+            self._new_batch()
+            self.previous = self.last_activity
+            self.done_at_start = 0 if self.done_at_start is not None else None
+        end = run.ended or run.started
+        self.last_activity = end if self.last_activity is None else max(self.last_activity, end)
+        return True
 
     def add(self, run: RunRecord) -> bool:
         """Take a run's record; True when it changed the run's state (a final status beats ``running``)."""
-        known = self.runs.get(run.id)
-        if known is not None and known.finished and not run.finished:
+        if not self._batch(run):
             return False
+        known = self.runs.get(run.id)
+        if known is not None and (known == run or (known.finished and not run.finished)):
+            return False
+        if known is not None:
+            self._count(known, -1)
         self.runs[run.id] = run
-        return known is None or known.status != run.status
+        self._count(run, +1)
+        if self.total is None:
+            self.total = _total(run.parameters)
+        if run.status in ("failed", "interrupted"):
+            self.new_problems.append(run.id)
+        return True
+
+    def _count(self, run: RunRecord, sign: int) -> None:
+        self.by_status[run.status] = self.by_status.get(run.status, 0) + sign
+        if run.status == "running":
+            (self.running.add if sign > 0 else self.running.discard)(run.id)
+            return
+        duration = run_duration(run)
+        if duration is not None:
+            if sign > 0:
+                bisect.insort(self.durations, duration)
+            else:
+                index = bisect.bisect_left(self.durations, duration)
+                if index < len(self.durations) and self.durations[index] == duration:
+                    self.durations.pop(index)
+        if run.status == "succeeded":
+            if run.parameters:
+                if sign > 0:
+                    self.done_values.add(canonical_json(run.parameters))
+            else:
+                self.done_plain += sign
 
     def p95(self) -> Optional[float]:
-        return percentile([d for d in map(run_duration, self.runs.values()) if d is not None], 0.95)
+        return percentile(self.durations, 0.95) if self.durations else None
 
-    def states(self, now: datetime.datetime) -> Dict[str, str]:
+    def alive(self, now: datetime.datetime) -> Set[str]:
+        """The runs still at work (the others whose last record says ``running`` never finished)."""
         p95 = self.p95()
-        return {rid: liveness.state(run, now, p95) for rid, run in self.runs.items()}
+        return {rid for rid in self.running if liveness.still_running(self.runs[rid], now, p95)}
 
     def done(self) -> int:
-        """Chunks done: distinct per-run values among succeeded runs (a retried chunk counts once), else runs."""
-        good = [r for r in self.runs.values() if r.status == "succeeded"]
-        if good and all(r.parameters for r in good):
-            return len({canonical_json(r.parameters) for r in good})
-        return len(good)
+        """Chunks done: distinct per-run values among succeeded runs (a retried chunk counts once), plus the
+        succeeded runs that have none."""
+        return len(self.done_values) + self.done_plain
 
     def expected(self, given: Optional[int]) -> Optional[int]:
         """How many chunks: ``--expect``, else a per-run value or parameter named in ``TOTAL_KEYS``."""
-        if given:
-            return given
-        for values in [self.parameters, *(r.parameters for r in self.runs.values())]:
-            for name in TOTAL_KEYS:
-                value = (values or {}).get(name)
-                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                    return value
-        return None
+        return given or self.total
 
     def counts(self, now: datetime.datetime) -> Dict[str, int]:
-        out = {"done": self.done(), "succeeded": 0, "failed": 0, "interrupted": 0, "running": 0,
-               "never finished": 0}
-        for state in self.states(now).values():
-            out[state] = out.get(state, 0) + 1
+        alive = len(self.alive(now))
+        out = {"done": self.done(), "succeeded": 0, "failed": 0, "interrupted": 0}
+        out.update({s: n for s, n in self.by_status.items() if s != "running"})
+        out.update({"running": alive, "never finished": len(self.running) - alive})
         return out
+
+
+def _total(values: Optional[Dict[str, Any]]) -> Optional[int]:
+    for name in TOTAL_KEYS:
+        value = (values or {}).get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 class Watcher:
@@ -100,6 +162,7 @@ class Watcher:
         self.watched: List[str] = []
         self.polls = 0
         self.fetched = 0
+        self.last_fetched: List[str] = []       # the keys the last poll read
         self.last_record = time.monotonic()
 
     def _known(self) -> Known:
@@ -119,6 +182,7 @@ class Watcher:
         delta = poll(self.vol, self._known())
         self.polls += 1
         self.fetched += len(delta.fetched)
+        self.last_fetched = list(delta.fetched)
         for key in delta.gone:
             self.objects.pop(key, None)
         self.objects.update(delta.objects)
@@ -155,27 +219,33 @@ class Watcher:
         for key, progress in self.processes.items():
             if key in self.watched:
                 continue
-            if (first and "running" in progress.states(now).values()) or (not first and key in changed):
+            if (first and progress.alive(now)) or (not first and key in changed):
                 self.watched.append(key)
         for key in self.watched:
             if self.processes[key].done_at_start is None:
                 self.processes[key].done_at_start = self.processes[key].done()
 
     def _events(self, now: datetime.datetime, first: bool) -> List[Event]:
+        """Runs of the watched processes newly failed or interrupted, and those whose worker is gone."""
         events = []
         for key in self.watched:
             progress = self.processes[key]
-            for rid, state in progress.states(now).items():
-                if state in ("failed", "interrupted", "never finished") and rid not in progress.reported:
-                    progress.reported.add(rid)
+            lost = progress.running - progress.alive(now)
+            for rid, state in [*((r, progress.runs[r].status) for r in progress.new_problems),
+                               *((r, "never finished") for r in sorted(lost))]:
+                if (rid, state) not in progress.reported:
+                    progress.reported.add((rid, state))
                     if not first:
                         events.append(Event(key, progress.runs[rid], state))
+            progress.new_problems.clear()
+        for progress in self.processes.values():
+            progress.new_problems.clear()
         return sorted(events, key=lambda e: (e.run.ended or e.run.started, e.run.id))
 
     def running(self, now: Optional[datetime.datetime] = None) -> int:
         """Runs of the watched processes still at work."""
         now = now or datetime.datetime.now(datetime.timezone.utc)
-        return sum(self.processes[k].counts(now)["running"] for k in self.watched)
+        return sum(len(self.processes[k].alive(now)) for k in self.watched)
 
 
 def event_line(event: Event, description: str) -> str:
@@ -194,7 +264,7 @@ def summary_line(progress: Progress, expected: Optional[int], now: datetime.date
                       if counts.get(s) or s in ("failed", "running")]
     if rate:
         parts.append(f"{rate:.1f} runs/s")
-        if expected and expected > counts["done"]:
+        if expected and expected > counts["done"] and counts["running"]:
             parts.append(f"ETA {fmt_duration((expected - counts['done']) / rate)}")
     return f"{visible(progress.description, 50)} ({progress.key[:8]}): {', '.join(parts)}"
 
