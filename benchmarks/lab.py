@@ -58,12 +58,21 @@ def bench_lab(bench: Any, protocols: List[str]) -> Dict[str, Any]:
         workers = [bench.start("ptb", "worker", {"cloudpath": path, "repo": str(bench.repo), "rate": 5.0,
                                                  "seconds": seconds, "gofile": str(go), "tag": w}, Path(__file__))
                    for w in range(4)]
-        time.sleep(3.0 if bench.quick else 6.0)        # imports done, the watcher's first look taken
+        for proc in [watcher, *workers]:               # imports done, the watcher's first look taken
+            _ready(bench, proc)
         go.touch()
         done = [bench.result(p, "lab worker") for p in workers]
         out["watch"][str(history)] = {**bench.result(watcher, "lab watcher"),
                                       "runs_per_s": sum(d["runs"] for d in done) / seconds}
     return out
+
+
+def _ready(bench: Any, proc: Any) -> None:
+    """Wait for a probe's ``ready`` line (it then waits for the go file)."""
+    for line in proc.stdout:
+        if line.strip() == "ready":
+            return
+    bench.result(proc, "a lab probe that did not start")
 
 
 def rows(lab: Dict[str, Any], rows: List[Tuple[str, ...]], goals: List[str]) -> None:
@@ -227,13 +236,15 @@ def watcher(args: Dict[str, Any]) -> Dict[str, Any]:
     w.poll()
     _wait(args["gofile"])
     polls, lags = [], []
-    start = time.monotonic()
+    start, went = time.monotonic(), time.time_ns()
     while time.monotonic() - start < args["seconds"]:
         t0 = time.perf_counter()
         w.poll()
         polls.append(time.perf_counter() - t0)
         now = time.time_ns()
-        lags += [(now - int(k[len(JOURNAL):][:16], 16)) / 1e9 for k in w.last_fetched if k.startswith(JOURNAL)]
+        written = [int(k[len(JOURNAL):][:16], 16) for k in w.last_fetched if k.startswith(JOURNAL)]
+        lags += [(now - t) / 1e9 for t in written if t >= went]     # not the workers' warm-up calls
+
         time.sleep(max(1.0 - (time.perf_counter() - t0), 0))
     lags.sort()
     return {"polls": len(polls), "poll_median": statistics.median(polls), "poll_max": max(polls),

@@ -382,3 +382,23 @@ def test_an_index_that_cannot_be_written_is_bypassed_with_a_warning(tmp_path, mo
     with pytest.warns(lab_index.IndexWarning, match="reading every volume in full"):
         rows = ptb.find(root, commit=OLD[:7])
     assert len(rows) == 1
+
+
+def test_an_index_held_by_another_command_is_a_clear_error(tmp_path, ptb_cache_dir, monkeypatch):
+    root = f"file://{tmp_path / 'lab'}"
+    made = tree(root)
+    ptb.find(root)
+    monkeypatch.setattr(lab_index, "BUSY_SECONDS", 0.2)
+    other = sqlite3.connect(ptb_cache_dir / "index.sqlite", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        lab.step(made["image"], "downsample to mip 2", {"mip": 2, "method": "average"}, [lab.run()])
+        with pytest.raises(lab_index.IndexBusyError, match="--no-cache"):
+            ptb.find(root)
+        result = cli("find", root)
+        assert result.exit_code == 1 and result.output.startswith("ptb: error: the index")
+        assert len(ptb.find(root, cache=False)) == 2
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert ptb.find(root, description="downsample")[0]["total_runs"] == 4

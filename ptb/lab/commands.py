@@ -179,16 +179,19 @@ def _follow(watcher: Any, expect: Optional[int], interval: float, idle: float, t
                     printed[key] = (counts, time.monotonic())
                     click.echo(line, err=True)
                 continue
+            lost = f", {counts['never finished']:,} never finished" if counts["never finished"] else ""
+            postfix = f"{counts['failed']:,} failed, {counts['running']:,} running{lost}"
             if key not in bars:
                 bars[key] = tqdm(total=total, initial=counts["done"], desc=visible(progress.description, 30),
-                                 unit="run", position=len(bars), file=sys.stderr, dynamic_ncols=True)
+                                 unit="run", position=len(bars), file=sys.stderr, dynamic_ncols=True, postfix=postfix)
             bar = bars[key]
+            bar.set_postfix_str(postfix, refresh=False)
             if total and bar.total != total:
                 bar.total = total
             if counts["done"] > bar.n:
                 bar.update(counts["done"] - bar.n)
-            lost = f", {counts['never finished']:,} never finished" if counts["never finished"] else ""
-            bar.set_postfix_str(f"{counts['failed']:,} failed, {counts['running']:,} running{lost}")
+            else:
+                bar.refresh()
 
     events = watcher.poll()
     if not watcher.watched:

@@ -23,12 +23,13 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from ..errors import warn
+from ..errors import ProvenanceError, warn
 from .tail import Delta, Known
 
 SCHEMA_VERSION = 1          # bump when the tables or the digest change: older files are rebuilt
 APPLICATION_ID = 0x70746221  # "ptb!": a SQLite file of someone else's is not ours to read
 FILENAME = "index.sqlite"
+BUSY_SECONDS = 30.0         # how long a query waits for another ptb command to let go of the index
 
 _TABLES = """
 CREATE TABLE volumes (cloudpath TEXT PRIMARY KEY, view_token TEXT, view TEXT, digest TEXT);
@@ -36,6 +37,10 @@ CREATE TABLE objects (cloudpath TEXT, key TEXT, rids TEXT, problem TEXT, PRIMARY
 CREATE TABLE records (cloudpath TEXT, rid TEXT, text TEXT, PRIMARY KEY (cloudpath, rid)) WITHOUT ROWID;
 CREATE TABLE envs (cloudpath TEXT, key TEXT, text TEXT, view_token TEXT, PRIMARY KEY (cloudpath, key)) WITHOUT ROWID;
 """
+
+
+class IndexBusyError(ProvenanceError):
+    """Another ptb command held the index longer than the wait: try again, or read without it (``--no-cache``)."""
 
 
 class IndexWarning(UserWarning):
@@ -88,7 +93,7 @@ class Index:
         if self.path is not None and not self.path.exists():
             fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)   # private, whatever the umask
             os.close(fd)
-        db = sqlite3.connect(target, timeout=30.0, check_same_thread=False, isolation_level=None)
+        db = sqlite3.connect(target, timeout=BUSY_SECONDS, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         return db
@@ -133,7 +138,10 @@ class Index:
             try:
                 return func(self.db)
             except sqlite3.DatabaseError as exc:
-                if not _corrupt(exc) or self.path is None:
+                if not _corrupt(exc):
+                    raise IndexBusyError(f"the index {self.path} stayed locked by another ptb command for "
+                                         f"{BUSY_SECONDS:.0f} s; try again, or use --no-cache") from exc
+                if self.path is None:
                     raise
                 with contextlib.suppress(sqlite3.Error):
                     self.db.close()

@@ -23,7 +23,7 @@ from ..store import journal
 from ..store.provfile import PROVENANCE, read_parsed
 from ..store.volume import Volume
 from . import digest as digests
-from .index import Index
+from .index import Index, IndexBusyError
 from .tail import Delta, poll
 
 THREADS = 16
@@ -152,6 +152,8 @@ def refresh(found: Sequence[Found], index: Index, threads: int = THREADS,
     def one(item: Found) -> Dict[str, Any]:
         try:
             return refresh_one(item, index)
+        except IndexBusyError:
+            raise
         except (ProvenanceError, OSError, ValueError) as exc:
             return unreadable(item.cloudpath, exc)
         finally:
