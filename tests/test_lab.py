@@ -402,3 +402,16 @@ def test_an_index_held_by_another_command_is_a_clear_error(tmp_path, ptb_cache_d
         other.execute("ROLLBACK")
         other.close()
     assert ptb.find(root, description="downsample")[0]["total_runs"] == 4
+
+
+def test_what_reading_a_volume_skipped_is_a_check_problem_and_the_rest_is_counted(tmp_path):
+    root = f"file://{tmp_path / 'lab'}"
+    made = tree(root)
+    (tmp_path / "lab" / "pinky" / "image" / "ptb" / "journal" / "junk.json").write_text("not json")
+    (tmp_path / "lab" / "pinky" / "seg" / "provenance").write_text("{torn")
+    rows = {r["volume"]: r for r in status(root)}
+    image, seg = rows[made["image"]], rows[made["seg"]]
+    assert image["runs"] == {"succeeded": 2, "failed": 1}
+    assert any("junk.json: not JSON" in p for p in image["check"]["problems"])
+    assert seg["runs"] == {"succeeded": 1} and any("is not a JSON object" in p for p in seg["check"]["problems"])
+    assert {r["volume"]: r for r in status(root)} == rows              # the same from the index

@@ -23,7 +23,8 @@ def row(digest: Mapping[str, Any], now: Optional[datetime.datetime] = None) -> D
     runs: Dict[str, int] = {}
     for process in digest.get("processes") or []:
         for raw in process.get("runs") or []:
-            state = liveness.state(Run(raw), now, process.get("p95")).replace(" ", "-")
+            state = raw[1] if raw[1] != "running" else liveness.state(Run(raw), now, process.get("p95")).replace(
+                " ", "-")
             runs[state] = runs.get(state, 0) + 1
     check = digest.get("check") or {}
     out = {"volume": digest["volume"], "documented": bool(digest.get("documented")),
