@@ -185,3 +185,12 @@ def test_ptb_watch_with_nothing_running_waits_then_says_so(tmp_path):
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "nothing is running" in done.stderr and done.stdout.strip() == f"nothing ran on {path} while watched"
+
+
+def test_ptb_watch_of_a_path_without_a_volume_says_so(tmp_path):
+    from click.testing import CliRunner
+
+    from ptb.cli import main
+
+    result = CliRunner().invoke(main, ["watch", str(tmp_path / "typo")])
+    assert result.exit_code == 1 and "no volume at file://" in result.output

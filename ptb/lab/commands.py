@@ -134,9 +134,15 @@ def watch(volume: str, expect: Optional[int], process: Optional[str], interval: 
     running for --idle seconds; then prints one summary line per process.
     """
     from ..store.volume import as_cloudpath
+    from .discover import discover
     from .watch import Watcher
 
-    watcher = Watcher(as_cloudpath(volume), process)
+    path = as_cloudpath(volume)
+    with contextlib.redirect_stdout(sys.stderr):
+        if not discover(path, depth=0):
+            raise click.ClickException(f"no volume at {path} (a volume is a directory with info, provenance "
+                                       f"or ptb/)")
+    watcher = Watcher(path, process)
     with contextlib.redirect_stdout(sys.stderr):
         lines = _follow(watcher, expect, interval, idle, sys.stderr.isatty())
     for line in lines:

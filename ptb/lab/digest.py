@@ -81,7 +81,7 @@ def digest(h: History, problems: Sequence[str] = ()) -> Dict[str, Any]:
     for key in keys:
         process = h.process(key)
         runs = runs_of.get(key, [])
-        durations = [d for d in map(run_duration, runs) if d is not None and runs and d >= 0]
+        durations = [d for d in map(run_duration, runs) if d is not None and d >= 0]
         processes.append({
             "key": key,
             "id": process.id if process else key,

@@ -108,6 +108,8 @@ def _parse(key: str, data: Optional[bytes]) -> Tuple[List[Dict[str, Any]], str]:
         obj = json.loads(data or b"")
     except ValueError:
         return [], "not JSON"
+    except RecursionError:
+        return [], "nested too deeply to read"
     envs = envelopes_of(obj)
     return envs, "" if envs else "not a ptb record"
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import datetime
+import math
 import time
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from ..errors import InvalidInputError
 from ..read.fmt import error_text, fmt_duration, params_summary, run_duration
-from ..read.runsummary import percentile
 from ..records import ProcessRecord, RunRecord, canonical_json
 from ..store import journal
 from ..store.volume import Volume
@@ -118,7 +118,10 @@ class Progress:
                 self.done_plain += sign
 
     def p95(self) -> Optional[float]:
-        return percentile(self.durations, 0.95) if self.durations else None
+        """The nearest-rank 95th percentile of finished runs' durations (as ``runsummary.percentile``), in O(1)."""
+        if not self.durations:
+            return None
+        return self.durations[max(math.ceil(0.95 * len(self.durations)) - 1, 0)]
 
     def alive(self, now: datetime.datetime) -> Set[str]:
         """The runs still at work (the others whose last record says ``running`` never finished)."""
