@@ -305,6 +305,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"warning: measuring ptb only: {exc}", file=sys.stderr)
 
     import hostile
+    from lab import bench_lab
 
     started, loads = time.monotonic(), [os.getloadavg()[0]]
     bench = Bench(args.quick, baseline_dir, protocols, args.verbose)
@@ -318,7 +319,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                           ("open", bench_open), ("native", lambda b: bench_native(b, protocols)),
                           ("igneous", lambda b: b.probe("ptb", "igneous", {"quick": b.quick, "cloudpath": b.volume(),
                                                                           "repo": str(b.repo)}, HERE / "igneous.py")),
-                          ("hostile", hostile.bench_hostile)):
+                          ("hostile", hostile.bench_hostile), ("lab", lambda b: bench_lab(b, protocols))):
             print(f"benchmark: {name} ...", file=sys.stderr, flush=True)
             t0 = time.monotonic()
             results[name] = run(bench)

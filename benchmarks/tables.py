@@ -123,6 +123,10 @@ def table(results: Dict[str, Any]) -> Tuple[str, List[str]]:
         from hostile import rows as hostile_rows
 
         hostile_rows(results, rows, goals)
+    if "lab" in results:
+        from lab import rows as lab_rows
+
+        lab_rows(results["lab"], rows, goals)
     return rst_table(rows, ("measure", "ptb", "0.1.5", "ptb / 0.1.5")), goals
 
 

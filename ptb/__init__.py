@@ -16,6 +16,7 @@ from .errors import (
     ProvenanceError,
     VolumeUnavailableError,
 )
+from .lab.find import find
 from .magic import load_ipython_extension
 from .notes import addgeneric, addmotivation, addnote, addresult, note_absent, parsenotes
 from .process import Process, logprocess, process_absent
@@ -34,6 +35,6 @@ __all__ = [
     "ProvenanceError", "PythonGithubEnv", "RecordingWarning", "Run", "RunRecord", "SpoolWarning",
     "ViewWarning", "VolumeUnavailableError",
     "addgeneric", "addmotivation", "addnote", "addresult", "check", "current_run",
-    "dockerimageID", "documented", "export", "flush", "history", "load_ipython_extension", "logprocess",
+    "dockerimageID", "documented", "export", "find", "flush", "history", "load_ipython_extension", "logprocess",
     "note_absent", "params", "parsenotes", "process_absent", "provenance", "sync",
 ]

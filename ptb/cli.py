@@ -363,9 +363,11 @@ def demo(ctx: click.Context, path: Optional[str]) -> None:
 
 
 from .command import run_cli  # noqa: E402 (ptb run: its own module)
+from .lab.commands import COMMANDS as _LAB  # noqa: E402  (ptb status, find, watch: many volumes at once)
 
 main.add_command(run_cli)
-
+for _command in _LAB:
+    main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

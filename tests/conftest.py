@@ -292,6 +292,14 @@ def spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def ptb_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test keeps ptb's index in its own directory (PTB_CACHE_DIR), never in ~/.cache/ptb. Not created."""
+    path = tmp_path / "ptb-cache"
+    monkeypatch.setenv("PTB_CACHE_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def legacy_volume(tmp_path: Path) -> str:
     """A file:// volume as provenance-toolbox 0.1.x left it (tests/volumes.py)."""

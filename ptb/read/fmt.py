@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import re
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import InvalidInputError
 from ..records import Note, ProcessRecord, RunRecord, to_utc
@@ -217,6 +218,14 @@ def who(run: Any) -> str:
     return text
 
 
+def percentile(values: Sequence[float], fraction: float) -> Optional[float]:
+    """The nearest-rank percentile of ``values`` (``0.5`` the median); None for none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)]
+
+
 def run_duration(run: RunRecord) -> Optional[float]:
     if run.duration is not None:
         return run.duration
@@ -257,6 +266,7 @@ def origin_of(record: Union[ProcessRecord, Note]) -> str:
 
 def one_line(text: Any, limit: int = 300) -> str:
     """One line of text read from a volume, for a terminal or a file people read: control characters
-    spelled out (``ptb.visible``), line breaks and tabs too (``\\n``), so none can act; bounded to ``limit``."""
+    spelled out (``ptb.visible``), line breaks and tabs too (``\\n``), so none can act; bounded to
+    ``limit`` characters (0: not cut)."""
     text = visible(str(text)).replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if not limit or len(text) <= limit else text[: limit - 1] + "…"

@@ -9,7 +9,7 @@ other ``processing`` entry (igneous, hand-written) as foreign.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..errors import CorruptProvenanceError, InvalidInputError, warn
 from ..records import (
@@ -41,6 +41,8 @@ class RecordedRun(RunRecord):
     envfiles: Tuple[str, ...] = ()
     envs: Dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
     envs_inherited: bool = False
+    live: str = dataclasses.field(default="", compare=False)
+    """``finished``, ``running`` (its worker can still be alive) or ``died``: ``ptb.read.liveness``."""
 
 
 @dataclasses.dataclass
@@ -59,7 +61,8 @@ class History:
     def __post_init__(self) -> None:
         """Each run answers from its own environments (``RecordedRun``), whoever built the history."""
         processes = {p.key: p for p in self.processes}
-        self.runs = [r if isinstance(r, RecordedRun) else _recorded(r, processes, self.envs) for r in self.runs]
+        runs = [r if isinstance(r, RecordedRun) else _recorded(r, processes, self.envs) for r in self.runs]
+        self.runs = _with_liveness(runs)
 
     @property
     def sources(self) -> List[str]:
@@ -142,6 +145,20 @@ def _latest_runs(records: Iterable[Any]) -> List[RunRecord]:
     return sorted(latest.values(), key=lambda r: (r.started, r.id))
 
 
+def _with_liveness(runs: List[RecordedRun]) -> List[RecordedRun]:
+    """Each run's liveness, the running ones judged by the p95 duration of their step's finished runs."""
+    from .fmt import percentile
+    from .liveness import run_liveness
+
+    durations: Dict[str, List[float]] = {}
+    for run in runs:
+        if run.finished and run.duration is not None:
+            durations.setdefault(run.process, []).append(run.duration)
+    return [run if run.finished or run.live else
+            dataclasses.replace(run, live=run_liveness(run, typical=percentile(durations.get(run.process, []), 0.95)))
+            for run in runs]
+
+
 def _recorded(run: RunRecord, processes: Dict[str, ProcessRecord], envs: Optional[Dict[str, Any]]) -> RecordedRun:
     """``run`` with its own environments; a run that recorded none (older ptb) gets its process's."""
     files, inherited = run.code_envfiles, False
@@ -171,7 +188,19 @@ def history(volume: Any, secrets: Any = None, *, with_envs: bool = True, progres
         problems.append(str(exc))
         prov = {}
     records = journal.read(vol, progress)
+    return assemble(vol.cloudpath, prov, records, (lambda files: journal.read_envs(vol, files)) if with_envs else None,
+                    problems)
 
+
+def assemble(cloudpath: str, prov: Dict[str, Any], records: Sequence[Any],
+             read_envs: Optional[Callable[[List[str]], Dict[str, Any]]], problems: List[str]) -> History:
+    """The ``History`` of records already read (oldest first) and a ``provenance`` file already parsed.
+
+    ``read_envs`` gets the code-environment files the records name and returns
+    their contents (None: read none). Readers that fetch records their own
+    way (the lab's index) build their histories here too, so every reader
+    sees one history.
+    """
     processes: Dict[str, ProcessRecord] = {}
     notes: List[Note] = [r for r in records if isinstance(r, Note)]
     for record in records:
@@ -193,14 +222,14 @@ def history(volume: Any, secrets: Any = None, *, with_envs: bool = True, progres
         notes.extend(legacy_notes(description))
 
     envs: Dict[str, Any] = {}
-    if with_envs:
+    if read_envs is not None:
         envfiles = [f for p in processes.values() for f in p.code_envfiles]
         envfiles += [f for r in records if isinstance(r, RunRecord) for f in r.code_envfiles]
-        envs = journal.read_envs(vol, envfiles)
+        envs = read_envs(envfiles)
     return History(
-        cloudpath=vol.cloudpath,
+        cloudpath=cloudpath,
         processes=sorted(processes.values(), key=_by_time),
-        runs=[_recorded(r, processes, envs if with_envs else None) for r in _latest_runs(records)],
+        runs=[_recorded(r, processes, envs if read_envs is not None else None) for r in _latest_runs(records)],
         notes=sorted(notes, key=_by_time),
         foreign=foreign,
         provenance=prov,

@@ -9,9 +9,16 @@ out-of-memory kill). ``liveness`` tells them apart as well as a record allows:
   is exact: the run is running while its process (``pid``) exists, is not a
   zombie, and started no later than the run did (a reused pid is not the
   worker);
-* read anywhere else, the worker cannot be asked, so a run started less than
-  ``DEFAULT_ALIVE_HOURS`` ago (24 hours; the ``PTB_ALIVE_HOURS`` environment
-  variable changes it) is taken as running, an older one as dead.
+* read anywhere else, the worker cannot be asked, so a run is taken as running
+  while it is younger than its step allows: ``HORIZON_FACTOR`` times the 95th
+  percentile duration of the step's finished runs, at least
+  ``MIN_HORIZON_SECONDS`` (a chunk of 2 s started 15 minutes ago is not coming
+  back), and ``DEFAULT_ALIVE_HOURS`` (24 hours) for a step with no finished
+  run. The ``PTB_ALIVE_HOURS`` environment variable sets one horizon for
+  every step instead.
+
+``ptb.history`` works each running run's answer out once, with its step's
+durations (``RecordedRun.live``), so readers that only see the run agree.
 
 ``ptb log``, ``ptb show``, the HTML page, the run summaries (and ``ptb status``)
 all ask here, so they agree. A worker in another PID namespace on a host of
@@ -26,19 +33,28 @@ import os
 import socket
 from typing import Any, Optional
 
-__all__ = ["DEFAULT_ALIVE_HOURS", "RUNNING", "DIED", "FINISHED", "liveness", "run_liveness", "this_host"]
+__all__ = ["DEFAULT_ALIVE_HOURS", "RUNNING", "DIED", "FINISHED", "horizon", "liveness", "run_liveness",
+           "run_state_name", "this_host"]
 
 RUNNING, DIED, FINISHED = "running", "died", "finished"
 DEFAULT_ALIVE_HOURS = 24.0
+MIN_HORIZON_SECONDS = 600.0     # a run elsewhere is never given less than this, however short its step's runs
+HORIZON_FACTOR = 4.0            # ... and this many times its step's p95 duration
 _SLACK = 2.0        # seconds: a process's start time is known to about a clock tick
 
 
-def _alive_for() -> datetime.timedelta:
-    try:
-        hours = float(os.environ.get("PTB_ALIVE_HOURS") or DEFAULT_ALIVE_HOURS)
-    except ValueError:
-        hours = DEFAULT_ALIVE_HOURS
-    return datetime.timedelta(hours=max(hours, 0.0))
+def horizon(typical: Optional[float] = None) -> datetime.timedelta:
+    """How long after its start a run elsewhere may still be at work; ``typical``: its step's p95 duration."""
+    configured = os.environ.get("PTB_ALIVE_HOURS")
+    if configured:
+        try:
+            return datetime.timedelta(hours=max(float(configured), 0.0))
+        except ValueError:
+            pass
+    if typical is None:
+        return datetime.timedelta(hours=DEFAULT_ALIVE_HOURS)
+    seconds = min(max(MIN_HORIZON_SECONDS, HORIZON_FACTOR * typical), DEFAULT_ALIVE_HOURS * 3600)
+    return datetime.timedelta(seconds=seconds)
 
 
 @functools.lru_cache(maxsize=1)
@@ -69,10 +85,12 @@ def _process_alive(pid: int, started: Optional[datetime.datetime]) -> bool:
 
 
 def liveness(status: Optional[str], host: Optional[str], pid: Optional[int],
-             started: Optional[datetime.datetime], now: Optional[datetime.datetime] = None) -> str:
+             started: Optional[datetime.datetime], now: Optional[datetime.datetime] = None,
+             typical: Optional[float] = None) -> str:
     """``finished`` (a final status), ``running`` (its worker can still be alive) or ``died`` (it cannot).
 
-    See the module's documentation for the rule; ``now`` is for tests.
+    See the module's documentation for the rule; ``typical`` is the p95
+    duration of the step's finished runs (None: unknown); ``now`` is for tests.
     """
     if status != "running":
         return FINISHED
@@ -81,9 +99,23 @@ def liveness(status: Optional[str], host: Optional[str], pid: Optional[int],
     if started is None:
         return DIED
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    return RUNNING if now - started < _alive_for() else DIED
+    return RUNNING if now - started < horizon(typical) else DIED
 
 
-def run_liveness(run: Any, now: Optional[datetime.datetime] = None) -> str:
-    """``liveness`` of a ``RunRecord`` (or anything with ``status``, ``host``, ``pid`` and ``started``)."""
-    return liveness(run.status, run.host, run.pid, getattr(run, "started", None), now)
+def run_liveness(run: Any, now: Optional[datetime.datetime] = None, typical: Optional[float] = None) -> str:
+    """``liveness`` of a ``RunRecord`` (or anything with ``status``, ``host``, ``pid`` and ``started``).
+
+    A run read by ``ptb.history`` (``RecordedRun``) carries its answer, worked
+    out with its step's durations: that one is given, so every reader agrees.
+    """
+    known = getattr(run, "live", None)
+    if known and now is None:
+        return str(known)
+    return liveness(run.status, run.host, run.pid, getattr(run, "started", None), now, typical)
+
+
+def run_state_name(run: Any, now: Optional[datetime.datetime] = None, typical: Optional[float] = None) -> str:
+    """A run's status with ``running`` split in two: ``running`` or ``never finished``; final ones as they are."""
+    if run.status != "running":
+        return str(run.status)
+    return RUNNING if run_liveness(run, now, typical) == RUNNING else "never finished"

@@ -11,11 +11,21 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime
-import math
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from ..records import RunRecord
-from .fmt import compact, count, error_text, fmt_duration, fmt_time, params_summary, run_duration, run_state, who
+from .fmt import (
+    compact,
+    count,
+    error_text,
+    fmt_duration,
+    fmt_time,
+    params_summary,
+    percentile,
+    run_duration,
+    run_state,
+    who,
+)
 from .liveness import run_liveness
 from .timeline import Row
 
@@ -33,14 +43,6 @@ def status_name(status: Optional[str]) -> str:
 def is_problem(run: RunRecord) -> bool:
     """Failed, interrupted, or never finished: ``running`` while its worker cannot be alive (``liveness``)."""
     return run.status in PROBLEMS and (run.status != "running" or run_liveness(run) == "died")
-
-
-def percentile(values: Sequence[float], fraction: float) -> Optional[float]:
-    """The nearest-rank percentile of ``values`` (``0.5`` the median); None for none."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)]
 
 
 @dataclasses.dataclass(frozen=True)

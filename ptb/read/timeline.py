@@ -61,6 +61,7 @@ class Row:
     entry: Optional[Dict[str, Any]] = None
     code: Optional[str] = None              # a run's commit, when its process's runs span several
     spread: Optional[List[str]] = None      # a process's: how its runs' code varied (commits, packages, images)
+    liveness: str = ""                      # a run's, as its history worked it out (``RecordedRun.live``)
     resolution: float = 0.0
     """Seconds after ``time`` the row may stand for: 60 for a foreign date to the minute (``fmt.parse_stamp``)."""
 
@@ -78,6 +79,8 @@ class Row:
     @property
     def live(self) -> str:
         """A run's ``liveness``: ``finished``, ``running`` (its worker can still be alive) or ``died``."""
+        if self.liveness:
+            return self.liveness
         from .liveness import liveness
 
         return liveness(self.status, self.host, self.pid, self.time)
@@ -140,7 +143,7 @@ def timeline(history: History) -> List[Row]:
         rows.append(Row("run", r.id, r.started, r.description, status=r.status, duration=run_duration(r),
                         user=r.user, host=r.host, pid=r.pid, parent=r.parent, process=r.process,
                         error=error_text(r.error), parameters=r.parameters,
-                        code=commit_label(r.envs) if varied else None))
+                        code=commit_label(r.envs) if varied else None, liveness=r.live))
     for n in history.notes:
         rows.append(Row("note", n.id, n.timestamp, n.content, origin=origin_of(n), note_type=n.note_type.name,
                         run=n.run))

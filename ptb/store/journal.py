@@ -221,6 +221,14 @@ def _entries(envs: Iterable[Dict[str, Any]], vol: Volume) -> List[Tuple[Dict[str
     return entries
 
 
+def records_of(vol: Volume, envs: Iterable[Dict[str, Any]]) -> List[Record]:
+    """The records of envelopes a reader fetched itself (the lab's index), in the order they were written.
+
+    A bad one is skipped with a ``RecordWarning``, as ``read`` skips it.
+    """
+    return [record for _, record in _entries(envs, vol)]
+
+
 def read(vol: Volume, progress: bool = False) -> List[Record]:
     """Every record on the volume, deduplicated, in the order they were written."""
     return [record for _, record in read_entries(vol, progress)]

@@ -210,13 +210,15 @@ def listdir(root: str, prefix: str) -> List[str]:
     """Keys of the files directly under the directory ``prefix`` (``ptb/journal/``), compression suffixes cut.
 
     Links are listed (reading one is refused by name); directories are not.
-    A link on the way to ``prefix`` raises ``LinkRefused``.
+    A link on the way to ``prefix`` raises ``LinkRefused``; a file where a
+    directory should be, ``NotADirectoryError`` (a damaged volume, said, never
+    read as an empty one).
     """
     parts = [p for p in prefix.split("/") if p]
     try:
         with directory(root, parts) as fd:
             names = [entry.name for entry in os.scandir(fd) if not entry.is_dir(follow_symlinks=False)]
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         return []
     base = "".join(p + "/" for p in parts)
     return sorted({base + _without_suffix(name) for name in names})
