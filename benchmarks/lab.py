@@ -146,11 +146,11 @@ def seed(args: Dict[str, Any]) -> Dict[str, Any]:
 def _bulk(path: str, runs: int, env: Any) -> None:
     """``runs`` finished runs of one step, journalled 500 runs to an object (only ever packed, not read so)."""
     from ptb.records import Note, NoteType, ProcessRecord, RunRecord, new_id, utcnow
-    from ptb.store import journal
+    from ptb.store import journal, writer
     from ptb.store.volume import Volume
 
     vol = Volume.resolve(path)
-    files = (journal.write_env(vol, env),)
+    files = (writer.write_env(vol, env),)
     process = ProcessRecord("downsample", {"dst": path}, files, timestamp=utcnow())
     records: List[Any] = [process]
     for i in range(runs):

@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from ptb.capture.codeenv import CodeEnv
 from ptb.records import Note, NoteType, ProcessRecord, RunRecord, new_id, utcnow
-from ptb.store import journal
+from ptb.store import journal, writer
 from ptb.store.volume import Volume
 
 VOLUME_INFO = {"type": "image", "data_type": "uint8", "num_channels": 1, "scales": [{
@@ -69,12 +69,12 @@ def step(cloudpath: str, description: str, parameters: Dict[str, Any], runs: Seq
          command: Optional[List[str]] = None) -> ProcessRecord:
     """A process and its runs, journalled as a documented call journals them (two objects per run)."""
     vol = Volume.resolve(cloudpath)
-    first = [journal.write_env(vol, e) for e in (runs[0]["envs"] if runs else ())]
+    first = [writer.write_env(vol, e) for e in (runs[0]["envs"] if runs else ())]
     params = {"command": command} if command is not None else parameters
     process = ProcessRecord(description, params, tuple(first), timestamp=utcnow())
     announced = False
     for spec in runs:
-        files = tuple(journal.write_env(vol, e) for e in spec["envs"])
+        files = tuple(writer.write_env(vol, e) for e in spec["envs"])
         began = spec["started"] or utcnow()
         rid = new_id()
         common = dict(host=spec["host"], pid=spec["pid"], user="alice", code_envfiles=files,

@@ -118,9 +118,9 @@ def test_without_spooling_a_failed_write_raises_a_clear_error(tmp_path):
 def test_env_files_are_content_addressed_and_written_once(cloudpath):
     vol = Volume.resolve(cloudpath)
     one, two = SourceEnv("f", "def f(): pass"), SourceEnv("f", "def f(): return 1")
-    key_one, key_two = journal.write_env(vol, one), journal.write_env(vol, two)
+    key_one, key_two = writer.write_env(vol, one), writer.write_env(vol, two)
     assert key_one != key_two and key_one.startswith(journal.ENV)
-    assert journal.write_env(vol, SourceEnv("f", "def f(): pass")) == key_one
+    assert writer.write_env(vol, SourceEnv("f", "def f(): pass")) == key_one
     assert journal.read_envs(vol, [key_one, key_two, "missing.json"]) == {
         key_one: one.contents(), key_two: two.contents()}
     assert json.loads(vol.get_text(key_one)) == one.contents()
@@ -166,7 +166,7 @@ def test_spooled_keys_survive_names_with_double_underscores(tmp_path, spool_dir)
 def test_the_cache_of_written_env_files_stays_bounded():
     """A long-lived process writing many environments (many volumes, edited code) keeps a bounded memory."""
     vol = Volume.resolve("mem://ptb-test/bounded-envs")
-    for i in range(journal.MAX_CACHED + 50):
-        journal.write_env(vol, SourceEnv("f", f"def f(): return {i}"))
-    assert len(journal._envs_written) <= journal.MAX_CACHED + 1
+    for i in range(writer.MAX_CACHED + 50):
+        writer.write_env(vol, SourceEnv("f", f"def f(): return {i}"))
+    assert len(writer._envs_written) <= writer.MAX_CACHED + 1
     vol.delete(vol.list(""))

@@ -300,7 +300,10 @@ def _make_s3(path: Any, secrets: Any) -> Any:
     creds = secrets if secrets is not None else aws_credentials(path.bucket, path.alias or "s3")
     if isinstance(creds, str):
         creds = json.loads(creds)
-    options: Dict[str, Any] = {"retries": {"max_attempts": 3, "mode": "standard"}}
+    # one attempt: a SlowDown goes back to ptb's publisher, which keeps the store's pace (botocore's own
+    # retry loop would hold a caller for seconds); the view is written at most about once a second anyway
+    options: Dict[str, Any] = {"retries": {"total_max_attempts": 1, "mode": "standard"},
+                               "connect_timeout": 5, "read_timeout": 10}
     extra: Dict[str, Any] = {}
     if path.host:
         extra["endpoint_url"] = path.host
@@ -335,7 +338,7 @@ class _GCSObject(VersionedObject):
 
         blob = self.bucket.blob(self.name)
         try:
-            data = blob.download_as_bytes()
+            data = blob.download_as_bytes(retry=_gcs_read_retry(), timeout=10)
         except exceptions.NotFound:
             return None, ABSENT
         except exceptions.TooManyRequests as exc:
@@ -348,7 +351,8 @@ class _GCSObject(VersionedObject):
         blob = self.bucket.blob(self.name)
         blob.cache_control = "no-cache"
         try:
-            blob.upload_from_string(data, content_type="application/json",
+            # retry=None: google-cloud-storage would retry a 429 for up to 120 s before ptb sees it
+            blob.upload_from_string(data, content_type="application/json", retry=None, timeout=10,
                                     if_generation_match=0 if token == ABSENT else token)
         except exceptions.PreconditionFailed:
             return False
@@ -356,6 +360,13 @@ class _GCSObject(VersionedObject):
             raise Busy("GCS rate limit (429): about one write per second per object") from exc
         self.written = blob.generation
         return True
+
+
+def _gcs_read_retry() -> Any:
+    """Reads retry a dropped connection, for 5 s at most (the client's default waits up to 120 s)."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_timeout(5.0)
 
 
 def _make_gcs(bucket: str, secrets: Any) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 from ..errors import BUGS, InvalidInputError, VolumeUnavailableError, warn
 from ..records import FORMAT_VERSION, Record, canonical_json, envelope, new_id, record_from_json, rid_age_seconds
@@ -343,30 +343,6 @@ def maybe_pack(vol: Volume, chance: float = 0.05, threshold: int = 256,
     except Exception as exc:  # packing is housekeeping; it never fails a caller
         warn(f"packing the journal of {vol.cloudpath} failed: {exc}", RecordWarning, stacklevel=2)
         return []
-
-
-_envs_written: Set[Tuple[str, str]] = set()
-MAX_CACHED = 4096
-
-
-def write_env(vol: Volume, env: Any) -> str:
-    """Store a code environment once, content-addressed; returns its volume-relative path.
-
-    A storage failure raises ``WriteFailed`` with the environment unwritten.
-    """
-    key = env.filename
-    if (vol.cloudpath, key) in _envs_written:
-        return key
-    try:
-        vol.put_json_if_absent(key, env.contents())
-    except BUGS:
-        raise
-    except Exception as exc:
-        raise WriteFailed(f"cannot write {key} to {vol.cloudpath}: {exc}", {key: env.contents()}) from exc
-    if len(_envs_written) > MAX_CACHED:     # a long-lived process writing to many volumes
-        _envs_written.clear()
-    _envs_written.add((vol.cloudpath, key))
-    return key
 
 
 def read_envs(vol: Volume, keys: Iterable[str]) -> Dict[str, Any]:

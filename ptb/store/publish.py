@@ -15,13 +15,23 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import VolumeUnavailableError
-from ..records import rid_age_seconds
+from ..records import SECTION, rid_age_seconds
 from . import cas, journal
-from .view import Entry, is_current, merge_foreign, merge_into, rebuilt, undecided
+from .view import (
+    INCLUDED_KEPT,
+    WINDOW_SECONDS,
+    Entry,
+    is_current,
+    mark_at,
+    merge_foreign,
+    merge_into,
+    rebuilt,
+    undecided,
+)
 from .volume import PROVENANCE, Volume, dumps, read_parsed, remember_valid
 
 HEAL_MIN_AGE = 10.0      # seconds: younger records are still being published by their own writers
-HEAL_LIMIT = 256
+SWEEP_LIMIT = 20_000     # journal objects read in one sweep (a long backlog takes several rounds)
 
 
 def read_current(obj: cas.VersionedObject) -> Tuple[Optional[Dict[str, Any]], cas.Token]:
@@ -29,14 +39,16 @@ def read_current(obj: cas.VersionedObject) -> Tuple[Optional[Dict[str, Any]], ca
     return read_parsed(obj.read, obj.vol.cloudpath)
 
 
-def publish(vol: Volume, entries: Sequence[Entry], timeout: float) -> bool:
+def publish(vol: Volume, entries: Sequence[Entry], timeout: float, writes: Optional[int] = None) -> bool:
     """Merge ``entries`` into the view within about ``timeout`` seconds; False if that was not enough.
 
-    Writes nothing when the view already holds them. Raises
-    ``CorruptProvenanceError`` for a file that stays invalid, ``cas.Busy``
-    when the store rate-limits, and storage errors as they come.
+    Writes nothing when the view already holds them. ``writes``: the most
+    write attempts over a version read from the store (a call makes one, so
+    it never waits on a crowd). Raises ``CorruptProvenanceError`` for a file
+    that stays invalid, ``cas.Busy`` when the store rate-limits, and storage
+    errors as they come.
     """
-    return _swap(vol, lambda prov: _merged(vol, prov, entries), timeout, keep=True)
+    return _swap(vol, lambda prov: _merged(vol, prov, entries), timeout, keep=True, writes=writes)
 
 
 def _merged(vol: Volume, prov: Optional[Dict[str, Any]], entries: Sequence[Entry]) -> Optional[Dict[str, Any]]:
@@ -47,7 +59,8 @@ def _merged(vol: Volume, prov: Optional[Dict[str, Any]], entries: Sequence[Entry
     return prov if merge_into(prov, entries, vol.cloudpath) else None
 
 
-def _swap(vol: Volume, change: Any, timeout: float, keep: bool = False) -> bool:
+def _swap(vol: Volume, change: Any, timeout: float, keep: bool = False, writes: Optional[int] = None,
+          guess_ok: bool = True) -> bool:
     """Read, change, write over the version read; again on a conflict, until ``timeout``.
 
     The first try starts from the view as this process last wrote it, when it
@@ -56,11 +69,16 @@ def _swap(vol: Volume, change: Any, timeout: float, keep: bool = False) -> bool:
     kept parsed too (only ``publish``'s, which no caller sees), so the next
     try does not parse it again: its cost does not grow with the view. A
     conflict, or nothing to add, sends it back to what the store holds now.
+    ``writes`` bounds the attempts over what was read from the store (a try
+    over this process's own last version is free: it is one round trip).
+    ``guess_ok=False`` reads first: a publisher in a fleet is seldom the last
+    writer, and under a rate limit a write refused for being stale still
+    spends the object's second.
     """
     obj = cas.versioned(vol, PROVENANCE)
     deadline = time.monotonic() + timeout
     with obj.exclusive(timeout):
-        guess = _last_written.pop(vol.cloudpath, None)
+        guess = _last_written.pop(vol.cloudpath, None) if guess_ok else None
         for attempt in range(1000):
             if guess is not None:
                 prov, token = (guess[2] if guess[2] is not None else _parsed(guess[1])), guess[0]
@@ -86,6 +104,10 @@ def _swap(vol: Volume, change: Any, timeout: float, keep: bool = False) -> bool:
             if guess is not None:                     # someone else wrote since: read what they left
                 guess = None
                 continue
+            if writes is not None:
+                writes -= 1
+                if writes <= 0 and not obj.displaced:
+                    return False
             if time.monotonic() > deadline and not obj.displaced:   # what was put aside is never given up
                 return False
             time.sleep(random.uniform(0.005, 0.05) * min(attempt + 1, 8))
@@ -149,25 +171,95 @@ def rebuild(vol: Volume, timeout: float = 60.0) -> Dict[str, Any]:
 def heal(vol: Volume, timeout: float, min_age: Optional[float] = None) -> int:
     """Publish journal records that no writer brought into the view (it died, or gave up); returns how many.
 
-    One listing and a read per missing record, so writers can afford it now
-    and then. Records younger than ``min_age`` (``HEAL_MIN_AGE``) are left to
-    their writers, which are about to publish them.
+    Records younger than ``min_age`` (``HEAL_MIN_AGE``) are left to their
+    writers, which are about to publish them.
     """
-    min_age = HEAL_MIN_AGE if min_age is None else min_age
+    return sweep(vol, [], timeout, min_age=HEAL_MIN_AGE if min_age is None else min_age) or 0
+
+
+def lacking(vol: Volume, rids: Sequence[str], before: Optional[str] = None) -> List[str]:
+    """What the view has not decided: of ``rids``, and (with ``before``) the journal's keys below that rid.
+
+    One read of the view, and one listing of the journal when ``before`` is given.
+    """
     prov, _ = read_current(cas.versioned(vol, PROVENANCE))
-    if prov is None or not is_current(prov):
-        return 0
-    old_enough = {_rid(key): key for key in vol.list(journal.JOURNAL) if rid_age_seconds(_rid(key)) >= min_age}
-    missing = [old_enough[rid] for rid in undecided(prov, old_enough)]
-    entries: List[Entry] = []
-    for data in vol.get_many(missing[-HEAL_LIMIT:]).values():
+    found = undecided(prov, rids) if rids else []
+    if before is not None:
+        keys = _listed(vol, 0.0, before)
+        found += [keys[rid] for rid in undecided(prov, sorted(keys))]
+        if overfull(prov):
+            found.append(OVERFULL)
+    return found
+
+
+OVERFULL = "(the view's list of merged ids is over its bound: a sweep lets its mark rise)"
+
+
+def overfull(prov: Optional[Dict[str, Any]]) -> bool:
+    section = (prov or {}).get(SECTION)
+    included = section.get("included") if isinstance(section, dict) else None
+    return isinstance(included, str) and included.count(" ") >= INCLUDED_KEPT
+
+
+def _listed(vol: Volume, min_age: float, before: Optional[str] = None) -> Dict[str, str]:
+    """rid -> journal key, for records at least ``min_age`` old (and below ``before``)."""
+    found = {}
+    for key in vol.list(journal.JOURNAL):
+        rid = _rid(key)
+        if (before is None or rid < before) and (not min_age or rid_age_seconds(rid) >= min_age):
+            found[rid] = key
+    return found
+
+
+_records_read: Dict[Tuple[str, str], List[Entry]] = {}     # (cloudpath, journal key) -> its records
+
+
+def _read_records(vol: Volume, keys: List[str]) -> List[Entry]:
+    """The records of journal objects; remembered, since they never change (a lost write sweeps again)."""
+    wanted = [key for key in keys if (vol.cloudpath, key) not in _records_read]
+    if len(_records_read) + len(wanted) > 50_000:
+        _records_read.clear()
+        wanted = keys
+    for key, data in (vol.get_many(wanted) if wanted else {}).items():
+        if data is None:
+            continue            # listed, but not readable yet: the next sweep looks again
         try:
-            entries.extend(journal.entries_of(json.loads(data or b"null")))
-        except Exception:   # not a record: reading skips it with a warning, healing just leaves it
-            continue
-    if entries and not publish(vol, entries, timeout):
-        return 0
-    return len(entries)
+            _records_read[(vol.cloudpath, key)] = journal.entries_of(json.loads(data))
+        except Exception:   # not a record: reading skips it with a warning, the sweep leaves it
+            _records_read[(vol.cloudpath, key)] = []
+    return [entry for key in keys for entry in _records_read.get((vol.cloudpath, key), [])]
+
+
+def sweep(vol: Volume, entries: Sequence[Entry], timeout: float, *, min_age: float = 0.0,
+          writes: Optional[int] = None) -> Optional[int]:
+    """Publish ``entries`` with every journal record the view lacks, in one write; how many records that was.
+
+    The publisher's round (and healing): the journal is listed, what the
+    view has not decided is read (at most ``SWEEP_LIMIT`` objects), merged
+    with ``entries``, and the view's watermark rises to ``WINDOW_SECONDS``
+    behind this clock (never past a record it did not read). None when the
+    write was lost to another writer (``writes`` used up) or ``timeout``
+    passed; raises as ``publish`` does.
+    """
+    merged = {"count": 0}
+
+    def change(prov: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+        if prov is not None and not is_current(prov):
+            return _merged(vol, prov, entries)             # rebuilt from the whole journal
+        listed = _listed(vol, min_age)
+        mark = mark_at(max(WINDOW_SECONDS, min_age))
+        missing = undecided(prov, sorted(listed))
+        if len(missing) > SWEEP_LIMIT:
+            missing, mark = missing[:SWEEP_LIMIT], min(mark, missing[SWEEP_LIMIT])
+        found: List[Entry] = list(entries)
+        found.extend(_read_records(vol, [listed[rid] for rid in missing]))
+        new = dict(prov or {})
+        merged["count"] = len(found) - len(entries)
+        return new if merge_into(new, found, vol.cloudpath, mark=mark) else None
+
+    if not _swap(vol, change, timeout, keep=True, writes=writes, guess_ok=writes is None):
+        return None
+    return merged["count"]
 
 
 def _rid(key: str) -> str:

@@ -10,14 +10,18 @@ kept as it is.
 
 Merging is by journal record id (``rid``). Notes and processes merge by id,
 so merging one twice changes nothing. Counting runs is not idempotent, so the
-view remembers the ``INCLUDED_KEPT`` highest rids it holds: a run record is
-*decided* when its rid is among them, or below all of them once the list is
-full (it was merged then, or is left to ``ptb sync``); an ended run's id is
-listed there too, so a start that arrives after its end changes nothing. Only
-undecided run records
-are merged, so a run is never counted twice, whoever merges it (its writer, a
-healing writer, a packer) and in whatever order; and merging every record of
-the journal gives exactly what ``rebuilt`` gives.
+view says which records it holds: every record whose rid is below its
+``mark`` (a watermark over the journal's time-ordered keys, which only the
+publisher that has just listed the journal moves, and only up to a window
+behind its clock, for late arrivals and clock skew), and the rids it lists in
+``included`` at or above the mark. An ended run's id is listed there too, so a
+start that arrives after its end changes nothing. Only undecided records are
+merged, so a run is never counted twice, whoever merges it (its writer, the
+publisher, a packer) and in whatever order; and merging every record of the
+journal gives exactly what ``rebuilt`` gives. Only a merge that follows a
+listing of the journal (``ptb.store.publish.sweep``) moves the mark, so the
+list stays near ``INCLUDED_KEPT`` rids; no record is ever taken as held
+without having been seen.
 
 This module does no I/O; ``ptb.store.publish`` reads and writes the file.
 """
@@ -29,9 +33,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ..records import SECTION, Note, ProcessRecord, Record, RunRecord, is_ptb_entry
 
-FORMAT = 2
+FORMAT = 3          # 3: the watermark ``mark``; a view of format 2 is rebuilt from the journal once
 NOTES_KEPT = 50
 INCLUDED_KEPT = 2048
+WINDOW_SECONDS = 60.0   # how far behind its clock the publisher leaves the mark, for late records and skew
 _ERROR_CHARS = 300
 FINAL_STATUSES = ("succeeded", "failed", "interrupted")
 
@@ -63,14 +68,15 @@ def foreign_part(prov: Optional[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 class _Included:
-    """The highest rids the view holds, to tell which records it has already counted."""
+    """What the view holds: every rid below ``mark``, and the listed rids at or above it."""
 
     _last: Tuple[str, List[str], Set[str]] = ("", [], set())   # the string last made, its rids and their set
     _lock = threading.Lock()
 
-    def __init__(self, rids: Any, *, read_only: bool = False):
+    def __init__(self, rids: Any, mark: Any = "", *, read_only: bool = False):
         """``read_only``: it will not be added to, so what this process wrote last may be shared, not taken."""
         text = rids if isinstance(rids, str) else ""
+        self.mark = mark if isinstance(mark, str) else ""
         with _Included._lock:
             last_text, last_rids, last_known = _Included._last
             found = bool(text) and text == last_text
@@ -90,30 +96,64 @@ class _Included:
         return text
 
     def decided(self, rid: str) -> bool:
-        return rid in self.known or (len(self.rids) >= INCLUDED_KEPT and rid < self.rids[0])
+        return rid in self.known or rid < self.mark
 
     def add(self, rid: str) -> None:
+        if rid < self.mark or rid in self.known:
+            return
         self.known.add(rid)
         bisect.insort(self.rids, rid)
+
+    def settle(self, listed_below: str) -> None:
+        """The caller listed the journal and merged all it lacked: let the mark rise, keeping the list short.
+
+        To ``listed_below`` (a window behind the caller's clock) once the list
+        is half full; past it, to the list's ``INCLUDED_KEPT``-th highest rid,
+        when a fleet writes faster than the window allows (a record that
+        arrives later than that, below the mark, waits for ``ptb sync``).
+        """
+        if len(self.rids) > INCLUDED_KEPT // 2:
+            self.raise_mark(listed_below)
         if len(self.rids) > INCLUDED_KEPT:
-            self.known.discard(self.rids.pop(0))
+            self.raise_mark(self.rids[-INCLUDED_KEPT])
+
+    def raise_mark(self, mark: str) -> None:
+        """Every rid below ``mark`` is now held (the caller listed the journal and merged what it lacked)."""
+        if mark <= self.mark:
+            return
+        self.mark = mark
+        cut = bisect.bisect_left(self.rids, mark)
+        for rid in self.rids[:cut]:
+            self.known.discard(rid)
+        del self.rids[:cut]
+
+
+def mark_at(seconds_ago: float) -> str:
+    """The rid-shaped watermark for ``seconds_ago`` by this machine's clock (ids are time-ordered)."""
+    import time
+
+    return f"{max(time.time_ns() - int(seconds_ago * 1e9), 0):016x}"
 
 
 def undecided(prov: Optional[Dict[str, Any]], rids: Iterable[str]) -> List[str]:
     """The ``rids`` whose records merging could still change the view (healing fetches only those)."""
     if not is_current(prov):
         return list(rids)
-    included = _Included(prov[SECTION].get("included"), read_only=True)  # type: ignore[index]
+    section = prov[SECTION]  # type: ignore[index]
+    included = _Included(section.get("included"), section.get("mark"), read_only=True)
     return [rid for rid in rids if not included.decided(rid)]
 
 
-def merge_into(prov: Dict[str, Any], entries: Iterable[Entry], cloudpath: str) -> bool:
+def merge_into(prov: Dict[str, Any], entries: Iterable[Entry], cloudpath: str, mark: Optional[str] = None) -> bool:
     """Merge journal records into ``prov`` (in place); True if anything changed.
 
     ``prov`` must be current (``is_current``) or hold no ptb section at all.
     Notes and processes merge by id, so merging them again changes nothing;
     a run record merges only while undecided, so it is counted once. A run's
     start is left out when its end comes in the same batch: the end says more.
+    ``mark``: the caller listed the journal and brings every record that the
+    view lacked, so the view's mark may rise (up to ``mark``, see
+    ``_Included.settle``).
     """
     changed = False
     for key, default in empty_provenance().items():
@@ -123,17 +163,15 @@ def merge_into(prov: Dict[str, Any], entries: Iterable[Entry], cloudpath: str) -
         prov["processing"], changed = [prov["processing"]], True
     section = prov.get(SECTION) if is_current(prov) else None
     changed = changed or section is None or section.get("history") != pointer(cloudpath)
-    included = _Included((section or {}).get("included"))
+    included = _Included((section or {}).get("included"), (section or {}).get("mark"))
     notes = {n.get("id"): n for n in (section or {}).get("notes", []) if isinstance(n, dict)}
     processes = {e[SECTION].get("key"): e for e in prov["processing"] if is_ptb_entry(e)}
     entries = sorted(entries, key=lambda e: e[0])
     ended = {r.id for _, r in entries if isinstance(r, RunRecord) and r.finished}
     for rid, record in entries:
-        if rid in included.known:
+        if included.decided(rid):
             continue
         if isinstance(record, RunRecord):
-            if included.decided(rid):
-                continue
             if record.finished:
                 if record.id not in included.known:      # one end per run, even if journalled twice
                     _merge_run(processes, record)
@@ -147,8 +185,12 @@ def merge_into(prov: Dict[str, Any], entries: Iterable[Entry], cloudpath: str) -
         included.add(rid)
         changed = True          # a record not merged before: its rid at least is new (no deep copy to compare)
     kept = sorted(notes.values(), key=lambda n: (n.get("timestamp") or "", n.get("id") or ""))[-NOTES_KEPT:]
+    if mark is not None:
+        before = included.mark
+        included.settle(mark)
+        changed = changed or included.mark != before
     prov[SECTION] = {"format": FORMAT, "history": pointer(cloudpath), "notes": kept,
-                     "included": included.text()}
+                     "mark": included.mark, "included": included.text()}
     foreign = [e for e in prov["processing"] if not is_ptb_entry(e)]
     prov["processing"] = foreign + sorted(processes.values(), key=lambda e: (e[SECTION].get("id") or ""))
     return changed
@@ -287,5 +329,6 @@ def counts(prov: Dict[str, Any]) -> Dict[str, int]:
 def rebuilt(prov: Optional[Dict[str, Any]], entries: Sequence[Entry], cloudpath: str) -> Dict[str, Any]:
     """The exact view of ``entries`` (a whole journal) over the foreign part of ``prov``."""
     base = foreign_part(prov)
-    merge_into(base, entries, cloudpath)
+    mark = prov[SECTION].get("mark") if is_current(prov) else None   # type: ignore[index]
+    merge_into(base, entries, cloudpath, mark=mark if isinstance(mark, str) else None)
     return base

@@ -325,6 +325,11 @@ TRUSTED_SECONDS = 1.0
 _trusted_until: Dict[str, float] = {}
 
 
+def trust(vol: Volume, seconds: float) -> None:
+    """The view was just seen valid (or another ptb process is publishing it): no need to look for a while."""
+    _trusted_until[vol.cloudpath] = max(_trusted_until.get(vol.cloudpath, 0.0), time.monotonic() + seconds)
+
+
 def remember_valid(vol: Volume, size: int) -> None:
     """ptb just wrote a ``provenance`` of ``size`` bytes: the next ``check_readable`` need not parse it."""
     if len(_checked_sizes) > 1024:

@@ -8,13 +8,13 @@ nothing of the spool; the spool (``spool``) knows nothing of either.
 """
 from __future__ import annotations
 
-from typing import Any, List, Sequence, Tuple
+from typing import Any, List, Sequence, Set, Tuple
 
-from ..errors import VolumeUnavailableError, warn
+from ..errors import BUGS, VolumeUnavailableError, warn
 from ..records import Record, canonical_json
-from . import journal, spool, updater
+from . import cas, journal, spool, updater
 from .view import Entry
-from .volume import Volume
+from .volume import Volume, dumps
 
 __all__ = ["append", "publish", "write", "write_env", "flush"]
 
@@ -52,17 +52,50 @@ def write(vol: Volume, records: Sequence[Record], *, with_entries: Sequence[Entr
     return written
 
 
+_envs_written: Set[Tuple[str, str]] = set()
+MAX_CACHED = 4096
+
+
 def write_env(vol: Volume, env: Any, *, spool_on_failure: bool = True) -> str:
     """Store a code environment once, content-addressed; returns its volume-relative path.
 
     On a storage failure it is spooled when ``spool_on_failure``; otherwise
     ``VolumeUnavailableError`` is raised.
     """
+    key = env.filename
+    if (vol.cloudpath, key) in _envs_written:
+        return key
     try:
-        return journal.write_env(vol, env)
-    except journal.WriteFailed as exc:
-        _spool_or_raise(vol, exc, spool_on_failure)
-        return env.filename
+        put_env_if_absent(vol, key, env.contents())
+    except BUGS:
+        raise
+    except Exception as exc:
+        failed = journal.WriteFailed(f"cannot write {key} to {vol.cloudpath}: {exc}", {key: env.contents()})
+        failed.__cause__ = exc
+        _spool_or_raise(vol, failed, spool_on_failure)
+        return key
+    if len(_envs_written) > MAX_CACHED:     # a long-lived process writing to many volumes
+        _envs_written.clear()
+    _envs_written.add((vol.cloudpath, key))
+    return key
+
+
+def put_env_if_absent(vol: Volume, key: str, contents: Any) -> bool:
+    """Create a code-environment file unless it is there; True when this call created it.
+
+    A fleet starting at once writes the same file: on ``gs://`` and ``s3://``
+    it is one conditional request, and "already there" (a precondition
+    failure) or a rate limit on an object that exists is success, never a
+    failed task. Elsewhere, a create-only write (``Volume.put_json_if_absent``).
+    """
+    if vol.protocol not in ("gs", "s3"):
+        return vol.put_json_if_absent(key, contents)
+    try:
+        return cas.versioned(vol, vol.checked(key)).write(dumps(contents).encode("utf-8"), cas.ABSENT)
+    except cas.Busy:
+        if vol.get_bytes(key) is None:
+            raise
+        return False
 
 
 def _spool_or_raise(vol: Volume, exc: journal.WriteFailed, spool_on_failure: bool) -> None:
@@ -89,7 +122,7 @@ def flush(progress: bool = False) -> Tuple[int, int]:
             key, obj = spool.load(path)
             try:
                 if key.startswith(journal.ENV):
-                    vol.put_json_if_absent(key, obj)
+                    put_env_if_absent(vol, key, obj)
                 else:
                     vol.put_json(key, canonical_json(obj))
             except Exception as exc:
