@@ -1,6 +1,7 @@
 """ptb against provenance-toolbox 0.1.5, side by side, in one run.
 
-    python benchmarks/run.py            # the full run (a few minutes; starts local S3 and GCS servers)
+    python benchmarks/run.py            # the full run (a few minutes; starts local S3 and GCS servers;
+                                        # then a fleet of 4, 16 and 48 workers on a rate-limited store)
     python benchmarks/run.py --quick    # small sizes, file:// only, well under a minute
 
 Installs 0.1.5 into ``~/.cache/ptb-bench/baseline`` the first time (see ``baseline.py``).
@@ -327,6 +328,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"benchmark: {name} took {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
     finally:
         bench.close()
+    fleet_protocols = [p for p in protocols if p in ("s3", "gs")]
+    if not args.quick and fleet_protocols:       # its own servers and processes: after the rest, alone
+        import fleet
+
+        print("benchmark: fleet ...", file=sys.stderr, flush=True)
+        results["fleet"] = fleet.bench_fleet([4, 16, 48], fleet_protocols, tasks=20)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     from tables import table
@@ -341,6 +348,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     print()
     for goal in goals:
         print(f"* {goal}")
+    if "fleet" in results:
+        import fleet
+
+        print(f"\nA fleet on a rate-limited store ({results['fleet']['tasks']} tasks per worker):\n")
+        print(fleet.table(results["fleet"]))
+        print()
+        print(fleet.estimate(results["fleet"]))
     return 0
 
 

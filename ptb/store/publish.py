@@ -16,7 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import VolumeUnavailableError
 from ..records import SECTION, rid_age_seconds
-from . import cas, journal
+from . import cas, journal, view
+from .bounded import Refused
 from .view import (
     INCLUDED_KEPT,
     WINDOW_SECONDS,
@@ -26,6 +27,7 @@ from .view import (
     merge_foreign,
     merge_into,
     rebuilt,
+    rid_before,
     undecided,
 )
 from .volume import PROVENANCE, Volume, dumps, read_parsed, remember_valid
@@ -54,7 +56,7 @@ def publish(vol: Volume, entries: Sequence[Entry], timeout: float, writes: Optio
 def _merged(vol: Volume, prov: Optional[Dict[str, Any]], entries: Sequence[Entry]) -> Optional[Dict[str, Any]]:
     if prov is not None and not is_current(prov) and has_history(vol):
         # a view of another format, or one a stale writer put back without ptb's section: start over exactly
-        return rebuilt(prov, _journal_entries(vol), vol.cloudpath)
+        return rebuilt(prov, _journal_entries(vol), vol.cloudpath, mark=mark_at(WINDOW_SECONDS))
     prov = dict(prov or {})
     return prov if merge_into(prov, entries, vol.cloudpath) else None
 
@@ -196,9 +198,13 @@ OVERFULL = "(the view's list of merged ids is over its bound: a sweep lets its m
 
 
 def overfull(prov: Optional[Dict[str, Any]]) -> bool:
+    """Would a sweep shorten the view's list of merged ids (over its bound, and not all of the last seconds)?"""
     section = (prov or {}).get(SECTION)
     included = section.get("included") if isinstance(section, dict) else None
-    return isinstance(included, str) and included.count(" ") >= INCLUDED_KEPT
+    if not isinstance(included, str) or included.count(" ") < INCLUDED_KEPT:
+        return False
+    rids = included.split()
+    return min(rids) < rid_before(max(rids), view.LATE_SECONDS)
 
 
 def _listed(vol: Volume, min_age: float, before: Optional[str] = None) -> Dict[str, str]:
@@ -214,20 +220,25 @@ def _listed(vol: Volume, min_age: float, before: Optional[str] = None) -> Dict[s
 _records_read: Dict[Tuple[str, str], List[Entry]] = {}     # (cloudpath, journal key) -> its records
 
 
-def _read_records(vol: Volume, keys: List[str]) -> List[Entry]:
-    """The records of journal objects; remembered, since they never change (a lost write sweeps again)."""
+def _read_records(vol: Volume, keys: List[str]) -> Tuple[List[Entry], List[str]]:
+    """The records of journal objects, and the keys that could not be read.
+
+    Remembered, since journal objects never change (a lost write sweeps
+    again, and a sweep outside the lock reads ahead of the one inside).
+    """
     wanted = [key for key in keys if (vol.cloudpath, key) not in _records_read]
     if len(_records_read) + len(wanted) > 50_000:
         _records_read.clear()
         wanted = keys
     for key, data in (vol.get_many(wanted) if wanted else {}).items():
-        if data is None:
-            continue            # listed, but not readable yet: the next sweep looks again
+        if data is None or isinstance(data, Refused):
+            continue            # listed, but not read: the next sweep looks again
         try:
             _records_read[(vol.cloudpath, key)] = journal.entries_of(json.loads(data))
         except Exception:   # not a record: reading skips it with a warning, the sweep leaves it
             _records_read[(vol.cloudpath, key)] = []
-    return [entry for key in keys for entry in _records_read.get((vol.cloudpath, key), [])]
+    unread = [key for key in keys if (vol.cloudpath, key) not in _records_read]
+    return [entry for key in keys for entry in _records_read.get((vol.cloudpath, key), [])], unread
 
 
 def sweep(vol: Volume, entries: Sequence[Entry], timeout: float, *, min_age: float = 0.0,
@@ -247,16 +258,26 @@ def sweep(vol: Volume, entries: Sequence[Entry], timeout: float, *, min_age: flo
         if prov is not None and not is_current(prov):
             return _merged(vol, prov, entries)             # rebuilt from the whole journal
         listed = _listed(vol, min_age)
-        mark = mark_at(max(WINDOW_SECONDS, min_age))
+        if not listed:
+            mark = ""           # nothing listed, nothing learnt: the mark stays
+        else:                   # a window behind this clock, and behind the newest record (a fast clock)
+            mark = min(mark_at(max(WINDOW_SECONDS, min_age)), rid_before(max(listed), WINDOW_SECONDS))
         missing = undecided(prov, sorted(listed))
         if len(missing) > SWEEP_LIMIT:
             missing, mark = missing[:SWEEP_LIMIT], min(mark, missing[SWEEP_LIMIT])
         found: List[Entry] = list(entries)
-        found.extend(_read_records(vol, [listed[rid] for rid in missing]))
+        records, unread = _read_records(vol, [listed[rid] for rid in missing])
+        found.extend(records)
+        if unread:              # listed but not read (a refusal, a race with packing): the mark stays below
+            mark = min(mark, _rid(min(unread)))
         new = dict(prov or {})
         merged["count"] = len(found) - len(entries)
         return new if merge_into(new, found, vol.cloudpath, mark=mark) else None
 
+    if vol.protocol == "file":      # read ahead, outside the lock that direct writers wait on
+        prov, _ = read_current(cas.versioned(vol, PROVENANCE))
+        listed = _listed(vol, min_age)
+        _read_records(vol, [listed[rid] for rid in undecided(prov, sorted(listed))[:SWEEP_LIMIT]])
     if not _swap(vol, change, timeout, keep=True, writes=writes, guess_ok=writes is None):
         return None
     return merged["count"]

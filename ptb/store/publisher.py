@@ -33,7 +33,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from .. import errors
 from ..errors import BUGS, CorruptProvenanceError
@@ -91,7 +91,7 @@ class _State:
         self.active = now           # monotonic: our last record for this volume
         self.pruned = self.healed = self.packed = now
         self.idle = 0
-        self.crowded = -1e9         # monotonic: when we last saw another process hold the lease
+        self.crowded = -1.0         # monotonic: when we last saw a crowd here (-1: never)
 
     def holding(self) -> bool:
         return self.held_until > time.time()
@@ -121,7 +121,21 @@ class Publisher:
         st = self.states.get(vol.cloudpath)
         if st is None:
             return True
-        return not st.holding() and time.monotonic() - st.crowded > CROWD_SECONDS
+        if st.holding():
+            return False
+        if st.crowded < 0:
+            return True
+        if time.monotonic() - st.crowded > CROWD_SECONDS:
+            # a crowd seen before: look again (and publish, if the lease is free), never waiting on our thread
+            if self.export_lock.acquire(blocking=False):
+                try:
+                    self._hold(st, look=True)
+                except Exception:
+                    pass
+                finally:
+                    self.export_lock.release()
+            st.crowded = max(st.crowded, time.monotonic() - CROWD_SECONDS / 2)
+        return False
 
     def take(self, vol: Volume) -> List[Entry]:
         """This volume's pending records, handed to a call that writes the view now."""
@@ -231,17 +245,18 @@ class Publisher:
             st.crowded = time.monotonic()
         return seen.ours
 
-    def _publish(self, st: _State, timeout: float = WAIT_SECONDS) -> bool:
+    def _publish(self, st: _State, timeout: float = WAIT_SECONDS, pack: bool = True) -> bool:
         """One write: our pending records, everything journalled that the view lacks, what packing moved."""
+        if pack and time.monotonic() - st.packed >= PACK_EVERY_SECONDS:
+            st.packed = time.monotonic()
+            packed = [(env["rid"], record) for env, record in journal.maybe_pack(st.vol, chance=1.0)]
+            with self.lock:              # no longer listed in the journal: pending until published
+                st.pending.update((rid, (rid, record)) for rid, record in packed)
         with self.lock:
             sent = list(st.pending.values())
-        extra: List[Entry] = []
-        if time.monotonic() - st.packed >= PACK_EVERY_SECONDS:
-            st.packed = time.monotonic()
-            extra = [(env["rid"], record) for env, record in journal.maybe_pack(st.vol, chance=1.0)]
         st.last_write = time.monotonic()            # an attempt spends the pace, whatever came of it
         try:
-            found = publish.sweep(st.vol, sent + extra, min(timeout, WAIT_SECONDS), writes=1)
+            found = publish.sweep(st.vol, sent, min(timeout, WAIT_SECONDS), writes=1)
         except CorruptProvenanceError as exc:
             stale(st.vol, exc)
             found = 0                               # never retried: left alone until someone repairs it
@@ -253,7 +268,7 @@ class Publisher:
         with self.lock:
             for rid, _ in sent:
                 st.pending.pop(rid, None)
-        st.idle = 0 if (found or sent or extra) else st.idle + 1
+        st.idle = 0 if (found or sent) else st.idle + 1
         if st.idle >= IDLE_ROUNDS:
             self._give_back(st)
         return True
@@ -277,7 +292,7 @@ class Publisher:
             pass          # it expires on its own
 
     # ------------------------------------------------------------------ exit
-    def settle(self, timeout: float = SETTLE_SECONDS) -> bool:
+    def settle(self, timeout: float = SETTLE_SECONDS, cloudpath: Optional[str] = None) -> bool:
         """Within ``timeout``: every journal record older than now is in the view; True if so.
 
         For each volume this process wrote to: its own pending records and
@@ -290,7 +305,8 @@ class Publisher:
         try:
             with self.lock:
                 states = [s for s in self.states.values()
-                          if s.pending or s.holding() or time.monotonic() - s.active < HEAL_FOR_SECONDS]
+                          if (cloudpath is None or s.vol.cloudpath == cloudpath)
+                          and (s.pending or s.holding() or time.monotonic() - s.active < HEAL_FOR_SECONDS)]
             done = True
             for st in states:
                 done = self._settle(st, deadline) and done
@@ -316,14 +332,16 @@ class Publisher:
                         st.active = -HEAL_FOR_SECONDS     # settled: nothing to look at again at exit
                         return True
                     if time.monotonic() - st.last_write >= pace() and self._hold(st, look=True):
-                        self._publish(st, timeout=max(deadline - time.monotonic(), 0.1))
+                        self._publish(st, timeout=max(deadline - time.monotonic(), 0.1), pack=False)
                         continue
                 except CorruptProvenanceError:     # said when it was found; never written, nothing to wait for
                     return True
                 except BUGS:
                     raise
                 except Exception:
-                    pass
+                    if not st.pending:             # unreachable, or gone: nothing of ours to wait for
+                        st.active = -HEAL_FOR_SECONDS
+                        return True
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -388,10 +406,14 @@ def _settle_at_exit() -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
+    """Settle on a thread of its own, waited for a bounded time: the interrupted main thread may hold
+    any lock (ours, a client's), and a handler that waited on one would never return."""
     if _exiting:           # the exit is settling already: let it finish; the process ends right after
         return
     try:
-        _shutdown(from_signal=True)
+        settler = threading.Thread(target=_shutdown, kwargs={"from_signal": True}, name="ptb-settle", daemon=True)
+        settler.start()
+        settler.join(SETTLE_SECONDS + 2.0)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)

@@ -22,7 +22,7 @@ from .publisher import SETTLE_SECONDS, WAIT_SECONDS, ViewWarning, publisher, sta
 from .view import Entry, counts
 from .volume import Volume
 
-__all__ = ["ViewWarning", "WAIT_SECONDS", "SETTLE_SECONDS", "update", "flush", "heal_now", "sync", "sync_summary"]
+__all__ = ["ViewWarning", "WAIT_SECONDS", "SETTLE_SECONDS", "update", "flush", "rebuild_now", "sync", "sync_summary"]
 
 
 def view_every() -> float:
@@ -69,7 +69,7 @@ def _update(vol: Volume, entries: Sequence[Entry], chunk: bool) -> bool:
             pub.submit(vol, entries, wake=False)
             return False
         _chunk_written[vol.cloudpath] = time.monotonic()
-    if not pub.may_write_now(vol):        # another process publishes it, or we did less than a pace ago
+    if not pub.may_write_now(vol):        # a crowd was seen here: the lease holder publishes
         pub.submit(vol, entries)
         return False
     entries = [*pub.take(vol), *entries]      # what waits for the publisher goes along
@@ -86,17 +86,20 @@ def _update(vol: Volume, entries: Sequence[Entry], chunk: bool) -> bool:
     return False
 
 
-def heal_now(vol: Volume) -> None:
-    """Publish every journal record the view lacks, however young; for ``ptb flush``, whose writers are gone."""
+def flush(timeout: float = SETTLE_SECONDS, volume: Any = None) -> bool:
+    """Bring this process's records, and every older one, into the view now; True when done (also at exit).
+
+    ``volume``: only that one (``ptb sync``), not every volume this process wrote to.
+    """
+    return publisher().settle(timeout, None if volume is None else Volume.resolve(volume).cloudpath)
+
+
+def rebuild_now(vol: Volume) -> None:
+    """Rebuild the view from the whole journal; for ``ptb flush``, whose records may sit below the view's mark."""
     try:
-        publish.sweep(vol, [], WAIT_SECONDS * 5)
+        publish.rebuild(vol)
     except Exception as exc:
         stale(vol, exc)
-
-
-def flush(timeout: float = SETTLE_SECONDS) -> bool:
-    """Bring this process's records, and every older one, into the view now; True when done (also at exit)."""
-    return publisher().settle(timeout)
 
 
 def sync(volume: Any) -> Dict[str, Any]:
@@ -107,7 +110,7 @@ def sync(volume: Any) -> Dict[str, Any]:
     write (read-only, full) is a ``VolumeUnavailableError``.
     """
     vol = Volume.resolve(volume)
-    flush()
+    flush(volume=vol)
     if vol.read_provenance() is None and not publish.has_history(vol):
         raise VolumeUnavailableError(f"nothing is recorded at {vol.cloudpath}: no provenance file and no ptb "
                                      f"journal (is the path right?)")

@@ -37,6 +37,7 @@ FORMAT = 3          # 3: the watermark ``mark``; a view of format 2 is rebuilt f
 NOTES_KEPT = 50
 INCLUDED_KEPT = 2048
 WINDOW_SECONDS = 60.0   # how far behind its clock the publisher leaves the mark, for late records and skew
+LATE_SECONDS = 10.0     # the least it leaves, behind the newest record, when a fleet fills the list faster
 _ERROR_CHARS = 300
 FINAL_STATUSES = ("succeeded", "failed", "interrupted")
 
@@ -108,14 +109,15 @@ class _Included:
         """The caller listed the journal and merged all it lacked: let the mark rise, keeping the list short.
 
         To ``listed_below`` (a window behind the caller's clock) once the list
-        is half full; past it, to the list's ``INCLUDED_KEPT``-th highest rid,
-        when a fleet writes faster than the window allows (a record that
-        arrives later than that, below the mark, waits for ``ptb sync``).
+        is half full; when a fleet writes faster than the window allows, to
+        the list's ``INCLUDED_KEPT``-th highest rid, but never closer than
+        ``LATE_SECONDS`` to the newest (a record that arrives later than that,
+        below the mark, waits for ``ptb sync``).
         """
         if len(self.rids) > INCLUDED_KEPT // 2:
             self.raise_mark(listed_below)
-        if len(self.rids) > INCLUDED_KEPT:
-            self.raise_mark(self.rids[-INCLUDED_KEPT])
+        if len(self.rids) > INCLUDED_KEPT:      # never past the newest listed record less a short lag
+            self.raise_mark(min(self.rids[-INCLUDED_KEPT], rid_before(self.rids[-1], LATE_SECONDS)))
 
     def raise_mark(self, mark: str) -> None:
         """Every rid below ``mark`` is now held (the caller listed the journal and merged what it lacked)."""
@@ -126,6 +128,14 @@ class _Included:
         for rid in self.rids[:cut]:
             self.known.discard(rid)
         del self.rids[:cut]
+
+
+def rid_before(rid: str, seconds: float) -> str:
+    """The rid-shaped time ``seconds`` before ``rid`` was made."""
+    try:
+        return f"{max(int(rid[:16], 16) - int(seconds * 1e9), 0):016x}"
+    except ValueError:
+        return ""
 
 
 def mark_at(seconds_ago: float) -> str:
@@ -326,9 +336,13 @@ def counts(prov: Dict[str, Any]) -> Dict[str, int]:
             "notes": len(section.get("notes") or []), "other_entries": len(processing) - len(ours)}
 
 
-def rebuilt(prov: Optional[Dict[str, Any]], entries: Sequence[Entry], cloudpath: str) -> Dict[str, Any]:
-    """The exact view of ``entries`` (a whole journal) over the foreign part of ``prov``."""
+def rebuilt(prov: Optional[Dict[str, Any]], entries: Sequence[Entry], cloudpath: str,
+            mark: Optional[str] = None) -> Dict[str, Any]:
+    """The exact view of ``entries`` (a whole journal) over the foreign part of ``prov``.
+
+    Its mark is ``prov``'s (so a rebuild of a converged view is that view), or ``mark``.
+    """
     base = foreign_part(prov)
-    mark = prov[SECTION].get("mark") if is_current(prov) else None   # type: ignore[index]
-    merge_into(base, entries, cloudpath, mark=mark if isinstance(mark, str) else None)
+    kept = prov[SECTION].get("mark") if is_current(prov) else None   # type: ignore[index]
+    merge_into(base, entries, cloudpath, mark=kept if isinstance(kept, str) else mark)
     return base

@@ -136,7 +136,6 @@ def flush(progress: bool = False) -> Tuple[int, int]:
             uploaded += spool.records_in(obj)
         else:
             spool.release(directory)
-        if records:     # with what their writer journalled before the volume went away (a run's start)
-            publish(vol, records)
-            updater.heal_now(vol)
+        if records:     # their ids may sit below the view's mark by now: the view is rebuilt, exactly
+            updater.rebuild_now(vol)
     return uploaded, remaining
