@@ -43,6 +43,7 @@ from .volume import Volume, trust
 
 WAIT_SECONDS = 2.0          # the most a call waits for its one view write (a lock, a slow store)
 SETTLE_SECONDS = 8.0        # the most an exiting process waits for its records to reach the view
+OTHERS_SECONDS = 6.0        # ... and for others' older ones (longer than a dead holder's lease lasts)
 IDLE_ROUNDS = 3             # rounds with nothing new before the publisher gives the lease back
 PRUNE_EVERY_SECONDS = 5.0   # how often a process that does not publish drops what the view already holds
 PACK_EVERY_SECONDS = 30.0
@@ -317,6 +318,7 @@ class Publisher:
     def _settle(self, st: _State, deadline: float) -> bool:
         """Our pending records first (one read of the view a look), then anyone's older ones (and a listing)."""
         before = mark_at(0.0)
+        others_until = time.monotonic() + OTHERS_SECONDS
         try:
             while True:
                 try:
@@ -342,6 +344,9 @@ class Publisher:
                     if not st.pending:             # unreachable, or gone: nothing of ours to wait for
                         st.active = -HEAL_FOR_SECONDS
                         return True
+                if not st.pending and time.monotonic() > others_until:
+                    st.active = -HEAL_FOR_SECONDS  # ours are in; others' (a volume we cannot write?) are theirs
+                    return True
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
