@@ -154,7 +154,8 @@ def undecided(prov: Optional[Dict[str, Any]], rids: Iterable[str]) -> List[str]:
     return [rid for rid in rids if not included.decided(rid)]
 
 
-def merge_into(prov: Dict[str, Any], entries: Iterable[Entry], cloudpath: str, mark: Optional[str] = None) -> bool:
+def merge_into(prov: Dict[str, Any], entries: Iterable[Entry], cloudpath: str, mark: Optional[str] = None,
+               layout: Optional[List[Any]] = None) -> bool:
     """Merge journal records into ``prov`` (in place); True if anything changed.
 
     ``prov`` must be current (``is_current``) or hold no ptb section at all.
@@ -163,7 +164,8 @@ def merge_into(prov: Dict[str, Any], entries: Iterable[Entry], cloudpath: str, m
     start is left out when its end comes in the same batch: the end says more.
     ``mark``: the caller listed the journal and brings every record that the
     view lacked, so the view's mark may rise (up to ``mark``, see
-    ``_Included.settle``).
+    ``_Included.settle``). ``layout``: the order ``processing`` keeps (by
+    default its own).
     """
     changed = False
     for key, default in empty_provenance().items():
@@ -201,9 +203,25 @@ def merge_into(prov: Dict[str, Any], entries: Iterable[Entry], cloudpath: str, m
         changed = changed or included.mark != before
     prov[SECTION] = {"format": FORMAT, "history": pointer(cloudpath), "notes": kept,
                      "mark": included.mark, "included": included.text()}
-    foreign = [e for e in prov["processing"] if not is_ptb_entry(e)]
-    prov["processing"] = foreign + sorted(processes.values(), key=lambda e: (e[SECTION].get("id") or ""))
+    prov["processing"] = _arranged(processes, layout if layout is not None else prov["processing"])
     return changed
+
+
+def _arranged(processes: Dict[str, Dict[str, Any]], layout: List[Any]) -> List[Any]:
+    """``layout``'s order kept (others' entries and ptb's, as a tool that appends left them); new ptb
+    entries last, by id. So a rebuild of a view in any order gives that view, not a reordering."""
+    out, placed = [], set()
+    for entry in layout:
+        if not is_ptb_entry(entry):
+            out.append(entry)
+            continue
+        key = entry[SECTION].get("key")
+        if key in processes and key not in placed:
+            out.append(processes[key])
+            placed.add(key)
+    return out + sorted((e for k, e in processes.items() if k not in placed),
+                        key=lambda e: (e[SECTION].get("id") or ""))
+
 
 
 def _note_entry(record: Note) -> Dict[str, Any]:
@@ -344,5 +362,7 @@ def rebuilt(prov: Optional[Dict[str, Any]], entries: Sequence[Entry], cloudpath:
     """
     base = foreign_part(prov)
     kept = prov[SECTION].get("mark") if is_current(prov) else None   # type: ignore[index]
-    merge_into(base, entries, cloudpath, mark=kept if isinstance(kept, str) else mark)
+    layout = (prov or {}).get("processing")
+    merge_into(base, entries, cloudpath, mark=kept if isinstance(kept, str) else mark,
+               layout=layout if isinstance(layout, list) else None)
     return base
