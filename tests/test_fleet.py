@@ -242,3 +242,20 @@ def test_chunk_workers_on_a_file_queue_racing_an_igneous_style_writer_leave_ever
     assert sorted(e["method"]["i"] for e in prov["processing"] if e.get("by") == "igneous") == list(range(committed))
     assert ptb_runs(prov) == 64 == len(ptb.history(cloudpath).runs)
     assert_same(Volume.resolve(cloudpath).read_provenance(), ptb.sync(cloudpath))
+
+
+def test_a_writer_that_lost_to_a_crowd_once_is_current_on_return_again_when_the_crowd_is_gone(tmp_path, monkeypatch):
+    from ptb.store import publisher
+
+    cloudpath = f"file://{tmp_path / 'v'}"
+    make_volume(cloudpath)
+    vol = Volume.resolve(cloudpath)
+    vol.put_json(lease.LEASE, {"holder": "elsewhere:1:abcd", "until": time.time() + lease.TTL_SECONDS})
+    publisher.publisher().submit(vol, [], crowded=True)        # a call's write just lost to that crowd
+    assert not updater.update(vol, journal.append(vol, [Note(utcnow(), NoteType.GENERIC, "in a crowd")]))
+    monkeypatch.setattr(publisher, "CROWD_SECONDS", 0.0)
+    assert not updater.update(vol, journal.append(vol, [Note(utcnow(), NoteType.GENERIC, "still")]))
+    vol.put_json(lease.LEASE, {"holder": "elsewhere:1:abcd", "until": 0})     # it gave the lease back
+    assert updater.update(vol, journal.append(vol, [Note(utcnow(), NoteType.GENERIC, "alone again")]))
+    assert updater.flush()
+    assert [n["content"] for n in vol.read_provenance()["ptb"]["notes"]] == ["in a crowd", "still", "alone again"]

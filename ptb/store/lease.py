@@ -61,15 +61,30 @@ def take(vol: Volume, timeout: float = 2.0) -> Seen:
     obj = cas.versioned(vol, LEASE)
     with obj.exclusive(timeout):
         data, token = obj.read()
-        found = _parse(data) if isinstance(data, bytes) else None
-        now = time.time()
-        until = float(found.get("until") or 0) if found and isinstance(found.get("until"), (int, float)) else 0.0
-        if found and found.get("holder") != _holder() and now < until <= now + 2 * TTL_SECONDS:
-            return Seen(False, until)        # (an expiry further off than that is a fast clock's: expired)
-        mine = now + TTL_SECONDS
+        theirs = _another_holds_until(data)
+        if theirs:
+            return Seen(False, theirs)
+        mine = time.time() + TTL_SECONDS
         if obj.write(json.dumps({"holder": _holder(), "until": round(mine, 3)}).encode(), token):
             return Seen(True, mine)
-        return Seen(False, now + 1.0)        # someone took it between our read and write: theirs for now
+        return Seen(False, time.time() + 1.0)   # someone took it between our read and write: theirs for now
+
+
+def held_by_another(vol: Volume) -> bool:
+    """Does another process hold the lease now (a look, nothing written)?"""
+    return bool(_another_holds_until(cas.versioned(vol, LEASE).read()[0]))
+
+
+def _another_holds_until(data: Any) -> float:
+    """Until when another process holds the lease whose bytes are ``data``; 0 if nobody does.
+
+    An expiry further ahead than twice the TTL is a fast clock's: as expired.
+    """
+    found = _parse(data) if isinstance(data, bytes) else None
+    if not found or found.get("holder") == _holder():
+        return 0.0
+    until, now = found.get("until"), time.time()
+    return float(until) if isinstance(until, (int, float)) and now < until <= now + 2 * TTL_SECONDS else 0.0
 
 
 def give_back(vol: Volume, timeout: float = 2.0) -> None:

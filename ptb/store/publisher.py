@@ -126,16 +126,13 @@ class Publisher:
             return False
         if st.crowded < 0:
             return True
-        if time.monotonic() - st.crowded > CROWD_SECONDS:
-            # a crowd seen before: look again (and publish, if the lease is free), never waiting on our thread
-            if self.export_lock.acquire(blocking=False):
-                try:
-                    self._hold(st, look=True)
-                except Exception:
-                    pass
-                finally:
-                    self.export_lock.release()
-            st.crowded = max(st.crowded, time.monotonic() - CROWD_SECONDS / 2)
+        if time.monotonic() - st.crowded > CROWD_SECONDS:     # a crowd seen a while ago: is it still there?
+            try:
+                crowd = lease.held_by_another(vol)
+            except Exception:
+                crowd = True
+            st.crowded = time.monotonic() if crowd else -1.0
+            return not crowd
         return False
 
     def take(self, vol: Volume) -> List[Entry]:
