@@ -377,19 +377,10 @@ def _shutdown(from_signal: bool = False) -> None:
     if _exiting:           # settled already, or settling now (a SIGTERM during the exit's own settle)
         return
     _exiting = True
-    done: List[bool] = []       # settled on a thread of its own, so no single slow request holds the exit
-    settler = threading.Thread(target=lambda: done.append(publisher().shutdown(from_signal=from_signal)),
-                               name="ptb-settle", daemon=True)
     try:
-        settler.start()
-    except RuntimeError:        # no new threads at interpreter shutdown (Python 3.12+): settle here
-        try:
-            done.append(publisher().shutdown(from_signal=from_signal))
-        except Exception:
-            return
-    else:
-        settler.join(SETTLE_SECONDS + 1.0)
-    ok = bool(done and done[0])
+        ok = publisher().shutdown(from_signal=from_signal)
+    except Exception:
+        return
     if not ok:
         left = publisher().pending()
         warn(f"ptb: the provenance view may lack {left or 'some'} record(s) of this process at exit (the "
@@ -417,12 +408,14 @@ def _settle_at_exit() -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    """Settle, then let the signal end the process. ``_shutdown`` settles on a thread of its own, waited
-    for a bounded time: the interrupted main thread may hold any lock (ours, a client's)."""
+    """Settle on a thread of its own, waited for a bounded time: the interrupted main thread may hold
+    any lock (ours, a client's), and a handler that waited on one would never return."""
     if _exiting:           # the exit is settling already: let it finish; the process ends right after
         return
     try:
-        _shutdown(from_signal=True)     # on a thread of its own, joined for a bounded time
+        settler = threading.Thread(target=_shutdown, kwargs={"from_signal": True}, name="ptb-settle", daemon=True)
+        settler.start()
+        settler.join(SETTLE_SECONDS + 2.0)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
